@@ -1,0 +1,41 @@
+/*
+ * Keys: ECDSA P-256 (mbedTLS). A private key lives in a file of mode 0600,
+ * its public half in FILE.pub. Public keys travel as the 65-byte uncompressed
+ * point (0x04 || X || Y); a key's fingerprint is SHA-256 of those 65 bytes.
+ * Signatures are the raw 64 bytes r || s (big-endian, 32 bytes each) over a
+ * SHA-256 digest. Private key material never leaves this module.
+ *
+ * key_verify() is thread-safe and allocation-light, so arriving entries can
+ * be verified on every core at once.
+ */
+#ifndef BASEFS_STORE_KEY_H
+#define BASEFS_STORE_KEY_H
+
+#include <stdint.h>
+
+#include "store/hash.h"
+
+#define KEY_PUBLIC_SIZE 65
+#define KEY_SIGNATURE_SIZE 64
+
+struct key;
+
+/* A fresh private key. */
+int key_generate(struct key **out);
+/* Writes PATH (private, 0600) and PATH.pub; -EEXIST if either exists. */
+int key_save(const struct key *key, const char *path);
+/* Reads a private key written by key_save(); -BFS_EKEY if unusable. */
+int key_load(const char *path, struct key **out);
+/* Reads a public key file (PATH.pub as written by key_save()). */
+int key_load_public(const char *path, uint8_t pub[KEY_PUBLIC_SIZE]);
+void key_free(struct key *key);
+
+void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE]);
+void key_fingerprint(const uint8_t pub[KEY_PUBLIC_SIZE], hash_t *fp);
+
+int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE]);
+/* 0 if SIG is PUB's signature of DIGEST, -BFS_ESIGNATURE if not, -BFS_EKEY if PUB is no point. */
+int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest,
+               const uint8_t sig[KEY_SIGNATURE_SIZE]);
+
+#endif
