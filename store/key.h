@@ -6,7 +6,17 @@
  * SHA-256 digest. Private key material never leaves this module.
  *
  * key_verify() is thread-safe and allocation-light, so arriving entries can
- * be verified on every core at once.
+ * be verified on every core at once. key_sign() is deterministic (RFC 6979):
+ * the same key and digest always give the same signature.
+ *
+ * Files (format 1), both PEM so openssl can read them:
+ *   PATH      mode 0600: "# basefs private key, format 1 (...)" then a SEC1
+ *             "EC PRIVATE KEY" PEM block.
+ *   PATH.pub  mode 0644: "# basefs public key, format 1 (...)" then a
+ *             SubjectPublicKeyInfo "PUBLIC KEY" PEM block.
+ * The loaders also accept a bare PEM file (as openssl writes it) and refuse
+ * any other format number. Both files appear atomically (temporary file,
+ * fsync, rename without replace) and an existing file is never overwritten.
  */
 #ifndef BASEFS_STORE_KEY_H
 #define BASEFS_STORE_KEY_H
@@ -34,6 +44,8 @@ void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE]);
 void key_fingerprint(const uint8_t pub[KEY_PUBLIC_SIZE], hash_t *fp);
 
 int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE]);
+/* 0 if PUB is a point of P-256 (on the curve, not infinity), -BFS_EKEY if not. */
+int key_check_public(const uint8_t pub[KEY_PUBLIC_SIZE]);
 /* 0 if SIG is PUB's signature of DIGEST, -BFS_ESIGNATURE if not, -BFS_EKEY if PUB is no point. */
 int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest,
                const uint8_t sig[KEY_SIGNATURE_SIZE]);

@@ -1,0 +1,515 @@
+/*
+ * Keys: ECDSA P-256 through mbedTLS 2.28.
+ *
+ * Signing is deterministic (RFC 6979, mbedtls_ecdsa_sign_det_ext): the nonce
+ * comes from the key and the digest, so a weak RNG can never leak the private
+ * key. The RNG (getrandom) only blinds the scalar multiplication against side
+ * channels.
+ *
+ * Verification keeps one loaded P-256 group per thread. Loading the group is
+ * cheap, but mbedTLS caches the comb table of the base point inside the group
+ * on first use, and that table costs about one scalar multiplication to
+ * build; a per-thread group makes every verify after the first reuse it, with
+ * no locks.
+ */
+#include "store/key.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mbedtls/ecdsa.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+
+#include "store/error.h"
+
+#define PRIVATE_HEADER "# basefs private key, format 1 (ECDSA P-256, SEC1 PEM). Keep it secret.\n"
+#define PUBLIC_HEADER "# basefs public key, format 1 (ECDSA P-256, SubjectPublicKeyInfo PEM)\n"
+#define PRIVATE_MAGIC "# basefs private key, format "
+#define PUBLIC_MAGIC "# basefs public key, format "
+#define KEY_FILE_MAX 16384
+
+struct key {
+  mbedtls_ecp_keypair kp;
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  /* Signing may write the base-point table into kp.grp: one signer at a time. */
+  pthread_mutex_t lock;
+};
+
+static int rng(void *ctx, unsigned char *buf, size_t len)
+{
+  (void)ctx;
+  while (len > 0) {
+    ssize_t n = getrandom(buf, len, 0);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return MBEDTLS_ERR_ECP_RANDOM_FAILED;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static struct key *key_alloc(void)
+{
+  struct key *k = calloc(1, sizeof *k);
+  if (!k)
+    return NULL;
+  mbedtls_ecp_keypair_init(&k->kp);
+  pthread_mutex_init(&k->lock, NULL);
+  return k;
+}
+
+void key_free(struct key *key)
+{
+  if (!key)
+    return;
+  mbedtls_ecp_keypair_free(&key->kp);
+  pthread_mutex_destroy(&key->lock);
+  mbedtls_platform_zeroize(key, sizeof *key);
+  free(key);
+}
+
+/* Fills key->pub from key->kp.Q. */
+static int key_export_public(struct key *key)
+{
+  size_t olen = 0;
+  int rc = mbedtls_ecp_point_write_binary(&key->kp.grp, &key->kp.Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
+                                          key->pub, sizeof key->pub);
+  if (rc != 0 || olen != KEY_PUBLIC_SIZE)
+    return -BFS_EKEY;
+  return 0;
+}
+
+int key_generate(struct key **out)
+{
+  *out = NULL;
+  struct key *k = key_alloc();
+  if (!k)
+    return -ENOMEM;
+  if (mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, &k->kp, rng, NULL) != 0 || key_export_public(k) < 0) {
+    key_free(k);
+    return -EIO;
+  }
+  *out = k;
+  return 0;
+}
+
+void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE])
+{
+  memcpy(pub, key->pub, KEY_PUBLIC_SIZE);
+}
+
+void key_fingerprint(const uint8_t pub[KEY_PUBLIC_SIZE], hash_t *fp)
+{
+  hash_buf(pub, KEY_PUBLIC_SIZE, fp);
+}
+
+/* ---- files ---- */
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/*
+ * Writes DATA to a temporary file next to PATH, syncs it, and moves it into
+ * place only if PATH does not exist yet (renameat2 RENAME_NOREPLACE, or
+ * link() where the filesystem lacks it): never a half-written key, never an
+ * overwritten one.
+ */
+static int write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  if (!tmp)
+    return -ENOMEM;
+  memcpy(tmp, path, plen);
+  memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    int rc = -errno;
+    free(tmp);
+    return rc;
+  }
+  int rc = 0;
+  if (fchmod(fd, mode) < 0)
+    rc = -errno;
+  if (rc == 0)
+    rc = write_all(fd, data, len);
+  if (rc == 0 && fsync(fd) < 0)
+    rc = -errno;
+  if (close(fd) < 0 && rc == 0)
+    rc = -errno;
+  if (rc == 0) {
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+      if (errno == EINVAL || errno == ENOSYS) {
+        if (link(tmp, path) < 0)
+          rc = -errno;
+      } else {
+        rc = -errno;
+      }
+    }
+  }
+  unlink(tmp); /* gone already after a successful rename */
+  free(tmp);
+  return rc;
+}
+
+static void sync_parent_dir(const char *path)
+{
+  char *dir = strdup(path);
+  if (!dir)
+    return;
+  char *slash = strrchr(dir, '/');
+  const char *d = ".";
+  if (slash == dir)
+    d = "/";
+  else if (slash) {
+    *slash = '\0';
+    d = dir;
+  }
+  int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  free(dir);
+}
+
+static char *pub_path(const char *path)
+{
+  size_t n = strlen(path);
+  char *p = malloc(n + 5);
+  if (p) {
+    memcpy(p, path, n);
+    memcpy(p + n, ".pub", 5);
+  }
+  return p;
+}
+
+/* Fills BUF with HEADER followed by a PEM body written by WRITER. */
+static int make_pem(char *buf, size_t cap, const char *header, int (*writer)(mbedtls_pk_context *, unsigned char *, size_t),
+                    const struct key *key)
+{
+  mbedtls_pk_context pk;
+  mbedtls_pk_init(&pk);
+  int rc = -EIO;
+  size_t hlen = strlen(header);
+  if (hlen >= cap)
+    goto out;
+  if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0)
+    goto out;
+  mbedtls_ecp_keypair *ec = mbedtls_pk_ec(pk);
+  if (mbedtls_ecp_group_load(&ec->grp, MBEDTLS_ECP_DP_SECP256R1) != 0 ||
+      mbedtls_mpi_copy(&ec->d, &key->kp.d) != 0 || mbedtls_ecp_copy(&ec->Q, &key->kp.Q) != 0)
+    goto out;
+  memcpy(buf, header, hlen);
+  if (writer(&pk, (unsigned char *)buf + hlen, cap - hlen) != 0)
+    goto out;
+  rc = (int)strlen(buf);
+out:
+  mbedtls_pk_free(&pk); /* zeroizes d */
+  return rc;
+}
+
+int key_save(const struct key *key, const char *path)
+{
+  char *pub = pub_path(path);
+  char *priv_pem = calloc(1, KEY_FILE_MAX), *pub_pem = calloc(1, KEY_FILE_MAX);
+  int rc = -ENOMEM;
+  if (!pub || !priv_pem || !pub_pem)
+    goto out;
+  /* Early refusal for the common case; the rename below is the real guard. */
+  if (access(path, F_OK) == 0 || access(pub, F_OK) == 0) {
+    rc = -EEXIST;
+    goto out;
+  }
+  int plen = make_pem(priv_pem, KEY_FILE_MAX, PRIVATE_HEADER, mbedtls_pk_write_key_pem, key);
+  int qlen = make_pem(pub_pem, KEY_FILE_MAX, PUBLIC_HEADER, mbedtls_pk_write_pubkey_pem, key);
+  if (plen < 0 || qlen < 0) {
+    rc = plen < 0 ? plen : qlen;
+    goto out;
+  }
+  rc = write_new_file(path, priv_pem, (size_t)plen, 0600);
+  if (rc < 0)
+    goto out;
+  rc = write_new_file(pub, pub_pem, (size_t)qlen, 0644);
+  if (rc < 0) {
+    unlink(path); /* ours: we just created it */
+    goto out;
+  }
+  sync_parent_dir(path);
+out:
+  if (priv_pem)
+    mbedtls_platform_zeroize(priv_pem, KEY_FILE_MAX);
+  free(priv_pem);
+  free(pub_pem);
+  free(pub);
+  return rc;
+}
+
+/* Reads a whole (small) file, NUL-terminated; returns its length. */
+static int read_small_file(const char *path, char **out)
+{
+  *out = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  char *buf = malloc(KEY_FILE_MAX + 1);
+  if (!buf) {
+    close(fd);
+    return -ENOMEM;
+  }
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, KEY_FILE_MAX + 1 - len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      int rc = -errno;
+      close(fd);
+      mbedtls_platform_zeroize(buf, KEY_FILE_MAX + 1);
+      free(buf);
+      return rc;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+    if (len > KEY_FILE_MAX) {
+      close(fd);
+      mbedtls_platform_zeroize(buf, KEY_FILE_MAX + 1);
+      free(buf);
+      return -BFS_EKEY;
+    }
+  }
+  close(fd);
+  buf[len] = '\0';
+  *out = buf;
+  return (int)len;
+}
+
+/*
+ * A key file is either ours ("# basefs ... key, format N" then PEM) or a bare
+ * PEM file (as openssl writes it). Another format number is refused, so a
+ * future format is never misread.
+ */
+static int check_header(const char *buf, const char *magic)
+{
+  if (strncmp(buf, "-----BEGIN ", 11) == 0)
+    return 0;
+  size_t n = strlen(magic);
+  if (strncmp(buf, magic, n) != 0)
+    return -BFS_EKEY;
+  if (buf[n] != '1' || (buf[n + 1] >= '0' && buf[n + 1] <= '9'))
+    return -BFS_EKEY;
+  return 0;
+}
+
+static int pk_to_p256(mbedtls_pk_context *pk, const mbedtls_ecp_keypair **ec)
+{
+  if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY && mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECDSA)
+    return -BFS_EKEY;
+  *ec = mbedtls_pk_ec(*pk);
+  if ((*ec)->grp.id != MBEDTLS_ECP_DP_SECP256R1)
+    return -BFS_EKEY;
+  return 0;
+}
+
+int key_load(const char *path, struct key **out)
+{
+  *out = NULL;
+  char *buf = NULL;
+  int len = read_small_file(path, &buf);
+  if (len < 0)
+    return len;
+  mbedtls_pk_context pk;
+  mbedtls_pk_init(&pk);
+  struct key *k = NULL;
+  int rc = check_header(buf, PRIVATE_MAGIC);
+  if (rc < 0)
+    goto out;
+  rc = -BFS_EKEY;
+  if (mbedtls_pk_parse_key(&pk, (const unsigned char *)buf, (size_t)len + 1, NULL, 0) != 0)
+    goto out;
+  const mbedtls_ecp_keypair *ec;
+  if (pk_to_p256(&pk, &ec) < 0)
+    goto out;
+  rc = -ENOMEM;
+  if (!(k = key_alloc()))
+    goto out;
+  rc = -BFS_EKEY;
+  if (mbedtls_ecp_group_load(&k->kp.grp, MBEDTLS_ECP_DP_SECP256R1) != 0 || mbedtls_mpi_copy(&k->kp.d, &ec->d) != 0 ||
+      mbedtls_ecp_check_privkey(&k->kp.grp, &k->kp.d) != 0)
+    goto out;
+  /* Recompute Q = d*G: a file whose stored public half disagrees is refused. */
+  if (mbedtls_ecp_mul(&k->kp.grp, &k->kp.Q, &k->kp.d, &k->kp.grp.G, rng, NULL) != 0)
+    goto out;
+  if (mbedtls_ecp_point_cmp(&k->kp.Q, &ec->Q) != 0)
+    goto out;
+  if (key_export_public(k) < 0)
+    goto out;
+  *out = k;
+  k = NULL;
+  rc = 0;
+out:
+  key_free(k);
+  mbedtls_pk_free(&pk);
+  mbedtls_platform_zeroize(buf, (size_t)len);
+  free(buf);
+  return rc;
+}
+
+/* 0 if PUB is a point of P-256 (in GRP), -BFS_EKEY if not. */
+static int read_point(const mbedtls_ecp_group *grp, const uint8_t pub[KEY_PUBLIC_SIZE], mbedtls_ecp_point *Q)
+{
+  if (pub[0] != 0x04)
+    return -BFS_EKEY;
+  if (mbedtls_ecp_point_read_binary(grp, Q, pub, KEY_PUBLIC_SIZE) != 0 || mbedtls_ecp_check_pubkey(grp, Q) != 0)
+    return -BFS_EKEY;
+  return 0;
+}
+
+int key_load_public(const char *path, uint8_t pub[KEY_PUBLIC_SIZE])
+{
+  char *buf = NULL;
+  int len = read_small_file(path, &buf);
+  if (len < 0)
+    return len;
+  mbedtls_pk_context pk;
+  mbedtls_pk_init(&pk);
+  int rc = check_header(buf, PUBLIC_MAGIC);
+  if (rc < 0)
+    goto out;
+  rc = -BFS_EKEY;
+  if (mbedtls_pk_parse_public_key(&pk, (const unsigned char *)buf, (size_t)len + 1) != 0)
+    goto out;
+  const mbedtls_ecp_keypair *ec;
+  if (pk_to_p256(&pk, &ec) < 0)
+    goto out;
+  size_t olen = 0;
+  if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, pub, KEY_PUBLIC_SIZE) != 0 ||
+      olen != KEY_PUBLIC_SIZE)
+    goto out;
+  mbedtls_ecp_point Q;
+  mbedtls_ecp_point_init(&Q);
+  rc = read_point(&ec->grp, pub, &Q);
+  mbedtls_ecp_point_free(&Q);
+out:
+  mbedtls_pk_free(&pk);
+  free(buf);
+  return rc;
+}
+
+/* ---- signatures ---- */
+
+int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  struct key *k = (struct key *)key; /* only the lock and the group's cache change */
+  mbedtls_mpi r, s;
+  mbedtls_mpi_init(&r);
+  mbedtls_mpi_init(&s);
+  int rc = -EIO;
+  pthread_mutex_lock(&k->lock);
+  int mrc = mbedtls_ecdsa_sign_det_ext(&k->kp.grp, &r, &s, &k->kp.d, digest->bytes, HASH_SIZE, MBEDTLS_MD_SHA256,
+                                       rng, NULL);
+  pthread_mutex_unlock(&k->lock);
+  if (mrc == 0 && mbedtls_mpi_write_binary(&r, sig, 32) == 0 && mbedtls_mpi_write_binary(&s, sig + 32, 32) == 0)
+    rc = 0;
+  mbedtls_mpi_free(&r);
+  mbedtls_mpi_free(&s);
+  return rc;
+}
+
+static pthread_key_t group_tls;
+static pthread_once_t group_once = PTHREAD_ONCE_INIT;
+static int group_tls_ok;
+
+static void group_destroy(void *p)
+{
+  mbedtls_ecp_group_free(p);
+  free(p);
+}
+
+static void group_tls_init(void)
+{
+  group_tls_ok = pthread_key_create(&group_tls, group_destroy) == 0;
+}
+
+/* This thread's P-256 group (with its cached base-point table), or NULL. */
+static mbedtls_ecp_group *thread_group(void)
+{
+  pthread_once(&group_once, group_tls_init);
+  if (!group_tls_ok)
+    return NULL;
+  mbedtls_ecp_group *g = pthread_getspecific(group_tls);
+  if (g)
+    return g;
+  g = malloc(sizeof *g);
+  if (!g)
+    return NULL;
+  mbedtls_ecp_group_init(g);
+  if (mbedtls_ecp_group_load(g, MBEDTLS_ECP_DP_SECP256R1) != 0 || pthread_setspecific(group_tls, g) != 0) {
+    group_destroy(g);
+    return NULL;
+  }
+  return g;
+}
+
+int key_check_public(const uint8_t pub[KEY_PUBLIC_SIZE])
+{
+  mbedtls_ecp_group *grp = thread_group();
+  if (!grp)
+    return -ENOMEM;
+  mbedtls_ecp_point Q;
+  mbedtls_ecp_point_init(&Q);
+  int rc = read_point(grp, pub, &Q);
+  mbedtls_ecp_point_free(&Q);
+  return rc;
+}
+
+int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  mbedtls_ecp_group *grp = thread_group();
+  if (!grp)
+    return -ENOMEM;
+  mbedtls_ecp_point Q;
+  mbedtls_mpi r, s;
+  mbedtls_ecp_point_init(&Q);
+  mbedtls_mpi_init(&r);
+  mbedtls_mpi_init(&s);
+  int rc = read_point(grp, pub, &Q);
+  if (rc < 0)
+    goto out;
+  rc = -ENOMEM;
+  if (mbedtls_mpi_read_binary(&r, sig, 32) != 0 || mbedtls_mpi_read_binary(&s, sig + 32, 32) != 0)
+    goto out;
+  /* mbedtls_ecdsa_verify rejects r or s outside [1, n-1] itself. */
+  rc = mbedtls_ecdsa_verify(grp, digest->bytes, HASH_SIZE, &Q, &r, &s) == 0 ? 0 : -BFS_ESIGNATURE;
+out:
+  mbedtls_ecp_point_free(&Q);
+  mbedtls_mpi_free(&r);
+  mbedtls_mpi_free(&s);
+  return rc;
+}
