@@ -1,0 +1,739 @@
+#include "tests/test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/error.h"
+#include "store/log.h"
+
+/* ---- deterministic record contents ------------------------------------- */
+
+static uint64_t mix(uint64_t z)
+{
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Record ID's length: mostly entry-sized, sometimes large (never for ids
+ * below 1000, which the byte-by-byte damage tests use). */
+static size_t rec_len(uint64_t id)
+{
+  uint64_t m = mix(id ^ 0x5eed);
+  if (id >= 1000 && m % 100 < 3)
+    return 8 + (size_t)(m >> 8) % 100000;
+  return 8 + (size_t)(m >> 8) % 1500;
+}
+
+/* Record ID's bytes: ID itself (8 bytes, little-endian) then a stream from ID. */
+static void rec_fill(uint64_t id, uint8_t *buf, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    if (i < 8)
+      buf[i] = (uint8_t)(id >> (8 * i));
+    else if (i % 8 == 0 || i == 8)
+      buf[i] = (uint8_t)mix(id * 131 + i);
+    else
+      buf[i] = (uint8_t)(mix(id * 131 + (i & ~(size_t)7)) >> (8 * (i % 8)));
+  }
+}
+
+static uint64_t rec_id(const uint8_t *buf)
+{
+  uint64_t id = 0;
+  for (int i = 0; i < 8; i++)
+    id |= (uint64_t)buf[i] << (8 * i);
+  return id;
+}
+
+/* Whether BUF is exactly record ID's contents. */
+static int rec_ok(const uint8_t *buf, size_t len, uint64_t *id_out)
+{
+  static uint8_t want[8 + 100000];
+  if (len < 8)
+    return 0;
+  uint64_t id = rec_id(buf);
+  if (id_out)
+    *id_out = id;
+  if (len != rec_len(id))
+    return 0;
+  rec_fill(id, want, len);
+  return memcmp(want, buf, len) == 0;
+}
+
+static char *path_in_tmp(const char *name)
+{
+  static char path[4096];
+  snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+  return path;
+}
+
+static uint64_t file_size(const char *path)
+{
+  struct stat st;
+  CHECK(stat(path, &st) == 0);
+  return (uint64_t)st.st_size;
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+  int fd = open(path, O_RDONLY);
+  CHECK(fd >= 0);
+  struct stat st;
+  CHECK(fstat(fd, &st) == 0);
+  uint8_t *buf = malloc((size_t)st.st_size + 1);
+  CHECK(buf);
+  CHECK_INT(pread(fd, buf, (size_t)st.st_size, 0), ==, st.st_size);
+  close(fd);
+  *len = (size_t)st.st_size;
+  return buf;
+}
+
+static void write_file(const char *path, const uint8_t *buf, size_t len)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  CHECK_INT(write(fd, buf, len), ==, (long long)len);
+  close(fd);
+}
+
+/* Appends records with ids FIRST.. FIRST+N-1, storing their offsets. */
+static void append_ids(struct log *log, uint64_t first, int n, uint64_t *offs)
+{
+  uint8_t *buf = malloc(8 + 100000);
+  CHECK(buf);
+  for (int i = 0; i < n; i++) {
+    size_t len = rec_len(first + (uint64_t)i);
+    rec_fill(first + (uint64_t)i, buf, len);
+    CHECK_OK(log_append(log, buf, len, offs ? &offs[i] : NULL));
+  }
+  free(buf);
+}
+
+/* Iterates the whole log and checks it holds exactly ids FIRST..FIRST+N-1 in order. */
+static void expect_ids(struct log *log, uint64_t first, int n, const uint64_t *offs)
+{
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(log, LOG_HEADER_SIZE, &c));
+  const uint8_t *data;
+  size_t len;
+  uint64_t off, id;
+  for (int i = 0; i < n; i++) {
+    CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+    CHECK_MSG(rec_ok(data, len, &id), "record %d at %" PRIu64 " is garbage", i, off);
+    CHECK_INT(id, ==, first + (uint64_t)i);
+    if (offs)
+      CHECK_INT(off, ==, offs[i]);
+  }
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
+  CHECK_INT(log_cursor_offset(c), ==, log_end(log));
+  log_cursor_close(c);
+}
+
+/* ---- basic behaviour ---------------------------------------------------- */
+
+TEST(append_reopen_iterate)
+{
+  const char *path = path_in_tmp("log");
+  struct log *log;
+  struct log_info info;
+  CHECK_INT(log_open(path, LOG_WRITE, &log, NULL), ==, -ENOENT);
+  CHECK_INT(log_open(path, LOG_READ, &log, NULL), ==, -ENOENT);
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, &info));
+  CHECK_INT(info.end, ==, LOG_HEADER_SIZE);
+  CHECK_INT(info.records, ==, 0);
+  CHECK_INT(log_end(log), ==, LOG_HEADER_SIZE);
+  CHECK_INT(file_size(path), ==, LOG_HEADER_SIZE);
+
+  enum { N = 200 };
+  uint64_t offs[N];
+  append_ids(log, 1000, N, offs);
+  CHECK_INT(offs[0], ==, LOG_HEADER_SIZE);
+  for (int i = 1; i < N; i++)
+    CHECK_INT(offs[i], ==, offs[i - 1] + LOG_RECORD_OVERHEAD + rec_len(1000 + (uint64_t)i - 1));
+  CHECK_INT(log_end(log), ==, offs[N - 1] + LOG_RECORD_OVERHEAD + rec_len(1000 + N - 1));
+  expect_ids(log, 1000, N, offs);
+  uint64_t end = log_end(log);
+  log_close(log);
+
+  CHECK_INT(file_size(path), ==, end);
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_INT(info.records, ==, N);
+  CHECK_INT(info.end, ==, end);
+  CHECK_INT(info.tail_bytes, ==, 0);
+  expect_ids(log, 1000, N, offs);
+
+  /* Offsets are identifiers: a cursor or a read can start at any of them. */
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(log, offs[150], &c));
+  const uint8_t *data;
+  size_t len;
+  uint64_t off, id;
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+  CHECK_INT(off, ==, offs[150]);
+  CHECK(rec_ok(data, len, &id));
+  CHECK_INT(id, ==, 1150);
+  log_cursor_close(c);
+  CHECK_INT(log_cursor_open(log, end + 1, &c), ==, -EINVAL);
+  CHECK_INT(log_cursor_open(log, 3, &c), ==, -EINVAL);
+  /* The end is a valid place to start: nothing yet. */
+  CHECK_OK(log_cursor_open(log, end, &c));
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
+  CHECK_INT(log_cursor_stop(c), ==, 0);
+  log_cursor_close(c);
+
+  uint8_t buf[8 + 100000];
+  for (int i = 0; i < N; i += 17) {
+    int n = log_read(log, offs[i], buf, sizeof buf, &len);
+    CHECK_INT(n, ==, rec_len(1000 + (uint64_t)i));
+    CHECK(rec_ok(buf, (size_t)n, &id));
+    CHECK_INT(id, ==, 1000 + (uint64_t)i);
+  }
+  CHECK_INT(log_read(log, offs[5], buf, 7, &len), ==, -ERANGE);
+  CHECK_INT(len, ==, rec_len(1005));
+  /* Off a record boundary there is no record, whatever the bytes say. */
+  int rc = log_read(log, offs[5] + 1, buf, sizeof buf, NULL);
+  CHECK(rc == -BFS_EFORMAT || rc == -BFS_ECHECKSUM);
+  CHECK_OK(log_cursor_open(log, offs[5] + 8, &c));
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
+  CHECK(log_cursor_stop(c) < 0);
+  log_cursor_close(c);
+  CHECK_INT(log_read(log, end, buf, sizeof buf, NULL), ==, -EINVAL);
+
+  /* Appending continues after a reopen. */
+  append_ids(log, 1000 + N, 10, NULL);
+  expect_ids(log, 1000, N + 10, NULL);
+  log_close(log);
+
+  /* A reader sees the same. */
+  CHECK_OK(log_open(path, LOG_READ, &log, &info));
+  CHECK_INT(info.end, ==, file_size(path));
+  expect_ids(log, 1000, N + 10, NULL);
+  CHECK_INT(log_append(log, "x", 1, NULL), ==, -EBADF);
+  log_close(log);
+}
+
+TEST(record_sizes_and_batches)
+{
+  const char *path = path_in_tmp("log");
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  uint8_t *big = malloc(LOG_RECORD_MAX + 1);
+  CHECK(big);
+  for (size_t i = 0; i <= LOG_RECORD_MAX; i++)
+    big[i] = (uint8_t)mix(i);
+  uint64_t o_empty, o_one, o_max;
+  CHECK_OK(log_append(log, NULL, 0, &o_empty));
+  CHECK_OK(log_append(log, big, 1, &o_one));
+  CHECK_OK(log_append(log, big, LOG_RECORD_MAX, &o_max));
+  CHECK_INT(log_append(log, big, LOG_RECORD_MAX + 1, NULL), ==, -BFS_ETOOBIG);
+  CHECK_INT(log_append(log, NULL, 5, NULL), ==, -EINVAL);
+
+  /* A batch: contiguous offsets, one call. */
+  enum { B = 64 };
+  struct log_rec recs[B];
+  uint8_t *bufs[B];
+  uint64_t offs[B];
+  for (int i = 0; i < B; i++) {
+    size_t len = rec_len(5000 + (uint64_t)i);
+    bufs[i] = malloc(len);
+    CHECK(bufs[i]);
+    rec_fill(5000 + (uint64_t)i, bufs[i], len);
+    recs[i].data = bufs[i];
+    recs[i].len = len;
+  }
+  CHECK_OK(log_append_batch(log, recs, B, offs));
+  CHECK_OK(log_append_batch(log, recs, 0, NULL));
+  for (int i = 1; i < B; i++)
+    CHECK_INT(offs[i], ==, offs[i - 1] + LOG_RECORD_OVERHEAD + recs[i - 1].len);
+  /* A batch with one oversized record appends nothing. */
+  uint64_t end = log_end(log);
+  struct log_rec bad[2] = {{big, 10}, {big, LOG_RECORD_MAX + 1}};
+  CHECK_INT(log_append_batch(log, bad, 2, NULL), ==, -BFS_ETOOBIG);
+  CHECK_INT(log_end(log), ==, end);
+  log_close(log);
+
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_READ, &log, &info));
+  struct log_cursor *c;
+  const uint8_t *data;
+  size_t len;
+  uint64_t off, id;
+  CHECK_OK(log_cursor_open(log, LOG_HEADER_SIZE, &c));
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+  CHECK_INT(len, ==, 0);
+  CHECK_INT(off, ==, o_empty);
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+  CHECK_INT(len, ==, 1);
+  CHECK_INT(data[0], ==, big[0]);
+  CHECK_INT(off, ==, o_one);
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+  CHECK_INT(len, ==, LOG_RECORD_MAX);
+  CHECK_INT(off, ==, o_max);
+  CHECK_MEM(data, big, LOG_RECORD_MAX);
+  for (int i = 0; i < B; i++) {
+    CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+    CHECK(rec_ok(data, len, &id));
+    CHECK_INT(id, ==, 5000 + (uint64_t)i);
+    CHECK_INT(off, ==, offs[i]);
+  }
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
+  CHECK_INT(log_cursor_stop(c), ==, 0);
+  log_cursor_close(c);
+  log_close(log);
+  for (int i = 0; i < B; i++)
+    free(bufs[i]);
+  free(big);
+
+  /* Bytes on disk: header + records + 16 bytes each, nothing else. */
+  size_t total = LOG_HEADER_SIZE + 3 * LOG_RECORD_OVERHEAD + 1 + LOG_RECORD_MAX;
+  for (int i = 0; i < B; i++)
+    total += LOG_RECORD_OVERHEAD + rec_len(5000 + (uint64_t)i);
+  CHECK_INT(file_size(path), ==, total);
+}
+
+TEST(bad_files_refused)
+{
+  const char *path = path_in_tmp("log");
+  struct log *log;
+  /* Not a log: refused, and never overwritten. */
+  write_file(path, (const uint8_t *)"hello, this is not a basefs log at all", 38);
+  CHECK_INT(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL), ==, -BFS_EFORMAT);
+  CHECK_INT(log_open(path, LOG_READ, &log, NULL), ==, -BFS_EFORMAT);
+  CHECK_INT(file_size(path), ==, 38);
+  /* Too short for a header. */
+  write_file(path, (const uint8_t *)"BASEFSLG", 8);
+  CHECK_INT(log_open(path, LOG_WRITE, &log, NULL), ==, -BFS_EFORMAT);
+  /* An empty file is an empty log only when asked to create. */
+  write_file(path, (const uint8_t *)"", 0);
+  CHECK_INT(log_open(path, LOG_READ, &log, NULL), ==, -BFS_EFORMAT);
+  CHECK_INT(log_open(path, LOG_WRITE, &log, NULL), ==, -BFS_EFORMAT);
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, 3, NULL);
+  log_close(log);
+
+  size_t len;
+  uint8_t *good = read_file(path, &len);
+  uint8_t *copy = malloc(len);
+  CHECK(copy);
+  /* A flipped header byte: checksum error; a future version: format error. */
+  for (int i = 0; i < LOG_HEADER_SIZE; i++) {
+    memcpy(copy, good, len);
+    copy[i] ^= 0x10;
+    write_file(path, copy, len);
+    int rc = log_open(path, LOG_WRITE, &log, NULL);
+    CHECK_MSG(rc == -BFS_EFORMAT || rc == -BFS_ECHECKSUM, "header byte %d: %d", i, rc);
+    CHECK_INT(log_open(path, LOG_READ, &log, NULL), ==, rc);
+    CHECK_INT(file_size(path), ==, len);
+  }
+  write_file(path, good, len);
+  CHECK_OK(log_open(path, LOG_READ, &log, NULL));
+  expect_ids(log, 1, 3, NULL);
+  log_close(log);
+  free(copy);
+  free(good);
+  /* A directory is no log. */
+  CHECK(log_open(test_tmpdir(), LOG_READ, &log, NULL) < 0);
+}
+
+TEST(second_writer_refused_reader_not_blocked)
+{
+  const char *path = path_in_tmp("log");
+  struct log *w, *w2, *r;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &w, NULL));
+  append_ids(w, 1, 5, NULL);
+  CHECK_INT(log_open(path, LOG_WRITE, &w2, NULL), ==, -EBUSY);
+  CHECK_INT(log_open(path, LOG_WRITE | LOG_CREATE, &w2, NULL), ==, -EBUSY);
+
+  /* Another process is refused too, at once. */
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    struct log *l;
+    _exit(log_open(path, LOG_WRITE, &l, NULL) == -EBUSY ? 0 : 1);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  /* A reader opens without waiting and sees what the writer made durable. */
+  CHECK_OK(log_open(path, LOG_READ, &r, NULL));
+  expect_ids(r, 1, 5, NULL);
+  append_ids(w, 6, 5, NULL);
+  expect_ids(r, 1, 10, NULL);
+  log_close(r);
+
+  log_close(w);
+  CHECK_OK(log_open(path, LOG_WRITE, &w2, NULL));
+  expect_ids(w2, 1, 10, NULL);
+  log_close(w2);
+}
+
+/* ---- damaged tails ------------------------------------------------------ */
+
+/* A log of N records with ids 1..N in PATH; returns its bytes and offsets. */
+static uint8_t *make_log(const char *path, int n, uint64_t *offs, size_t *len)
+{
+  struct log *log;
+  unlink(path);
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, n, offs);
+  offs[n] = log_end(log);
+  log_close(log);
+  return read_file(path, len);
+}
+
+/* Opens PATH as reader, then as writer, and checks both see ids 1..KEEP and
+ * that only the writer cut the file to offs[KEEP]. */
+static void expect_recovery(const char *path, int keep, const uint64_t *offs, uint64_t size,
+                            int expect_saved)
+{
+  struct log *log;
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_READ, &log, &info));
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(log, LOG_HEADER_SIZE, &c));
+  const uint8_t *data;
+  size_t len;
+  uint64_t off, id;
+  for (int i = 0; i < keep; i++) {
+    CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 1);
+    CHECK(rec_ok(data, len, &id));
+    CHECK_INT(id, ==, (uint64_t)i + 1);
+  }
+  CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
+  CHECK_INT(log_cursor_offset(c), ==, offs[keep]);
+  CHECK_MSG((log_cursor_stop(c) == 0) == (size == offs[keep]), "stop %d, size %" PRIu64,
+            log_cursor_stop(c), size);
+  log_cursor_close(c);
+  log_close(log);
+  CHECK_INT(file_size(path), ==, size); /* the reader never repairs */
+
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_INT(info.records, ==, keep);
+  CHECK_INT(info.end, ==, offs[keep]);
+  CHECK_INT(info.tail_bytes, ==, size - offs[keep]);
+  CHECK_INT(info.tail_saved, ==, expect_saved);
+  CHECK_INT(file_size(path), ==, offs[keep]);
+  expect_ids(log, 1, keep, offs);
+  log_close(log);
+}
+
+/* Removes every <path>.tail-* side file; returns how many there were. */
+static int remove_tails(const char *path, uint64_t from, const uint8_t *want, size_t want_len)
+{
+  char name[4200];
+  snprintf(name, sizeof name, "%s.tail-%" PRIu64, path, from);
+  struct stat st;
+  if (stat(name, &st) < 0)
+    return 0;
+  if (want) {
+    size_t len;
+    uint8_t *got = read_file(name, &len);
+    CHECK_INT(len, ==, want_len);
+    CHECK_MEM(got, want, len);
+    free(got);
+  }
+  unlink(name);
+  return 1;
+}
+
+TEST(torn_tail_cut_by_writer_left_by_reader)
+{
+  const char *path = path_in_tmp("log");
+  enum { N = 12 };
+  uint64_t offs[N + 1];
+  size_t len;
+  uint8_t *good = make_log(path, N, offs, &len);
+  CHECK_INT(len, ==, offs[N]);
+
+  /* A power cut may persist any prefix of the last writes: cut at every
+   * byte of the last four records, and every 13th byte before. */
+  for (uint64_t cut = LOG_HEADER_SIZE; cut <= offs[N]; cut++) {
+    if (cut < offs[N - 4] && cut % 13 != 0)
+      continue;
+    write_file(path, good, (size_t)cut);
+    int keep = 0;
+    while (keep < N && offs[keep + 1] <= cut)
+      keep++;
+    expect_recovery(path, keep, offs, cut, 0);
+  }
+
+  /* Delayed allocation may leave the size extended but the data zero. */
+  uint8_t *zeros = calloc(1, len + 5000);
+  CHECK(zeros);
+  memcpy(zeros, good, (size_t)offs[N - 1]);
+  write_file(path, zeros, (size_t)offs[N - 1] + 5000);
+  expect_recovery(path, N - 1, offs, offs[N - 1] + 5000, 0);
+  free(zeros);
+
+  /* Random garbage after the last record. */
+  uint8_t *junk = malloc(len + 3000);
+  CHECK(junk);
+  memcpy(junk, good, len);
+  for (int i = 0; i < 3000; i++)
+    junk[len + (size_t)i] = (uint8_t)test_rand();
+  write_file(path, junk, len + 3000);
+  expect_recovery(path, N, offs, len + 3000, 0);
+  free(junk);
+
+  /* After recovery, the log takes appends where the good records end. */
+  write_file(path, good, (size_t)offs[N - 2] + 7);
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE, &log, NULL));
+  uint64_t off;
+  uint8_t rec[2000];
+  rec_fill(N - 1, rec, rec_len(N - 1));
+  CHECK_OK(log_append(log, rec, rec_len(N - 1), &off));
+  CHECK_INT(off, ==, offs[N - 2]);
+  expect_ids(log, 1, N - 1, offs);
+  log_close(log);
+  free(good);
+}
+
+TEST(corrupt_byte_stops_there_and_tail_is_saved)
+{
+  const char *path = path_in_tmp("log");
+  enum { N = 12 };
+  uint64_t offs[N + 1];
+  size_t len;
+  uint8_t *good = make_log(path, N, offs, &len);
+  uint8_t *bad = malloc(len);
+  CHECK(bad);
+
+  /* Flip a bit in every byte of the last three records (and a few earlier
+   * ones): iteration stops at the damaged record, the writer cuts there, and
+   * when good records follow, the dropped bytes are kept in a side file. */
+  int saved = 0;
+  for (uint64_t pos = LOG_HEADER_SIZE; pos < offs[N]; pos++) {
+    if (pos < offs[N - 3] && pos % 29 != 0)
+      continue;
+    int k = 0;
+    while (offs[k + 1] <= pos)
+      k++;
+    memcpy(bad, good, len);
+    bad[pos] ^= (uint8_t)(1u << (pos % 8));
+    write_file(path, bad, len);
+    expect_recovery(path, k, offs, len, k < N - 1);
+    saved += remove_tails(path, offs[k], bad + offs[k], len - (size_t)offs[k]);
+  }
+  CHECK(saved > 0);
+
+  /* log_read of a damaged record says so. */
+  memcpy(bad, good, len);
+  bad[offs[3] + LOG_RECORD_OVERHEAD + 2] ^= 1;
+  write_file(path, bad, len);
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_READ, &log, NULL));
+  uint8_t buf[8 + 100000];
+  CHECK_INT(log_read(log, offs[3], buf, sizeof buf, NULL), ==, -BFS_ECHECKSUM);
+  CHECK_INT(log_read(log, offs[4], buf, sizeof buf, NULL), ==, rec_len(5));
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(log, offs[2], &c));
+  const uint8_t *data;
+  size_t l;
+  CHECK_INT(log_cursor_next(c, &data, &l, NULL), ==, 1);
+  CHECK_INT(log_cursor_next(c, &data, &l, NULL), ==, 0);
+  CHECK_INT(log_cursor_stop(c), ==, -BFS_ECHECKSUM);
+  CHECK_INT(log_cursor_offset(c), ==, offs[3]);
+  log_cursor_close(c);
+  log_close(log);
+  free(bad);
+  free(good);
+}
+
+/* ---- concurrency -------------------------------------------------------- */
+
+struct thread_arg {
+  struct log *log;
+  int thread, n, batch;
+};
+
+static void *append_thread(void *p)
+{
+  struct thread_arg *a = p;
+  uint8_t *bufs[8];
+  struct log_rec recs[8];
+  for (int i = 0; i < 8; i++)
+    bufs[i] = malloc(8 + 100000);
+  for (int s = 0; s < a->n;) {
+    int k = a->batch ? 1 + (int)(mix((uint64_t)s) % 8) : 1;
+    if (k > a->n - s)
+      k = a->n - s;
+    for (int i = 0; i < k; i++) {
+      uint64_t id = (uint64_t)a->thread << 32 | (uint64_t)(s + i);
+      recs[i].len = rec_len(id);
+      recs[i].data = bufs[i];
+      rec_fill(id, bufs[i], recs[i].len);
+    }
+    if (log_append_batch(a->log, recs, (size_t)k, NULL) != 0)
+      return (void *)1;
+    s += k;
+  }
+  for (int i = 0; i < 8; i++)
+    free(bufs[i]);
+  return NULL;
+}
+
+/* Checks the log holds, per thread t < T, exactly ids (t, 0..N-1) in order. */
+static void expect_threads(struct log *log, int threads, int n)
+{
+  int next[16] = {0};
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(log, LOG_HEADER_SIZE, &c));
+  const uint8_t *data;
+  size_t len;
+  uint64_t id;
+  int rc;
+  while ((rc = log_cursor_next(c, &data, &len, NULL)) == 1) {
+    CHECK(rec_ok(data, len, &id));
+    int t = (int)(id >> 32);
+    CHECK(t < threads);
+    CHECK_INT(id & 0xffffffff, ==, next[t]);
+    next[t]++;
+  }
+  CHECK_INT(rc, ==, 0);
+  CHECK_INT(log_cursor_stop(c), ==, 0);
+  log_cursor_close(c);
+  for (int t = 0; t < threads; t++)
+    CHECK_INT(next[t], ==, n);
+}
+
+TEST(group_commit_threads)
+{
+  const char *path = path_in_tmp("log");
+  enum { T = 6, N = 300 };
+  for (int batch = 0; batch < 2; batch++) {
+    unlink(path);
+    struct log *log;
+    CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+    pthread_t th[T];
+    struct thread_arg args[T];
+    for (int t = 0; t < T; t++) {
+      args[t] = (struct thread_arg){log, t, N, batch};
+      CHECK_OK(pthread_create(&th[t], NULL, append_thread, &args[t]));
+    }
+    for (int t = 0; t < T; t++) {
+      void *ret;
+      CHECK_OK(pthread_join(th[t], &ret));
+      CHECK(ret == NULL);
+    }
+    expect_threads(log, T, N);
+    log_close(log);
+    struct log_info info;
+    CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+    CHECK_INT(info.tail_bytes, ==, 0);
+    expect_threads(log, T, N);
+    log_close(log);
+  }
+}
+
+TEST(reader_follows_live_writer)
+{
+  const char *path = path_in_tmp("log");
+  enum { N = 3000 };
+  struct log *w;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &w, NULL));
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    /* The writer, in its own process, appends as fast as it can, in
+     * batches of random sizes so reads often race a write. */
+    uint8_t *bufs[16];
+    struct log_rec recs[16];
+    for (int i = 0; i < 16; i++)
+      bufs[i] = malloc(8 + 100000);
+    for (int s = 0; s < N;) {
+      int k = 1 + (int)(mix((uint64_t)s + 7) % 16);
+      if (k > N - s)
+        k = N - s;
+      for (int i = 0; i < k; i++) {
+        recs[i].len = rec_len((uint64_t)(s + i));
+        recs[i].data = bufs[i];
+        rec_fill((uint64_t)(s + i), bufs[i], recs[i].len);
+      }
+      if (log_append_batch(w, recs, (size_t)k, NULL) != 0)
+        _exit(1);
+      s += k;
+    }
+    _exit(0);
+  }
+  /* The reader never takes the lock, never waits, never changes the file;
+   * a record being written looks like the end, and it resumes later. */
+  struct log *r;
+  CHECK_OK(log_open(path, LOG_READ, &r, NULL));
+  struct log_cursor *c;
+  CHECK_OK(log_cursor_open(r, LOG_HEADER_SIZE, &c));
+  int seen = 0, ends = 0;
+  time_t deadline = time(NULL) + 60;
+  while (seen < N) {
+    const uint8_t *data;
+    size_t len;
+    uint64_t id;
+    int rc = log_cursor_next(c, &data, &len, NULL);
+    CHECK(rc >= 0);
+    if (rc == 0) {
+      ends++;
+      CHECK(time(NULL) < deadline);
+      usleep(20);
+      continue;
+    }
+    CHECK(rec_ok(data, len, &id));
+    CHECK_INT(id, ==, seen);
+    seen++;
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const uint8_t *data;
+  size_t len;
+  CHECK_INT(log_cursor_next(c, &data, &len, NULL), ==, 0);
+  CHECK_INT(log_cursor_stop(c), ==, 0);
+  log_cursor_close(c);
+  log_close(r);
+  log_close(w);
+  printf("# reader hit the moving end %d times\n", ends);
+}
+
+TEST(write_failure_leaves_log_usable)
+{
+  /* RLIMIT_FSIZE makes writes past a size fail with EFBIG, like a full
+   * disk: the failed append must not count, leave nothing behind, and the
+   * log must go on working. */
+  const char *path = path_in_tmp("log");
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, 4, NULL);
+  uint64_t end = log_end(log);
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit rl = {.rlim_cur = end + 3000, .rlim_max = RLIM_INFINITY};
+  CHECK_OK(setrlimit(RLIMIT_FSIZE, &rl));
+  static uint8_t big[10000];
+  uint64_t off;
+  CHECK(rec_len(5) < 2000);
+  CHECK_INT(log_append(log, big, sizeof big, &off), ==, -EFBIG);
+  CHECK_INT(log_end(log), ==, end);
+  CHECK_INT(file_size(path), ==, end);
+  uint8_t rec[2000];
+  rec_fill(5, rec, rec_len(5));
+  CHECK_OK(log_append(log, rec, rec_len(5), &off));
+  CHECK_INT(off, ==, end);
+  rl.rlim_cur = RLIM_INFINITY;
+  CHECK_OK(setrlimit(RLIMIT_FSIZE, &rl));
+  append_ids(log, 6, 3, NULL);
+  expect_ids(log, 1, 8, NULL);
+  log_close(log);
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_INT(info.tail_bytes, ==, 0);
+  expect_ids(log, 1, 8, NULL);
+  log_close(log);
+}
