@@ -21,6 +21,8 @@ const char *bfs_strerror(int err)
     return "not a usable P-256 key";
   case BFS_ETOOBIG:
     return "too large for the format";
+  case BFS_EKIND:
+    return "the entry refers to an entry of the wrong kind";
   default:
     return strerror(err);
   }

@@ -15,6 +15,7 @@ enum bfs_error {
   BFS_ENOPARENT,    /* the entry's parent is not (yet) known */
   BFS_EKEY,         /* a key file is unreadable or not a P-256 key */
   BFS_ETOOBIG,      /* larger than the format allows */
+  BFS_EKIND,        /* an entry refers to an entry of the wrong kind */
   BFS_ELAST
 };
 
