@@ -54,6 +54,24 @@
  * ("-" = must be absent/empty; the decoder enforces this table.) A WRITE with a
  * parent is an update: it has no dir and no name. The view, not the codec,
  * checks that parents and targets exist and have the right kind.
+ *
+ * The codec's further rules (entry_sign, entry_encode and entry_decode share
+ * one validator, so all three accept exactly the same entries):
+ *   - A hash field is present iff it is non-zero (the flags are derived from
+ *     that; a flag over 32 zero bytes is rejected). A name is present iff
+ *     name_len > 0, and then entry_name_valid(). GRANT's name (a label for the
+ *     key) is optional.
+ *   - mode <= 07777 for every action; uid, gid, mtime are free.
+ *   - size is the file's size for WRITE and the target's length for SLINK, and
+ *     0 for every other action (GRANT included).
+ *   - WRITE content: NONE => no bytes and size 0; INLINE => size == content_len;
+ *     ZSTD => at least one byte; DELTA => at least one byte and a parent;
+ *     BLOCKS => a non-empty multiple of 32 bytes; BLOCKLIST => exactly 32.
+ *   - SLINK: INLINE, 1.. bytes without NUL, size == content_len.
+ *   - GRANT: INLINE, exactly 65 bytes starting with 0x04 (entry_verify also
+ *     checks that they are a point of P-256).
+ *   - Every other action: content kind NONE and no content bytes.
+ *   - The author's public key starts with 0x04 (entry_verify checks the curve).
  */
 #ifndef BASEFS_STORE_ENTRY_H
 #define BASEFS_STORE_ENTRY_H
@@ -124,7 +142,9 @@ struct entry {
  */
 int entry_sign(struct entry *e, const struct key *key);
 
-/* Encodes a signed entry into OUT; returns the length or a negative error. */
+/* Encodes a signed entry into OUT; returns the length, -BFS_EFORMAT/-BFS_ETOOBIG
+ * for an entry that breaks the rules, or -ENOSPC if CAP is too small
+ * (ENTRY_MAX_SIZE is always enough). */
 int entry_encode(const struct entry *e, uint8_t *out, size_t cap);
 
 /*
@@ -133,8 +153,12 @@ int entry_encode(const struct entry *e, uint8_t *out, size_t cap);
  * does not check the signature: call entry_verify() once, on arrival.
  */
 int entry_decode(const uint8_t *buf, size_t len, struct entry *e);
+/* (-BFS_ETOOBIG if LEN > ENTRY_MAX_SIZE, -BFS_EFORMAT for anything else.) */
 
-/* 0 if the signature verifies, -BFS_ESIGNATURE or -BFS_EKEY if not. */
+/* 0 if the signature verifies, -BFS_ESIGNATURE or -BFS_EKEY if not. It
+ * recomputes the id from the fields (an entry changed after decoding fails)
+ * and, for GRANT, checks that the granted key is a point of P-256 (-BFS_EKEY).
+ * Thread-safe: see store/verify.h to verify many entries on every core. */
 int entry_verify(const struct entry *e);
 
 /* The author's fingerprint (SHA-256 of the public key). */
