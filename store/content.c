@@ -1,0 +1,519 @@
+#include "store/content.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "store/error.h"
+
+/* Small contents get zstd's strongest level: a config file costs
+ * microseconds either way, and every byte saved is a byte of every entry. */
+#define SMALL_INPUT (64u << 10)
+#define LEVEL_SMALL 19
+#define LEVEL_LARGE 3
+/* Decoder memory bound for hostile frames: base + content fit in 2^24. */
+#define WINDOW_LOG_MAX 24
+
+/* ---- compression helpers ---- */
+
+static unsigned ceil_log2(size_t v)
+{
+  unsigned b = 0;
+  while (b < 63 && ((size_t)1 << b) < v)
+    b++;
+  return b;
+}
+
+/*
+ * One frame of DATA (with PREFIX as a raw dictionary when not NULL) into a
+ * malloc'd *OUT. Returns the frame size or a negative error.
+ */
+static ssize_t zframe(const void *data, size_t len, const void *prefix, size_t prefix_len,
+                      uint8_t **out)
+{
+  ZSTD_CCtx *c = ZSTD_createCCtx();
+  size_t cap = ZSTD_compressBound(len);
+  uint8_t *buf = malloc(cap);
+  ssize_t ret = -ENOMEM;
+  if (!c || !buf)
+    goto out;
+  int level = len + prefix_len <= SMALL_INPUT ? LEVEL_SMALL : LEVEL_LARGE;
+  size_t r = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  if (!ZSTD_isError(r))
+    r = ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+  if (!ZSTD_isError(r))
+    r = ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+  if (!ZSTD_isError(r))
+    r = ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0);
+  if (prefix) {
+    /* The window must span the whole base, or matches against its start
+     * are lost. */
+    unsigned wlog = ceil_log2(prefix_len + len);
+    if (wlog < 10)
+      wlog = 10;
+    if (!ZSTD_isError(r))
+      r = ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, (int)wlog);
+    if (!ZSTD_isError(r))
+      r = ZSTD_CCtx_refPrefix(c, prefix, prefix_len);
+  }
+  if (!ZSTD_isError(r))
+    r = ZSTD_compress2(c, buf, cap, data, len);
+  if (ZSTD_isError(r)) {
+    ret = -BFS_EFORMAT;
+    goto out;
+  }
+  *out = buf;
+  buf = NULL;
+  ret = (ssize_t)r;
+out:
+  free(buf);
+  ZSTD_freeCCtx(c);
+  return ret;
+}
+
+/* Decodes one frame that must declare and produce exactly SIZE bytes. */
+static int zdecode(const uint8_t *bytes, size_t len, uint64_t size, const void *prefix,
+                   size_t prefix_len, uint8_t **out)
+{
+  if (size == 0 || size > CONTENT_EMBED_MAX)
+    return -BFS_EFORMAT;
+  unsigned long long fcs = ZSTD_getFrameContentSize(bytes, len);
+  size_t fsize = ZSTD_findFrameCompressedSize(bytes, len);
+  if (fcs != size || ZSTD_isError(fsize) || fsize != len)
+    return -BFS_EFORMAT;
+  uint8_t *buf = malloc((size_t)size);
+  ZSTD_DCtx *d = ZSTD_createDCtx();
+  int err = -ENOMEM;
+  if (!buf || !d)
+    goto out;
+  size_t r = ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, WINDOW_LOG_MAX);
+  if (!ZSTD_isError(r) && prefix)
+    r = ZSTD_DCtx_refPrefix(d, prefix, prefix_len);
+  if (!ZSTD_isError(r))
+    r = ZSTD_decompressDCtx(d, buf, (size_t)size, bytes, len);
+  if (ZSTD_isError(r) || r != size) {
+    err = -BFS_EFORMAT;
+    goto out;
+  }
+  *out = buf;
+  buf = NULL;
+  err = 0;
+out:
+  free(buf);
+  ZSTD_freeDCtx(d);
+  return err;
+}
+
+/* ---- encoding ---- */
+
+static int encode_blocks(struct blocks *bs, struct blocks_list *l, size_t avail, uint8_t *kind,
+                         uint8_t *out, size_t *out_len)
+{
+  if (l->n == 0)
+    return -EINVAL;
+  if (l->n <= avail / HASH_SIZE) {
+    for (size_t i = 0; i < l->n; i++)
+      memcpy(out + i * HASH_SIZE, l->hash[i].bytes, HASH_SIZE);
+    *kind = ENTRY_CONTENT_BLOCKS;
+    *out_len = l->n * HASH_SIZE;
+    return 0;
+  }
+  if (l->n > BLOCKS_MAX_SIZE / HASH_SIZE)
+    return -BFS_ETOOBIG;
+  uint8_t *list = malloc(l->n * HASH_SIZE);
+  if (!list)
+    return -ENOMEM;
+  for (size_t i = 0; i < l->n; i++)
+    memcpy(list + i * HASH_SIZE, l->hash[i].bytes, HASH_SIZE);
+  hash_t h;
+  int err = blocks_put(bs, list, l->n * HASH_SIZE, &h);
+  free(list);
+  if (err < 0)
+    return err;
+  memcpy(out, h.bytes, HASH_SIZE);
+  *kind = ENTRY_CONTENT_BLOCKLIST;
+  *out_len = HASH_SIZE;
+  return 0;
+}
+
+/* The embedded forms; 1 if one fits, 0 if none does. */
+static int encode_embedded(const void *data, size_t len, const void *prev, size_t prev_len,
+                           size_t avail, uint8_t *kind, uint8_t *out, size_t *out_len)
+{
+  size_t best = SIZE_MAX;
+  if (len <= avail) {
+    best = len;
+    *kind = ENTRY_CONTENT_INLINE;
+    memcpy(out, data, len);
+  }
+  if (len > CONTENT_EMBED_MAX)
+    return best != SIZE_MAX;
+  uint8_t *z = NULL;
+  ssize_t zn = zframe(data, len, NULL, 0, &z);
+  if (zn < 0)
+    return (int)zn;
+  if ((size_t)zn <= avail && (size_t)zn < best) {
+    best = (size_t)zn;
+    *kind = ENTRY_CONTENT_ZSTD;
+    memcpy(out, z, best);
+  }
+  free(z);
+  if (prev && prev_len > 0 && prev_len <= CONTENT_EMBED_MAX) {
+    zn = zframe(data, len, prev, prev_len, &z);
+    if (zn < 0)
+      return (int)zn;
+    if ((size_t)zn <= avail && (size_t)zn < best) {
+      best = (size_t)zn;
+      *kind = ENTRY_CONTENT_DELTA;
+      memcpy(out, z, best);
+    }
+    free(z);
+  }
+  if (best == SIZE_MAX)
+    return 0;
+  *out_len = best;
+  return 1;
+}
+
+int content_encode(struct blocks *bs, const void *data, size_t len, const void *prev,
+                   size_t prev_len, size_t avail, uint8_t *kind, uint8_t *out, size_t *out_len)
+{
+  if (avail > ENTRY_CONTENT_MAX)
+    avail = ENTRY_CONTENT_MAX;
+  if (len == 0) {
+    *kind = ENTRY_CONTENT_NONE;
+    *out_len = 0;
+    return 0;
+  }
+  int r = encode_embedded(data, len, prev, prev_len, avail, kind, out, out_len);
+  if (r != 0)
+    return r < 0 ? r : 0;
+  if (!bs || avail < HASH_SIZE)
+    return -BFS_ETOOBIG;
+  struct blocks_list l;
+  int err = blocks_write_buf(bs, data, len, &l);
+  if (err)
+    return err;
+  err = encode_blocks(bs, &l, avail, kind, out, out_len);
+  blocks_list_free(&l);
+  return err;
+}
+
+int content_encode_fd(struct blocks *bs, int fd, const void *prev, size_t prev_len, size_t avail,
+                      uint8_t *kind, uint8_t *out, size_t *out_len, uint64_t *size)
+{
+  if (avail > ENTRY_CONTENT_MAX)
+    avail = ENTRY_CONTENT_MAX;
+  /* Read up to one byte past the embedded limit to learn which side we are on. */
+  size_t cap = CONTENT_EMBED_MAX + 1, got = 0;
+  uint8_t *buf = malloc(cap);
+  if (!buf)
+    return -ENOMEM;
+  int err = 0;
+  while (got < cap) {
+    ssize_t r = pread(fd, buf + got, cap - got, (off_t)got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      err = -errno;
+      break;
+    }
+    if (r == 0)
+      break;
+    got += (size_t)r;
+  }
+  if (!err && got <= CONTENT_EMBED_MAX) {
+    err = content_encode(bs, buf, got, prev, prev_len, avail, kind, out, out_len);
+    if (!err)
+      *size = got;
+    free(buf);
+    return err;
+  }
+  free(buf);
+  if (err)
+    return err;
+  if (!bs || avail < HASH_SIZE)
+    return -BFS_ETOOBIG;
+  if (lseek(fd, 0, SEEK_SET) < 0)
+    return -errno;
+  struct blocks_list l;
+  err = blocks_write_fd(bs, fd, &l);
+  if (err)
+    return err;
+  err = encode_blocks(bs, &l, avail, kind, out, out_len);
+  if (!err)
+    *size = l.total;
+  blocks_list_free(&l);
+  return err;
+}
+
+/* ---- reading ---- */
+
+struct content_reader {
+  struct blocks *bs;
+  uint64_t size;
+  uint8_t *flat; /* embedded kinds: the whole content */
+  size_t n;
+  hash_t *hash;
+  uint64_t *off; /* n + 1 offsets: block i is [off[i], off[i+1]) */
+  size_t cached; /* index of the block in cbuf, or SIZE_MAX */
+  uint8_t *cbuf;
+};
+
+/* The hash list of a block form, malloc'd. */
+static int load_list(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t len,
+                     hash_t **hashes, size_t *n)
+{
+  uint8_t *list = NULL;
+  size_t llen = 0;
+  if (kind == ENTRY_CONTENT_BLOCKS) {
+    if (len == 0 || len % HASH_SIZE != 0)
+      return -BFS_EFORMAT;
+    list = malloc(len);
+    if (!list)
+      return -ENOMEM;
+    memcpy(list, bytes, len);
+    llen = len;
+  } else {
+    if (len != HASH_SIZE)
+      return -BFS_EFORMAT;
+    hash_t h;
+    memcpy(h.bytes, bytes, HASH_SIZE);
+    if (!bs)
+      return -ENOENT;
+    int err = blocks_get(bs, &h, &list, &llen);
+    if (err)
+      return err;
+    if (llen == 0 || llen % HASH_SIZE != 0) {
+      free(list);
+      return -BFS_EFORMAT;
+    }
+  }
+  /* hash_t is a plain 32-byte struct: the list is an array of them. */
+  _Static_assert(sizeof(hash_t) == HASH_SIZE, "hash_t must be packed");
+  *hashes = (hash_t *)list;
+  *n = llen / HASH_SIZE;
+  return 0;
+}
+
+int content_open(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t len, uint64_t size,
+                 const void *prev, size_t prev_len, struct content_reader **out)
+{
+  struct content_reader *r = calloc(1, sizeof *r);
+  if (!r)
+    return -ENOMEM;
+  r->bs = bs;
+  r->size = size;
+  r->cached = SIZE_MAX;
+  int err = 0;
+  switch (kind) {
+  case ENTRY_CONTENT_NONE:
+    if (len != 0 || size != 0)
+      err = -BFS_EFORMAT;
+    break;
+  case ENTRY_CONTENT_INLINE:
+    if (len != size || size > CONTENT_EMBED_MAX) {
+      err = -BFS_EFORMAT;
+      break;
+    }
+    r->flat = malloc(len ? len : 1);
+    if (!r->flat)
+      err = -ENOMEM;
+    else
+      memcpy(r->flat, bytes, len);
+    break;
+  case ENTRY_CONTENT_ZSTD:
+    err = zdecode(bytes, len, size, NULL, 0, &r->flat);
+    break;
+  case ENTRY_CONTENT_DELTA:
+    if (!prev || prev_len > CONTENT_EMBED_MAX)
+      err = -EINVAL;
+    else
+      err = zdecode(bytes, len, size, prev_len ? prev : "", prev_len, &r->flat);
+    break;
+  case ENTRY_CONTENT_BLOCKS:
+  case ENTRY_CONTENT_BLOCKLIST:
+    if (!bs) {
+      err = -EINVAL;
+      break;
+    }
+    err = load_list(bs, kind, bytes, len, &r->hash, &r->n);
+    if (err)
+      break;
+    r->off = malloc((r->n + 1) * sizeof *r->off);
+    if (!r->off) {
+      err = -ENOMEM;
+      break;
+    }
+    r->off[0] = 0;
+    for (size_t i = 0; i < r->n && !err; i++) {
+      uint32_t bl;
+      err = blocks_size(bs, &r->hash[i], &bl);
+      if (!err && bl == 0)
+        err = -BFS_EFORMAT;
+      r->off[i + 1] = r->off[i] + bl;
+    }
+    if (!err && r->off[r->n] != size)
+      err = -BFS_EFORMAT;
+    break;
+  default:
+    err = -BFS_EFORMAT;
+  }
+  if (err) {
+    content_close(r);
+    return err;
+  }
+  *out = r;
+  return 0;
+}
+
+uint64_t content_reader_size(const struct content_reader *r)
+{
+  return r->size;
+}
+
+ssize_t content_read(struct content_reader *r, uint64_t off, void *buf, size_t len)
+{
+  if (off >= r->size)
+    return 0;
+  if (len > r->size - off)
+    len = (size_t)(r->size - off);
+  if (len > SSIZE_MAX)
+    len = SSIZE_MAX;
+  if (r->flat) {
+    memcpy(buf, r->flat + off, len);
+    return (ssize_t)len;
+  }
+  /* The block holding OFF: the last i with off[i] <= OFF. */
+  size_t lo = 0, hi = r->n;
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->off[mid] <= off)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  size_t done = 0;
+  for (size_t i = lo; done < len && i < r->n; i++) {
+    if (r->cached != i) {
+      uint8_t *data;
+      size_t dlen;
+      int err = blocks_get(r->bs, &r->hash[i], &data, &dlen);
+      if (err)
+        return err;
+      if (dlen != r->off[i + 1] - r->off[i]) {
+        free(data);
+        return -BFS_ECHECKSUM;
+      }
+      free(r->cbuf);
+      r->cbuf = data;
+      r->cached = i;
+    }
+    uint64_t pos = off + done;
+    size_t in = (size_t)(pos - r->off[i]);
+    size_t k = (size_t)(r->off[i + 1] - pos);
+    if (k > len - done)
+      k = len - done;
+    memcpy((uint8_t *)buf + done, r->cbuf + in, k);
+    done += k;
+  }
+  return (ssize_t)done;
+}
+
+void content_close(struct content_reader *r)
+{
+  if (!r)
+    return;
+  free(r->flat);
+  free(r->hash);
+  free(r->off);
+  free(r->cbuf);
+  free(r);
+}
+
+int content_decode(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t len,
+                   uint64_t size, const void *prev, size_t prev_len, size_t max, uint8_t **out)
+{
+  if (size > max)
+    return -BFS_ETOOBIG;
+  struct content_reader *r;
+  int err = content_open(bs, kind, bytes, len, size, prev, prev_len, &r);
+  if (err)
+    return err;
+  if (r->flat || size == 0) {
+    *out = r->flat ? r->flat : malloc(1);
+    r->flat = NULL;
+    content_close(r);
+    return *out ? 0 : -ENOMEM;
+  }
+  uint8_t *buf = malloc((size_t)size);
+  if (!buf) {
+    content_close(r);
+    return -ENOMEM;
+  }
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = content_read(r, done, buf + done, (size_t)(size - done));
+    if (n <= 0) {
+      err = n < 0 ? (int)n : -BFS_EFORMAT;
+      break;
+    }
+    done += (uint64_t)n;
+  }
+  content_close(r);
+  if (err) {
+    free(buf);
+    return err;
+  }
+  *out = buf;
+  return 0;
+}
+
+ssize_t content_missing(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t len,
+                        hash_t **missing)
+{
+  *missing = NULL;
+  if (kind != ENTRY_CONTENT_BLOCKS && kind != ENTRY_CONTENT_BLOCKLIST)
+    return kind <= ENTRY_CONTENT_MAX_KIND ? 0 : -BFS_EFORMAT;
+  if (kind == ENTRY_CONTENT_BLOCKLIST) {
+    if (len != HASH_SIZE)
+      return -BFS_EFORMAT;
+    hash_t h;
+    memcpy(h.bytes, bytes, HASH_SIZE);
+    int has = blocks_has(bs, &h);
+    if (has < 0)
+      return has;
+    if (!has) {
+      *missing = malloc(sizeof **missing);
+      if (!*missing)
+        return -ENOMEM;
+      **missing = h;
+      return 1;
+    }
+  }
+  hash_t *list;
+  size_t n;
+  int err = load_list(bs, kind, bytes, len, &list, &n);
+  if (err)
+    return err;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    int has = blocks_has(bs, &list[i]);
+    if (has < 0) {
+      free(list);
+      return has;
+    }
+    if (!has)
+      list[k++] = list[i]; /* compact in place: k <= i */
+  }
+  if (k == 0) {
+    free(list);
+    return 0;
+  }
+  *missing = list;
+  return (ssize_t)k;
+}

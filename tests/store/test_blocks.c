@@ -1,0 +1,412 @@
+#include "store/blocks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "store/chunk.h"
+#include "store/error.h"
+#include "tests/test.h"
+
+static uint8_t *random_buf(size_t len)
+{
+  uint8_t *b = malloc(len ? len : 1);
+  CHECK(b != NULL);
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t r = test_rand();
+    memcpy(b + i, &r, len - i < 8 ? len - i : 8);
+  }
+  return b;
+}
+
+/* Half random, half text-like: some chunks compress, some do not. */
+static uint8_t *mixed_buf(size_t len)
+{
+  uint8_t *b = random_buf(len);
+  for (size_t i = 0; i < len; i++)
+    if ((i / 100000) % 2)
+      b[i] = "basefs config line\n"[i % 19];
+  return b;
+}
+
+static struct blocks *open_store(void)
+{
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  struct blocks *bs;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  return bs;
+}
+
+static off_t file_size(const char *path)
+{
+  struct stat st;
+  CHECK_OK(stat(path, &st));
+  return st.st_size;
+}
+
+static void flip_byte(const char *path, off_t at)
+{
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  uint8_t c;
+  CHECK_INT(pread(fd, &c, 1, at), ==, 1);
+  c ^= 0x20;
+  CHECK_INT(pwrite(fd, &c, 1, at), ==, 1);
+  close(fd);
+}
+
+TEST(open_missing_store)
+{
+  struct blocks *bs;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/nope", test_tmpdir());
+  CHECK_INT(blocks_open(dir, 0, &bs), ==, -ENOENT);
+}
+
+TEST(hash_matches_mbedtls)
+{
+  uint8_t *b = random_buf(70000);
+  for (size_t len = 0; len < 300; len++) {
+    hash_t a, c;
+    blocks_hash(b, len, &a);
+    hash_buf(b, len, &c);
+    CHECK_MSG(hash_eq(&a, &c), "length %zu", len);
+  }
+  size_t lens[] = {1000, 4095, 4096, 65535, 65536, 69999, 70000};
+  for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+    hash_t a, c;
+    blocks_hash(b + 1, lens[i] - 1, &a); /* unaligned too */
+    hash_buf(b + 1, lens[i] - 1, &c);
+    CHECK(hash_eq(&a, &c));
+  }
+  /* the FIPS 180-2 "abc" vector */
+  hash_t h;
+  char hex[HASH_HEX_SIZE];
+  blocks_hash("abc", 3, &h);
+  hash_to_hex(&h, hex);
+  CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+  free(b);
+}
+
+TEST(put_get_roundtrip)
+{
+  struct blocks *bs = open_store();
+  size_t lens[] = {0, 1, 100, 65536, 200000};
+  for (size_t i = 0; i < 5; i++) {
+    uint8_t *b = i % 2 ? random_buf(lens[i]) : mixed_buf(lens[i]);
+    hash_t h, h2;
+    CHECK_INT(blocks_has(bs, &h2), >=, 0);
+    CHECK_INT(blocks_put(bs, b, lens[i], &h), ==, 1);
+    hash_buf(b, lens[i], &h2);
+    CHECK(hash_eq(&h, &h2));
+    CHECK_INT(blocks_has(bs, &h), ==, 1);
+    CHECK_INT(blocks_put(bs, b, lens[i], &h2), ==, 0); /* stored once */
+    uint8_t *back;
+    size_t blen;
+    CHECK_OK(blocks_get(bs, &h, &back, &blen));
+    CHECK_INT(blen, ==, lens[i]);
+    CHECK_MEM(back, b, blen);
+    uint32_t sz;
+    CHECK_OK(blocks_size(bs, &h, &sz));
+    CHECK_INT(sz, ==, lens[i]);
+    free(back);
+    free(b);
+  }
+  struct blocks_stats st;
+  CHECK_OK(blocks_stats(bs, &st));
+  CHECK_INT(st.count, ==, 5);
+  CHECK_INT(st.raw_bytes, ==, 0 + 1 + 100 + 65536 + 200000);
+  CHECK_INT(st.damaged, ==, 0);
+  CHECK_OK(blocks_sync(bs));
+  hash_t absent = {{1, 2, 3}};
+  CHECK_INT(blocks_has(bs, &absent), ==, 0);
+  uint8_t *d;
+  size_t dl;
+  CHECK_INT(blocks_get(bs, &absent, &d, &dl), ==, -ENOENT);
+  blocks_close(bs);
+}
+
+TEST(compresses_only_when_it_helps)
+{
+  struct blocks *bs = open_store();
+  char path[4096];
+  hash_t h;
+  uint8_t *r = random_buf(65536);
+  CHECK_INT(blocks_put(bs, r, 65536, &h), ==, 1);
+  blocks_path(bs, &h, path, sizeof path);
+  CHECK_INT(file_size(path), ==, 65536 + BLOCKS_HEADER_SIZE); /* stored raw */
+  uint8_t *t = calloc(1, 65536);
+  memcpy(t, "hello", 5);
+  CHECK_INT(blocks_put(bs, t, 65536, &h), ==, 1);
+  blocks_path(bs, &h, path, sizeof path);
+  CHECK_INT(file_size(path), <, 1000); /* zstd */
+  free(r);
+  free(t);
+  blocks_close(bs);
+}
+
+TEST(corrupt_block_detected)
+{
+  struct blocks *bs = open_store();
+  char path[4096];
+  uint8_t *payloads[2] = {random_buf(50000), mixed_buf(150000)};
+  size_t lens[2] = {50000, 150000};
+  for (int k = 0; k < 2; k++) {
+    hash_t h;
+    CHECK_INT(blocks_put(bs, payloads[k], lens[k], &h), ==, 1);
+    blocks_path(bs, &h, path, sizeof path);
+    off_t size = file_size(path);
+    /* a byte anywhere: header fields, checksum, payload start/middle/end */
+    off_t spots[] = {0, 4, 5, 8, 12, 16, 24, size / 2, size - 1};
+    for (size_t i = 0; i < sizeof spots / sizeof *spots; i++) {
+      flip_byte(path, spots[i]);
+      uint8_t *d;
+      size_t dl;
+      CHECK_MSG(blocks_get(bs, &h, &d, &dl) == -BFS_ECHECKSUM, "flip at %ld not detected",
+                (long)spots[i]);
+      flip_byte(path, spots[i]);
+      CHECK_OK(blocks_get(bs, &h, &d, &dl));
+      free(d);
+    }
+    /* truncated, then repaired by storing the block again */
+    CHECK_OK(truncate(path, size - 10));
+    uint8_t *d;
+    size_t dl;
+    CHECK_INT(blocks_get(bs, &h, &d, &dl), ==, -BFS_ECHECKSUM);
+    CHECK_INT(blocks_put(bs, payloads[k], lens[k], &h), ==, 1);
+    CHECK_OK(blocks_get(bs, &h, &d, &dl));
+    CHECK_MEM(d, payloads[k], lens[k]);
+    free(d);
+  }
+  /* a well-formed block under the wrong name: the SHA-256 check catches it */
+  hash_t a, b;
+  CHECK_INT(blocks_put(bs, "one", 3, &a), ==, 1);
+  CHECK_INT(blocks_put(bs, "two", 3, &b), ==, 1);
+  char pa[4096], pb[4096];
+  blocks_path(bs, &a, pa, sizeof pa);
+  blocks_path(bs, &b, pb, sizeof pb);
+  CHECK_OK(rename(pb, pa));
+  uint8_t *d;
+  size_t dl;
+  CHECK_INT(blocks_get(bs, &a, &d, &dl), ==, -BFS_ECHECKSUM);
+  free(payloads[0]);
+  free(payloads[1]);
+  blocks_close(bs);
+}
+
+/* Two files sharing most of their content share blocks on disk. */
+TEST(dedup_between_files)
+{
+  struct blocks *bs = open_store();
+  size_t len = 4u << 20;
+  uint8_t *a = random_buf(len);
+  uint8_t *b = malloc(len + 1000);
+  /* B: a different 1000-byte head, then A from 1 MiB on, then A's start */
+  memcpy(b, a + len - 1000, 1000);
+  memcpy(b + 1000, a + (1 << 20), len - (1 << 20));
+  memcpy(b + 1000 + len - (1 << 20), a, 1 << 20);
+  struct blocks_list la, lb;
+  CHECK_OK(blocks_write_buf(bs, a, len, &la));
+  CHECK_OK(blocks_write_buf(bs, b, len + 1000, &lb));
+  CHECK_INT(la.total, ==, len);
+  CHECK_INT(lb.total, ==, len + 1000);
+  CHECK_INT(la.written, ==, la.n);
+  struct blocks_stats st;
+  CHECK_OK(blocks_stats(bs, &st));
+  printf("# A: %zu blocks, B: %zu blocks, %zu new; %" PRIu64 " on disk\n", la.n, lb.n, lb.written,
+         st.count);
+  CHECK_INT(st.count, ==, la.n + lb.written);
+  /* new blocks only around the head, the seam (A's end, then A's start) and the tail:
+   * a chunk or two each until the cut points fall in step again */
+  CHECK_INT(lb.written, <=, 8);
+  CHECK_INT(st.count, <, la.n + lb.n);
+  /* the same file again stores nothing */
+  struct blocks_list lc;
+  CHECK_OK(blocks_write_buf(bs, a, len, &lc));
+  CHECK_INT(lc.written, ==, 0);
+  CHECK_INT(lc.n, ==, la.n);
+  CHECK_MEM(lc.hash, la.hash, la.n * sizeof(hash_t));
+  blocks_list_free(&la);
+  blocks_list_free(&lb);
+  blocks_list_free(&lc);
+  free(a);
+  free(b);
+  blocks_close(bs);
+}
+
+/* The fd pipeline (segments, carries, threads) cuts exactly like the buffer path. */
+TEST(write_fd_matches_write_buf)
+{
+  size_t len = (9u << 20) + 12345;
+  uint8_t *a = mixed_buf(len);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/file", test_tmpdir());
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK(fd >= 0);
+  CHECK_INT(write(fd, a, len), ==, (ssize_t)len);
+  size_t *ends;
+  ssize_t n = chunk_split(a, len, &ends);
+  for (int threads = 1; threads <= 3; threads++) {
+    struct blocks *bs = open_store();
+    blocks_set_threads(bs, threads);
+    struct blocks_list lf, lb;
+    CHECK_OK(lseek(fd, 0, SEEK_SET));
+    CHECK_OK(blocks_write_fd(bs, fd, &lf));
+    CHECK_OK(blocks_write_buf(bs, a, len, &lb));
+    CHECK_INT(lf.n, ==, (size_t)n);
+    CHECK_INT(lb.n, ==, (size_t)n);
+    CHECK_INT(lf.total, ==, len);
+    CHECK_INT(lb.written, ==, 0);
+    size_t off = 0;
+    for (size_t i = 0; i < lf.n; i++) {
+      hash_t h;
+      hash_buf(a + off, lf.size[i], &h);
+      CHECK(hash_eq(&h, &lf.hash[i]));
+      CHECK(hash_eq(&h, &lb.hash[i]));
+      CHECK_INT(off + lf.size[i], ==, ends[i]);
+      off += lf.size[i];
+    }
+    blocks_list_free(&lf);
+    blocks_list_free(&lb);
+    blocks_close(bs);
+  }
+  /* empty input: no blocks */
+  struct blocks *bs = open_store();
+  struct blocks_list l;
+  CHECK_OK(ftruncate(fd, 0));
+  CHECK_OK(lseek(fd, 0, SEEK_SET));
+  CHECK_OK(blocks_write_fd(bs, fd, &l));
+  CHECK_INT(l.n, ==, 0);
+  blocks_list_free(&l);
+  blocks_close(bs);
+  close(fd);
+  free(ends);
+  free(a);
+}
+
+TEST(write_fd_read_error)
+{
+  struct blocks *bs = open_store();
+  struct blocks_list l;
+  int fd = open(test_tmpdir(), O_RDONLY | O_DIRECTORY);
+  CHECK_INT(blocks_write_fd(bs, fd, &l), ==, -EISDIR);
+  CHECK(l.hash == NULL);
+  close(fd);
+  blocks_close(bs);
+}
+
+/* A stored file built by hand: header + payload. */
+static size_t make_file(uint8_t *out, int codec, uint32_t raw, const uint8_t *payload, size_t plen)
+{
+  memcpy(out, "BFSb", 4);
+  out[4] = 1;
+  out[5] = (uint8_t)codec;
+  out[6] = out[7] = 0;
+  for (int i = 0; i < 4; i++) {
+    out[8 + i] = (uint8_t)(raw >> (8 * i));
+    out[12 + i] = (uint8_t)(plen >> (8 * i));
+  }
+  uint64_t x = XXH64(payload, plen, 0);
+  for (int i = 0; i < 8; i++)
+    out[16 + i] = (uint8_t)(x >> (8 * i));
+  memcpy(out + 24, payload, plen);
+  return 24 + plen;
+}
+
+TEST(hostile_stored_bytes)
+{
+  uint8_t *data, file[4096], frame[2048];
+  size_t dl;
+  const uint8_t text[] = "some text some text some text some text";
+  /* well-formed, both codecs */
+  size_t n = make_file(file, 0, sizeof text, text, sizeof text);
+  CHECK_OK(blocks_decode(file, n, NULL, &data, &dl));
+  free(data);
+  size_t fl = ZSTD_compress(frame, sizeof frame, text, sizeof text, 3);
+  CHECK(!ZSTD_isError(fl));
+  n = make_file(file, 1, sizeof text, frame, fl);
+  CHECK_OK(blocks_decode(file, n, NULL, &data, &dl));
+  CHECK_INT(dl, ==, sizeof text);
+  free(data);
+  /* the raw length lies (frame declares another size) */
+  n = make_file(file, 1, sizeof text - 1, frame, fl);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  n = make_file(file, 1, 1u << 30, frame, fl);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  /* a truncated frame, a frame with trailing bytes */
+  n = make_file(file, 1, sizeof text, frame, fl - 3);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  uint8_t padded[2048];
+  memcpy(padded, frame, fl);
+  memset(padded + fl, 0, 8);
+  n = make_file(file, 1, sizeof text, padded, fl + 8);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  /* a frame claiming a huge size: a zstd frame of 64 MiB zeros is tiny */
+  size_t big = 64u << 20;
+  uint8_t *zeros = calloc(1, big);
+  size_t bcap = ZSTD_compressBound(big);
+  uint8_t *bomb = malloc(bcap);
+  size_t bl = ZSTD_compress(bomb, bcap, zeros, big, 1);
+  CHECK(!ZSTD_isError(bl) && bl < 4000);
+  n = make_file(file, 1, 1000, bomb, bl);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  n = make_file(file, 1, BLOCKS_MAX_SIZE + 1, bomb, bl);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  free(bomb);
+  free(zeros);
+  /* garbage and short files */
+  uint8_t garbage[300];
+  for (size_t i = 0; i < sizeof garbage; i++)
+    garbage[i] = (uint8_t)test_rand();
+  for (size_t len = 0; len < sizeof garbage; len += 7)
+    CHECK_INT(blocks_decode(garbage, len, NULL, &data, &dl), <, 0);
+  /* bad version, codec, reserved bytes, raw codec with a length mismatch */
+  n = make_file(file, 0, sizeof text, text, sizeof text);
+  for (int field = 4; field < 8; field++) {
+    uint8_t copy[4096];
+    memcpy(copy, file, n);
+    copy[field] = 7;
+    CHECK_INT(blocks_decode(copy, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  }
+  n = make_file(file, 0, sizeof text + 1, text, sizeof text);
+  CHECK_INT(blocks_decode(file, n, NULL, &data, &dl), ==, -BFS_EFORMAT);
+  /* the wrong expected hash */
+  n = make_file(file, 0, sizeof text, text, sizeof text);
+  hash_t wrong = {{0}};
+  CHECK_INT(blocks_decode(file, n, &wrong, &data, &dl), ==, -BFS_ECHECKSUM);
+}
+
+TEST(stored_form_for_sync)
+{
+  struct blocks *a = open_store();
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/other", test_tmpdir());
+  struct blocks *b;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &b));
+  uint8_t *m = mixed_buf(120000);
+  hash_t h;
+  CHECK_INT(blocks_put(a, m, 120000, &h), ==, 1);
+  uint8_t *file;
+  size_t fl;
+  CHECK_OK(blocks_get_stored(a, &h, &file, &fl));
+  hash_t wrong = h;
+  wrong.bytes[0] ^= 1;
+  CHECK_INT(blocks_put_stored(b, file, fl, &wrong), ==, -BFS_ECHECKSUM);
+  CHECK_INT(blocks_has(b, &wrong), ==, 0);
+  CHECK_INT(blocks_put_stored(b, file, fl, &h), ==, 1);
+  CHECK_INT(blocks_put_stored(b, file, fl, &h), ==, 0);
+  uint8_t *d;
+  size_t dl;
+  CHECK_OK(blocks_get(b, &h, &d, &dl));
+  CHECK_INT(dl, ==, 120000);
+  CHECK_MEM(d, m, dl);
+  free(d);
+  free(file);
+  free(m);
+  blocks_close(a);
+  blocks_close(b);
+}
