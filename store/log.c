@@ -54,6 +54,7 @@ struct log {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int err; /* non-zero once an fdatasync failed: the log is poisoned */
+  struct log_stats stats;
   struct log_waiter *head, *tail;
   uint8_t *iobuf; /* only the current leader touches it */
   size_t iocap;
@@ -591,6 +592,13 @@ uint64_t log_end(const struct log *log)
   return (uint64_t)st.st_size;
 }
 
+void log_stats(struct log *log, struct log_stats *st)
+{
+  pthread_mutex_lock(&log->mu);
+  *st = log->stats;
+  pthread_mutex_unlock(&log->mu);
+}
+
 int log_read(struct log *log, uint64_t off, void *buf, size_t cap, size_t *len)
 {
   if (!log || (cap && !buf))
@@ -729,10 +737,15 @@ static int append_wait(struct log *log, struct log_waiter *w)
     if (sync_failed || ftruncate(log->fd, (off_t)start) < 0)
       log->err = err;
   }
-  if (!err)
+  if (!err) {
     __atomic_store_n(&log->end, new_end, __ATOMIC_RELEASE);
+    log->stats.commits++;
+    log->stats.bytes += new_end - start;
+  }
   struct log_waiter *next = last->next;
   for (struct log_waiter *x = w;; x = x->next) {
+    if (!err)
+      log->stats.records += x->n;
     x->err = err;
     x->done = true;
     if (x == last)

@@ -132,6 +132,14 @@ int log_append(struct log *log, const void *data, size_t len, uint64_t *off);
  */
 int log_append_batch(struct log *log, const struct log_rec *recs, size_t n, uint64_t *offs);
 
+/* Counters since log_open(), for benchmarks and the daemon's status. */
+struct log_stats {
+  uint64_t records; /* records appended */
+  uint64_t commits; /* fdatasync calls that made appends durable */
+  uint64_t bytes;   /* bytes written, framing included */
+};
+void log_stats(struct log *log, struct log_stats *st);
+
 /*
  * The end offset: after the last durable record for a writer (what a cursor
  * of this log will reach), the file size for a reader (which may include a

@@ -250,8 +250,16 @@ TEST(record_sizes_and_batches)
     recs[i].data = bufs[i];
     recs[i].len = len;
   }
+  struct log_stats st0, st1;
+  log_stats(log, &st0);
+  CHECK_INT(st0.records, ==, 3);
+  CHECK_INT(st0.commits, ==, 3);
   CHECK_OK(log_append_batch(log, recs, B, offs));
   CHECK_OK(log_append_batch(log, recs, 0, NULL));
+  log_stats(log, &st1);
+  CHECK_INT(st1.records, ==, 3 + B);
+  CHECK_INT(st1.commits, ==, 4); /* one fdatasync for the whole batch */
+  CHECK_INT(st1.bytes, ==, log_end(log) - LOG_HEADER_SIZE);
   for (int i = 1; i < B; i++)
     CHECK_INT(offs[i], ==, offs[i - 1] + LOG_RECORD_OVERHEAD + recs[i - 1].len);
   /* A batch with one oversized record appends nothing. */
@@ -627,6 +635,12 @@ TEST(group_commit_threads)
       CHECK(ret == NULL);
     }
     expect_threads(log, T, N);
+    struct log_stats st;
+    log_stats(log, &st);
+    CHECK_INT(st.records, ==, T * N);
+    CHECK(st.commits <= st.records);
+    printf("# %s: %d records in %" PRIu64 " commits\n", batch ? "batches" : "single", T * N,
+           st.commits);
     log_close(log);
     struct log_info info;
     CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
