@@ -1,0 +1,338 @@
+/* ONC RPC over TCP on libuv; see tcp.h. */
+#include "server/tcp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/error.h"
+
+/* Replies are flushed in writes of about this size. */
+#define FLUSH_AT (256 * 1024)
+/* The out encoder holds a batch plus one maximal reply. */
+#define OUT_CAP (FLUSH_AT + RPCSRV_REPLY_MAX + 64)
+
+struct conn {
+  uv_tcp_t tcp;
+  struct tcpsrv *srv;
+  struct conn *prev, *next;
+  struct rpcsrv_records in;
+  struct xdr_enc out;
+  struct rpcsrv_peer peer;
+  size_t queued;  /* bytes handed to uv_write and not yet completed */
+  bool reading;
+  bool closing;
+};
+
+struct write_req {
+  uv_write_t req;
+  uint8_t *buf;
+  size_t len;
+};
+
+struct tcpsrv {
+  uv_tcp_t listener;
+  uv_loop_t *loop;
+  struct rpcsrv *rpc;
+  struct conn *conns;
+  size_t nconns;
+  size_t open_handles; /* listener + connections not yet closed */
+  bool stopping;
+  void (*done)(void *);
+  void *done_arg;
+  int port;
+};
+
+int tcpsrv_parse_addr(const char *s, struct sockaddr_storage *ss)
+{
+  char host[INET6_ADDRSTRLEN + 2];
+  const char *colon;
+  const char *h = s;
+  size_t hlen;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':')
+      return -EINVAL;
+    h = s + 1;
+    hlen = (size_t)(close - h);
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon || strchr(s, ':') != colon)
+      return -EINVAL;
+    hlen = (size_t)(colon - s);
+  }
+  if (hlen == 0 || hlen >= sizeof host)
+    return -EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = 0;
+  char *endp;
+  errno = 0;
+  long port = strtol(colon + 1, &endp, 10);
+  if (colon[1] == 0 || *endp || errno || port < 0 || port > 65535)
+    return -EINVAL;
+  memset(ss, 0, sizeof *ss);
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return -EINVAL;
+}
+
+static void handle_closed(struct tcpsrv *s)
+{
+  if (--s->open_handles == 0 && s->stopping) {
+    void (*done)(void *) = s->done;
+    void *arg = s->done_arg;
+    free(s);
+    if (done)
+      done(arg);
+  }
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+  struct conn *c = h->data;
+  struct tcpsrv *s = c->srv;
+  rpcsrv_records_free(&c->in);
+  xdr_enc_free(&c->out);
+  free(c);
+  handle_closed(s);
+}
+
+static void conn_close(struct conn *c)
+{
+  if (c->closing)
+    return;
+  c->closing = true;
+  struct tcpsrv *s = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->nconns--;
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void conn_pump(struct conn *c);
+
+static void write_done(uv_write_t *req, int status)
+{
+  struct write_req *w = (struct write_req *)req;
+  struct conn *c = req->handle->data;
+  c->queued -= w->len;
+  free(w->buf);
+  free(w);
+  if (c->closing)
+    return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (!c->reading)
+    conn_pump(c);
+}
+
+static int conn_flush(struct conn *c)
+{
+  if (c->out.len == 0)
+    return 0;
+  struct write_req *w = malloc(sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  w->buf = xdr_enc_take(&c->out, &w->len);
+  uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
+  if (rc < 0) {
+    free(w->buf);
+    free(w);
+    return rc;
+  }
+  c->queued += w->len;
+  return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct conn *c = h->data;
+  uint8_t *p;
+  size_t n;
+  (void)suggested;
+  if (rpcsrv_records_space(&c->in, &p, &n) < 0) {
+    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init((char *)p, n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+  struct conn *c = st->data;
+  (void)buf;
+  if (nread < 0) {
+    /* EOF in the middle of a record is a truncated record: nothing to
+     * answer, nothing to keep. */
+    conn_close(c);
+    return;
+  }
+  rpcsrv_records_commit(&c->in, (size_t)nread);
+  conn_pump(c);
+}
+
+static void set_reading(struct conn *c, bool on)
+{
+  if (on == c->reading)
+    return;
+  if (on) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+      conn_close(c);
+      return;
+    }
+  } else {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
+  c->reading = on;
+}
+
+/* Dispatches buffered records while the client keeps up with the replies,
+ * then reads again (or waits for writes to drain). */
+static void conn_pump(struct conn *c)
+{
+  while (!c->closing && c->queued + c->out.len < TCPSRV_QUEUE_MAX) {
+    uint8_t *rec;
+    size_t len;
+    int rc = rpcsrv_records_next(&c->in, &rec, &len);
+    if (rc == 0)
+      break;
+    if (rc > 0)
+      rc = rpcsrv_dispatch_record(c->srv->rpc, rec, len, &c->peer, &c->out);
+    if (rc >= 0 && c->out.len >= FLUSH_AT)
+      rc = conn_flush(c);
+    if (rc < 0) {
+      conn_close(c);
+      return;
+    }
+  }
+  if (c->closing)
+    return;
+  if (conn_flush(c) < 0) {
+    conn_close(c);
+    return;
+  }
+  set_reading(c, c->queued < TCPSRV_QUEUE_MAX);
+}
+
+static void peer_fill(struct conn *c)
+{
+  struct rpcsrv_peer *p = &c->peer;
+  int len = sizeof p->addr;
+  p->stream = true;
+  snprintf(p->name, sizeof p->name, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&p->addr, &len) < 0)
+    return;
+  p->addrlen = (socklen_t)len;
+  if (p->addr.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&p->addr, p->name, sizeof p->name);
+  else if (p->addr.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&p->addr, p->name, sizeof p->name);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+  struct tcpsrv *s = listener->data;
+  if (status < 0 || s->stopping)
+    return;
+  struct conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  c->srv = s;
+  rpcsrv_records_init(&c->in, RPCSRV_RECORD_MAX);
+  xdr_enc_init(&c->out, OUT_CAP);
+  if (uv_tcp_init(s->loop, &c->tcp) < 0) {
+    free(c);
+    return;
+  }
+  c->tcp.data = c;
+  s->open_handles++;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  peer_fill(c);
+  set_reading(c, true);
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+  handle_closed(h->data);
+}
+
+int tcpsrv_start(uv_loop_t *loop, struct rpcsrv *rpc, const struct sockaddr *addr,
+                 struct tcpsrv **out)
+{
+  struct tcpsrv *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  s->loop = loop;
+  s->rpc = rpc;
+  int rc = uv_tcp_init(loop, &s->listener);
+  if (rc < 0) {
+    free(s);
+    return rc;
+  }
+  s->listener.data = s;
+  s->open_handles = 1;
+  unsigned flags = addr->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+  rc = uv_tcp_bind(&s->listener, addr, flags);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+  if (rc == 0) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    if (rc == 0)
+      s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  if (rc < 0) {
+    /* Closing is asynchronous: the struct is freed by the close callback
+     * when the loop next runs. */
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int tcpsrv_port(const struct tcpsrv *s)
+{
+  return s->port;
+}
+
+size_t tcpsrv_connections(const struct tcpsrv *s)
+{
+  return s->nconns;
+}
+
+void tcpsrv_stop(struct tcpsrv *s, void (*done)(void *arg), void *arg)
+{
+  if (s->stopping)
+    return;
+  s->stopping = true;
+  s->done = done;
+  s->done_arg = arg;
+  while (s->conns)
+    conn_close(s->conns);
+  uv_close((uv_handle_t *)&s->listener, listener_closed);
+}

@@ -1,0 +1,43 @@
+/*
+ * ONC RPC over TCP on libuv: accept, reassemble records (rpc.h), dispatch,
+ * write the replies in call order.
+ *
+ * Per connection: replies of one read are batched into one write; when more
+ * than TCPSRV_QUEUE_MAX bytes of replies wait for the socket, the connection
+ * stops reading and dispatching until the client drains them (a client that
+ * pipelines READs but never reads replies cannot make us buffer without
+ * bound). A record over RPCSRV_RECORD_MAX, a record that is not an RPC call,
+ * or a truncated record at EOF closes the connection. Client ports need not
+ * be privileged.
+ */
+#ifndef BASEFS_SERVER_TCP_H
+#define BASEFS_SERVER_TCP_H
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "server/rpc.h"
+
+#define TCPSRV_QUEUE_MAX (8u << 20)
+
+struct tcpsrv;
+
+/* Parses "ADDR:PORT" or "[V6ADDR]:PORT" (numeric addresses, port
+ * mandatory); -EINVAL otherwise. */
+int tcpsrv_parse_addr(const char *s, struct sockaddr_storage *ss);
+
+/* Listens on addr (an IPv6 address listens on IPv6 only) and serves rpc on
+ * loop. Port 0 picks a free port (see tcpsrv_port). On failure (-errno,
+ * e.g. -EADDRINUSE) the loop must still run once to release a handle. */
+int tcpsrv_start(uv_loop_t *loop, struct rpcsrv *rpc, const struct sockaddr *addr,
+                 struct tcpsrv **out);
+/* The bound port. */
+int tcpsrv_port(const struct tcpsrv *s);
+/* Connections currently open. */
+size_t tcpsrv_connections(const struct tcpsrv *s);
+/* Stops listening and closes every connection (replies not yet written
+ * are dropped: the clients retransmit). done(arg) runs on the loop once
+ * every handle is closed and s is freed. */
+void tcpsrv_stop(struct tcpsrv *s, void (*done)(void *arg), void *arg);
+
+#endif
