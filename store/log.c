@@ -293,37 +293,41 @@ static ssize_t cursor_fill(struct log_cursor *c, size_t want)
   return (size_t)n < want ? n : (ssize_t)want;
 }
 
+/*
+ * Stops at a bad record. The window is dropped: what it holds may be a
+ * record a live writer was still writing (or a file a new writer has since
+ * repaired), so the next call must read the file again, not the window.
+ */
+static int cursor_stop(struct log_cursor *c, int why)
+{
+  c->stop = why;
+  c->buf_len = 0;
+  return 0;
+}
+
 int log_cursor_next(struct log_cursor *c, const uint8_t **data, size_t *len, uint64_t *off)
 {
   ssize_t n = cursor_fill(c, LOG_RECORD_OVERHEAD);
   if (n < 0)
     return (int)n;
-  if (n < LOG_RECORD_OVERHEAD) {
-    c->stop = n == 0 ? 0 : -BFS_EFORMAT;
-    return 0;
-  }
+  if (n < LOG_RECORD_OVERHEAD)
+    return cursor_stop(c, n == 0 ? 0 : -BFS_EFORMAT);
   uint8_t hdr[LOG_RECORD_OVERHEAD];
   memcpy(hdr, c->buf + (c->off - c->buf_off), sizeof hdr);
   uint32_t l;
   int rc = check_header(hdr, c->off, &l);
-  if (rc < 0) {
-    c->stop = rc;
-    return 0;
-  }
+  if (rc < 0)
+    return cursor_stop(c, rc);
   size_t total = LOG_RECORD_OVERHEAD + (size_t)l;
   n = cursor_fill(c, total);
   if (n < 0)
     return (int)n;
-  if ((size_t)n < total) {
-    c->stop = -BFS_EFORMAT;
-    return 0;
-  }
+  if ((size_t)n < total)
+    return cursor_stop(c, -BFS_EFORMAT);
   const uint8_t *payload = c->buf + (c->off - c->buf_off) + LOG_RECORD_OVERHEAD;
   rc = check_body(hdr, payload, l, c->off);
-  if (rc < 0) {
-    c->stop = rc;
-    return 0;
-  }
+  if (rc < 0)
+    return cursor_stop(c, rc);
   c->stop = 0;
   if (data)
     *data = payload;

@@ -53,7 +53,8 @@
  * before truncating, the writer copies the dropped bytes to
  * "<path>.tail-<offset>" whenever they contain anything that still looks like
  * a record (log_info.tail_saved), so an operator (or sync from peers, which
- * hold the same entries) can restore them.
+ * hold the same entries) can restore them. If that copy cannot be written,
+ * log_open() fails rather than drop the bytes.
  *
  * Open modes.
  *   LOG_WRITE: exclusive. Takes flock(LOCK_EX | LOCK_NB) on the log file

@@ -552,6 +552,16 @@ TEST(corrupt_byte_stops_there_and_tail_is_saved)
   CHECK_INT(log_cursor_next(c, &data, &l, NULL), ==, 0);
   CHECK_INT(log_cursor_stop(c), ==, -BFS_ECHECKSUM);
   CHECK_INT(log_cursor_offset(c), ==, offs[3]);
+  /* What looked bad may have been a record still being written: once the
+   * bytes are whole, the same cursor goes on from there. */
+  int fd = open(path, O_WRONLY);
+  CHECK(fd >= 0);
+  CHECK_INT(pwrite(fd, good + offs[3], LOG_RECORD_OVERHEAD + rec_len(4), (off_t)offs[3]), ==,
+            LOG_RECORD_OVERHEAD + rec_len(4));
+  close(fd);
+  uint64_t id;
+  CHECK_INT(log_cursor_next(c, &data, &l, NULL), ==, 1);
+  CHECK(rec_ok(data, l, &id) && id == 4);
   log_cursor_close(c);
   log_close(log);
   free(bad);
@@ -1042,6 +1052,7 @@ TEST(crash_sigkill_at_random_points)
          " kills before any ack, largest log %" PRIu64 " records, %.1f s\n",
          CRASH_ROUNDS, total_acked, early, max_records,
          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-  /* The test means nothing if the kills all came before any append. */
-  CHECK(total_acked > 1000);
+  /* The test means little if the kills mostly came before any append. */
+  CHECK(total_acked >= CRASH_ROUNDS);
+  CHECK(early < CRASH_ROUNDS * 3 / 4);
 }
