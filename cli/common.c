@@ -1,0 +1,172 @@
+/* Helpers shared by the filesystem commands: options, opening, keys, errors. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/error.h"
+#include "store/fs.h"
+#include "store/key.h"
+
+static bool allowed_has(const char *allowed, const char *name)
+{
+  size_t n = strlen(name);
+  for (const char *p = allowed; p && *p;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (len == n && memcmp(p, name, n) == 0)
+      return true;
+    p = comma ? comma + 1 : NULL;
+  }
+  return false;
+}
+
+int cli_parse(int argc, char **argv, const char *allowed, int min_pos, int max_pos,
+              struct cli_args *args)
+{
+  static const struct option options[] = {
+      {"help", no_argument, NULL, 'h'},     {"key", required_argument, NULL, 'k'},
+      {"name", required_argument, NULL, 'n'}, {"addr", required_argument, NULL, 'a'},
+      {"recursive", no_argument, NULL, 'r'}, {"symbolic", no_argument, NULL, 's'},
+      {NULL, 0, NULL, 0}};
+  static const struct {
+    int c;
+    const char *name;
+  } names[] = {{'k', "key"}, {'n', "name"}, {'a', "addr"}, {'r', "recursive"}, {'s', "symbolic"}};
+
+  memset(args, 0, sizeof *args);
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "+:hrs", options, NULL)) != -1 || optind < argc) {
+    if (c == -1) {
+      /* A positional argument: collect it and go on parsing after it. */
+      if (args->npos == CLI_MAX_POSITIONAL || args->npos >= max_pos) {
+        return cli_error("too many arguments (near '%s'; see basefs %s --help)", argv[optind],
+                         cli_current);
+      }
+      args->pos[args->npos++] = argv[optind++];
+      continue;
+    }
+    if (c == 'h')
+      return cli_usage(0) ? 1 : -1;
+    if (c == '?') {
+      if (optopt)
+        return cli_error("unknown option '-%c' (see basefs %s --help)", optopt, cli_current);
+      return cli_error("unknown option '%s' (see basefs %s --help)", argv[optind - 1], cli_current);
+    }
+    if (c == ':') {
+      return cli_error("option '%s' needs an argument", argv[optind - 1]);
+    }
+    const char *name = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (names[i].c == c)
+        name = names[i].name;
+    if (!name || !allowed_has(allowed, name)) {
+      return cli_error("option '%s' does not apply to %s (see basefs %s --help)", argv[optind - 1],
+                       cli_current, cli_current);
+    }
+    switch (c) {
+    case 'k': args->key = optarg; break;
+    case 'n': args->name = optarg; break;
+    case 'a':
+      if (args->naddrs == CLI_MAX_ADDRS)
+        return cli_error("too many --addr options (at most %d)", CLI_MAX_ADDRS);
+      args->addrs[args->naddrs++] = optarg;
+      break;
+    case 'r': args->recursive = true; break;
+    case 's': args->symbolic = true; break;
+    }
+  }
+  if (args->npos < min_pos) {
+    return cli_error("missing arguments (see basefs %s --help)", cli_current);
+  }
+  if (!args->key)
+    args->key = cli_default_key();
+  return 0;
+}
+
+int cli_fail(int err, const char *what)
+{
+  const char *text = err <= -BFS_EFIRST ? bfs_strerror(err) : strerror(-err);
+  if (what && *what)
+    return cli_error("%s: %s", what, text);
+  return cli_error("%s", text);
+}
+
+struct fs *cli_open_fs(const char *name, bool writer)
+{
+  struct fs *fs = NULL;
+  if (!fs_name_valid(name)) {
+    cli_error("'%s' is not a valid filesystem name", name);
+    return NULL;
+  }
+  int r = fs_open(cli_home(), name, writer, &fs);
+  if (r == -ENOENT) {
+    cli_error("no filesystem named '%s' in %s (basefs list shows them)", name, cli_home());
+    return NULL;
+  }
+  if (r == -EBUSY) {
+    pid_t pid = fs_lock_owner(cli_home(), name);
+    if (pid > 0)
+      cli_error("filesystem %s is busy: another basefs process is writing it (pid %d)", name,
+                (int)pid);
+    else
+      cli_error("filesystem %s is busy: another basefs process is writing it", name);
+    return NULL;
+  }
+  if (r < 0) {
+    char what[256];
+    snprintf(what, sizeof what, "cannot open filesystem %s", name);
+    cli_fail(r, what);
+    return NULL;
+  }
+  return fs;
+}
+
+int cli_close_fs(struct fs *fs)
+{
+  int r = fs_close(fs);
+  if (r < 0)
+    return cli_fail(r, "cannot save the filesystem");
+  return 0;
+}
+
+struct key *cli_load_key(const struct cli_args *args)
+{
+  struct key *key = NULL;
+  const char *path = args->key ? args->key : cli_default_key();
+  int r = key_load(path, &key);
+  if (r < 0) {
+    if (r == -ENOENT)
+      cli_error("no key at %s (make one with: basefs genkey --key %s)", path, path);
+    else {
+      char what[4200];
+      snprintf(what, sizeof what, "cannot load key %s", path);
+      cli_fail(r, what);
+    }
+    return NULL;
+  }
+  return key;
+}
+
+int cli_fail_reason(int err, const char *what, const char *reason)
+{
+  if (!reason || !*reason)
+    return cli_fail(err, what);
+  if (what && *what)
+    return cli_error("%s: %s", what, reason);
+  return cli_error("%s", reason);
+}
+
+void cli_format_time(uint64_t ns, char out[32])
+{
+  time_t t = (time_t)(ns / 1000000000u);
+  struct tm tm;
+  if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    snprintf(out, 32, "%llu", (unsigned long long)(ns / 1000000000u));
+}

@@ -1,0 +1,32 @@
+/* basefs mkdir [--key FILE] NAME PATH */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/fs.h"
+#include "store/key.h"
+
+static int run_mkdir(int argc, char **argv)
+{
+  struct cli_args a;
+  CLI_PARSE(argc, argv, "key", 2, 2, &a);
+
+  struct key *key = cli_load_key(&a);
+  if (!key)
+    return 1;
+  struct fs *fs = cli_open_fs(a.pos[0], true);
+  if (!fs) {
+    key_free(key);
+    return 1;
+  }
+  const char *reason = NULL;
+  int r = fs_mkdir(fs, key, a.pos[1], &reason);
+  key_free(key);
+  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
+  if (cli_close_fs(fs))
+    status = 1;
+  return status;
+}
+
+CLI_COMMAND(mkdir, "mkdir", "mkdir [--key FILE] NAME PATH", "make a directory", run_mkdir)

@@ -1,0 +1,76 @@
+/* basefs put NAME PATH: standard input becomes the file PATH (created or updated). */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "store/fs.h"
+#include "store/key.h"
+
+static int read_all(int fd, uint8_t **out, size_t *len)
+{
+  size_t cap = 1 << 16, n = 0;
+  uint8_t *buf = malloc(cap);
+  if (!buf)
+    return -ENOMEM;
+  for (;;) {
+    if (n == cap) {
+      uint8_t *bigger = realloc(buf, cap * 2);
+      if (!bigger) {
+        free(buf);
+        return -ENOMEM;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int err = -errno;
+      free(buf);
+      return err;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+static int run_put(int argc, char **argv)
+{
+  struct cli_args a;
+  CLI_PARSE(argc, argv, "key", 2, 2, &a);
+  uint8_t *data = NULL;
+  size_t len = 0;
+  int r = read_all(0, &data, &len);
+  if (r < 0)
+    return cli_fail(r, "cannot read standard input");
+  struct key *key = cli_load_key(&a);
+  if (!key) {
+    free(data);
+    return 1;
+  }
+  struct fs *fs = cli_open_fs(a.pos[0], true);
+  if (!fs) {
+    key_free(key);
+    free(data);
+    return 1;
+  }
+  const char *reason = NULL;
+  r = fs_put(fs, key, a.pos[1], data, len, &reason);
+  free(data);
+  key_free(key);
+  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
+  if (cli_close_fs(fs))
+    status = 1;
+  return status;
+}
+
+CLI_COMMAND(put, "put", "put [--key FILE] NAME PATH   (standard input becomes file PATH)",
+            "write a file from standard input", run_put)

@@ -1,0 +1,32 @@
+/* basefs rm [-r] [--key FILE] NAME PATH */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/fs.h"
+#include "store/key.h"
+
+static int run_rm(int argc, char **argv)
+{
+  struct cli_args a;
+  CLI_PARSE(argc, argv, "key,recursive", 2, 2, &a);
+
+  struct key *key = cli_load_key(&a);
+  if (!key)
+    return 1;
+  struct fs *fs = cli_open_fs(a.pos[0], true);
+  if (!fs) {
+    key_free(key);
+    return 1;
+  }
+  const char *reason = NULL;
+  int r = fs_rm(fs, key, a.pos[1], a.recursive, &reason);
+  key_free(key);
+  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
+  if (cli_close_fs(fs))
+    status = 1;
+  return status;
+}
+
+CLI_COMMAND(rm, "rm", "rm [-r] [--key FILE] NAME PATH", "remove a file, a link or (with -r) a directory tree", run_rm)

@@ -1,0 +1,1626 @@
+/*
+ * The open filesystem: layout, locking, meta, checkpoint + tail replay, group
+ * commit, and the entry-building write helpers. See store/fs.h.
+ */
+#include "store/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/blocks.h"
+#include "store/error.h"
+#include "store/log.h"
+#include "store/view.h"
+#include "store/content.h"
+
+#define META_MAGIC "basefs-fs"
+
+struct pending_rec {
+  uint8_t *data;
+  size_t len;
+};
+
+struct fs {
+  char dir[PATH_MAX];
+  bool writer;
+  int lock_fd;
+  hash_t root;
+  struct log *log;
+  struct blocks *blocks;
+  struct view *view;
+  uint64_t applied_end; /* log offset up to which the view has applied records */
+  uint64_t ckpt_end;    /* log offset the saved checkpoint covers */
+  uint64_t from_checkpoint, replayed, appended;
+  /* The view holds something the log does not (a refused local entry, a
+   * failed commit): it must not be checkpointed. */
+  bool tainted;
+  /* Entries submitted but not yet appended (group commit). */
+  struct pending_rec *batch;
+  size_t nbatch, capbatch;
+};
+
+/* ---- names, paths, files ---- */
+
+bool fs_name_valid(const char *name)
+{
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > FS_NAME_MAX || name[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+static int fs_path(char *out, size_t cap, const char *home, const char *name, const char *file)
+{
+  int n = file ? snprintf(out, cap, "%s/fs/%s/%s", home, name, file)
+               : snprintf(out, cap, "%s/fs/%s", home, name);
+  return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static int sub_path(const struct fs *fs, const char *file, char *out, size_t cap)
+{
+  int n = snprintf(out, cap, "%s/%s", fs->dir, file);
+  return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return r;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+  while (len) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return -errno;
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Writes DIR/FILE atomically: a temporary file, fsync, rename, fsync of DIR. */
+static int write_file_atomic(const char *dir, const char *file, const void *data, size_t len)
+{
+  char path[PATH_MAX], tmp[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path ||
+      snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%d", dir, file, (int)getpid()) >= (int)sizeof tmp)
+    return -ENAMETOOLONG;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -errno;
+  int r = write_all(fd, data, len);
+  if (r == 0 && fsync(fd) < 0)
+    r = -errno;
+  close(fd);
+  if (r == 0 && rename(tmp, path) < 0)
+    r = -errno;
+  if (r < 0) {
+    unlink(tmp);
+    return r;
+  }
+  return fsync_dir(dir);
+}
+
+static int read_file(const char *path, char *buf, size_t cap, size_t *len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  size_t n = 0;
+  while (n < cap) {
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int err = -errno;
+      close(fd);
+      return err;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  close(fd);
+  *len = n;
+  return 0;
+}
+
+/* ---- meta ---- */
+
+static int meta_write(const struct fs *fs)
+{
+  char hex[HASH_HEX_SIZE], buf[256];
+  hash_to_hex(&fs->root, hex);
+  int n = snprintf(buf, sizeof buf, "%s %d\nroot %s\n", META_MAGIC, FS_FORMAT_VERSION, hex);
+  return write_file_atomic(fs->dir, "meta", buf, (size_t)n);
+}
+
+static int meta_read(struct fs *fs)
+{
+  char path[PATH_MAX], buf[512];
+  size_t len = 0;
+  int r = sub_path(fs, "meta", path, sizeof path);
+  if (r < 0 || (r = read_file(path, buf, sizeof buf - 1, &len)) < 0)
+    return r;
+  buf[len] = '\0';
+  int version = 0;
+  char hex[HASH_HEX_SIZE + 1] = "";
+  if (sscanf(buf, META_MAGIC " %d\nroot %65s\n", &version, hex) != 2)
+    return -BFS_EFORMAT;
+  if (version != FS_FORMAT_VERSION)
+    return -BFS_EFORMAT;
+  if (hash_from_hex(hex, &fs->root) < 0)
+    return -BFS_EFORMAT;
+  return 0;
+}
+
+/* ---- lock ---- */
+
+static int lock_take(struct fs *fs)
+{
+  char path[PATH_MAX];
+  int r = sub_path(fs, "lock", path, sizeof path);
+  if (r < 0)
+    return r;
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -errno;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    close(fd);
+    return r;
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+  if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  fs->lock_fd = fd;
+  return 0;
+}
+
+pid_t fs_lock_owner(const char *home, const char *name)
+{
+  char path[PATH_MAX], buf[32];
+  size_t len = 0;
+  if (fs_path(path, sizeof path, home, name, "lock") < 0 ||
+      read_file(path, buf, sizeof buf - 1, &len) < 0)
+    return 0;
+  buf[len] = '\0';
+  long pid = strtol(buf, NULL, 10);
+  /* The file keeps the last writer's pid; only report a live process. */
+  if (pid <= 0 || pid > INT_MAX || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+    return 0;
+  return (pid_t)pid;
+}
+
+/* ---- list ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int fs_list(const char *home, int (*fn)(const char *name, void *arg), void *arg)
+{
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/fs", home) >= (int)sizeof path)
+    return -ENAMETOOLONG;
+  DIR *d = opendir(path);
+  if (!d)
+    return -errno;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int r = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char meta[PATH_MAX];
+    struct stat st;
+    if (!fs_name_valid(de->d_name) || fs_path(meta, sizeof meta, home, de->d_name, "meta") < 0 ||
+        stat(meta, &st) < 0)
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      char **bigger = realloc(names, cap * sizeof *names);
+      if (!bigger) {
+        r = -ENOMEM;
+        break;
+      }
+      names = bigger;
+    }
+    if (!(names[n] = strdup(de->d_name))) {
+      r = -ENOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  if (r == 0)
+    qsort(names, n, sizeof *names, cmp_str);
+  for (size_t i = 0; i < n; i++) {
+    if (r == 0)
+      r = fn(names[i], arg);
+    free(names[i]);
+  }
+  free(names);
+  return r;
+}
+
+/* ---- open, create, close ---- */
+
+/* A checkpoint is written on close once this many records lie after the last one. */
+#define FS_CHECKPOINT_EVERY 1024
+
+static void fs_free(struct fs *fs)
+{
+  if (!fs)
+    return;
+  for (size_t i = 0; i < fs->nbatch; i++)
+    free(fs->batch[i].data);
+  free(fs->batch);
+  view_free(fs->view);
+  blocks_close(fs->blocks);
+  log_close(fs->log);
+  if (fs->lock_fd >= 0)
+    close(fs->lock_fd); /* releases the flock */
+  free(fs);
+}
+
+static struct fs *fs_alloc(const char *home, const char *name, bool writer)
+{
+  struct fs *fs = calloc(1, sizeof *fs);
+  if (!fs)
+    return NULL;
+  fs->writer = writer;
+  fs->lock_fd = -1;
+  if (fs_path(fs->dir, sizeof fs->dir, home, name, NULL) < 0) {
+    free(fs);
+    return NULL;
+  }
+  return fs;
+}
+
+/* Applies the log's records from OFF on (already verified when appended). */
+static int replay(struct fs *fs, uint64_t off)
+{
+  struct log_cursor *c = NULL;
+  int r = log_cursor_open(fs->log, off, &c);
+  if (r < 0)
+    return r;
+  const uint8_t *data;
+  size_t len;
+  uint64_t at;
+  struct entry *e = malloc(sizeof *e);
+  if (!e) {
+    log_cursor_close(c);
+    return -ENOMEM;
+  }
+  while ((r = log_cursor_next(c, &data, &len, &at)) == 1) {
+    /* A record that does not decode or that the view rejects was refused
+     * before it was logged, or comes from a newer format: skip it. */
+    if (entry_decode(data, len, e) < 0)
+      continue;
+    int s = view_apply(fs->view, e);
+    if (s == -ENOMEM) {
+      r = s;
+      break;
+    }
+    fs->replayed++;
+  }
+  fs->applied_end = log_cursor_offset(c);
+  free(e);
+  log_cursor_close(c);
+  return r < 0 ? r : 0;
+}
+
+/* The first record of the log is the root MKDIR: the view's starting point. */
+static int view_from_log(struct fs *fs)
+{
+  uint8_t buf[ENTRY_MAX_SIZE];
+  size_t len = 0;
+  int n = log_read(fs->log, LOG_HEADER_SIZE, buf, sizeof buf, &len);
+  if (n < 0)
+    return n == -EINVAL ? -BFS_EFORMAT : n;
+  struct entry *root = malloc(sizeof *root);
+  if (!root)
+    return -ENOMEM;
+  int r = entry_decode(buf, (size_t)n, root);
+  if (r == 0 && !hash_eq(&root->id, &fs->root))
+    r = -BFS_EFORMAT;
+  if (r == 0)
+    r = view_create(root, &fs->view);
+  free(root);
+  return r;
+}
+
+static int load_view(struct fs *fs)
+{
+  char path[PATH_MAX];
+  int r = sub_path(fs, "view.ckpt", path, sizeof path);
+  if (r < 0)
+    return r;
+  uint64_t off = 0;
+  struct view *v = NULL;
+  /* A checkpoint is only trusted if it is of this filesystem and covers no
+   * more than the log holds; otherwise replay everything. */
+  if (view_checkpoint_load(path, &v, &off) == 0 && hash_eq(view_root(v), &fs->root) &&
+      off >= LOG_HEADER_SIZE && off <= log_end(fs->log)) {
+    fs->view = v;
+    fs->from_checkpoint = view_count(v) + view_pending(v);
+    fs->ckpt_end = off;
+    r = replay(fs, off);
+    if (r != -EINVAL)
+      return r;
+    /* The offset is no record boundary: fall back to a full replay. */
+    view_free(fs->view);
+    fs->view = NULL;
+    fs->from_checkpoint = fs->replayed = 0;
+    fs->ckpt_end = 0;
+  } else {
+    view_free(v);
+  }
+  if ((r = view_from_log(fs)) < 0)
+    return r;
+  return replay(fs, LOG_HEADER_SIZE);
+}
+
+static int open_parts(struct fs *fs, bool create)
+{
+  char path[PATH_MAX];
+  int r = sub_path(fs, "log", path, sizeof path);
+  if (r < 0)
+    return r;
+  int flags = fs->writer ? LOG_WRITE | (create ? LOG_CREATE : 0) : LOG_READ;
+  if ((r = log_open(path, flags, &fs->log, NULL)) < 0)
+    return r;
+  if ((r = sub_path(fs, "blocks", path, sizeof path)) < 0)
+    return r;
+  r = blocks_open(path, fs->writer ? BLOCKS_CREATE : 0, &fs->blocks);
+  if (r == -ENOENT && !fs->writer)
+    r = 0; /* a reader of a store without blocks yet: content reads fail cleanly */
+  return r;
+}
+
+int fs_open(const char *home, const char *name, bool writer, struct fs **out)
+{
+  *out = NULL;
+  if (!fs_name_valid(name))
+    return -EINVAL;
+  struct fs *fs = fs_alloc(home, name, writer);
+  if (!fs)
+    return -ENOMEM;
+  char meta[PATH_MAX];
+  struct stat st;
+  int r = sub_path(fs, "meta", meta, sizeof meta);
+  if (r == 0 && stat(meta, &st) < 0)
+    r = -errno;
+  if (r == 0 && writer)
+    r = lock_take(fs);
+  if (r == 0)
+    r = meta_read(fs);
+  if (r == 0)
+    r = open_parts(fs, false);
+  if (r == 0)
+    r = load_view(fs);
+  if (r < 0) {
+    fs_free(fs);
+    return r;
+  }
+  *out = fs;
+  return 0;
+}
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int fs_create(const char *home, const char *name, const struct key *key, const void *cluster,
+              size_t cluster_len, struct fs **out)
+{
+  *out = NULL;
+  if (!fs_name_valid(name))
+    return -EINVAL;
+  char path[PATH_MAX];
+  if (mkdir(home, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  if (snprintf(path, sizeof path, "%s/fs", home) >= (int)sizeof path)
+    return -ENAMETOOLONG;
+  if (mkdir(path, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  struct fs *fs = fs_alloc(home, name, true);
+  if (!fs)
+    return -ENOMEM;
+  int r = 0;
+  if (mkdir(fs->dir, 0700) < 0) {
+    r = -errno;
+    if (r == -EEXIST) {
+      /* A directory without meta is a bootstrap that died half-way: redo it. */
+      char meta[PATH_MAX];
+      struct stat st;
+      if (sub_path(fs, "meta", meta, sizeof meta) == 0 && stat(meta, &st) < 0 && errno == ENOENT)
+        r = 0;
+    }
+  }
+  if (r == 0)
+    r = lock_take(fs);
+  if (r == 0 && sub_path(fs, "log", path, sizeof path) == 0)
+    unlink(path); /* only a half-made one can be here */
+  if (r == 0)
+    r = open_parts(fs, true);
+
+  struct entry *root = calloc(1, sizeof *root);
+  if (!root)
+    r = r ? r : -ENOMEM;
+  uint8_t buf[ENTRY_MAX_SIZE];
+  if (r == 0) {
+    root->action = ENTRY_MKDIR;
+    root->mtime_ns = now_ns();
+    root->mode = 0755;
+    root->uid = (uint32_t)getuid();
+    root->gid = (uint32_t)getgid();
+    r = entry_sign(root, key);
+  }
+  int n = r == 0 ? entry_encode(root, buf, sizeof buf) : r;
+  if (n < 0)
+    r = n;
+  if (r == 0)
+    r = log_append(fs->log, buf, (size_t)n, NULL);
+  if (r == 0) {
+    fs->root = root->id;
+    r = view_create(root, &fs->view);
+  }
+  free(root);
+  if (r == 0) {
+    fs->applied_end = log_end(fs->log);
+    r = meta_write(fs); /* the filesystem exists from here on */
+  }
+  if (r == 0 && cluster_len) {
+    const char *reason = NULL;
+    r = fs_put(fs, key, "/.cluster", cluster, cluster_len, &reason);
+    if (r == 0)
+      r = fs_commit(fs);
+  }
+  if (r < 0) {
+    fs_free(fs);
+    return r;
+  }
+  *out = fs;
+  return 0;
+}
+
+int fs_commit(struct fs *fs)
+{
+  if (!fs->writer || fs->nbatch == 0)
+    return 0;
+  /* Blocks are durable before the entries that reference them. */
+  int r = fs->blocks ? blocks_sync(fs->blocks) : 0;
+  struct log_rec *recs = NULL;
+  if (r == 0 && !(recs = malloc(fs->nbatch * sizeof *recs)))
+    r = -ENOMEM;
+  if (r == 0) {
+    for (size_t i = 0; i < fs->nbatch; i++) {
+      recs[i].data = fs->batch[i].data;
+      recs[i].len = fs->batch[i].len;
+    }
+    r = log_append_batch(fs->log, recs, fs->nbatch, NULL);
+  }
+  free(recs);
+  if (r < 0) {
+    /* The view holds entries the log does not: never checkpoint it. */
+    fs->tainted = true;
+    return r;
+  }
+  for (size_t i = 0; i < fs->nbatch; i++)
+    free(fs->batch[i].data);
+  fs->nbatch = 0;
+  fs->applied_end = log_end(fs->log);
+  return 0;
+}
+
+int fs_checkpoint(struct fs *fs)
+{
+  if (!fs->writer)
+    return -EBADF;
+  if (fs->tainted)
+    return -EIO;
+  int r = fs_commit(fs);
+  char path[PATH_MAX];
+  if (r == 0)
+    r = sub_path(fs, "view.ckpt", path, sizeof path);
+  if (r == 0)
+    r = view_checkpoint_save(fs->view, path, fs->applied_end);
+  if (r == 0)
+    fs->ckpt_end = fs->applied_end;
+  return r;
+}
+
+int fs_close(struct fs *fs)
+{
+  if (!fs)
+    return 0;
+  int r = 0;
+  if (fs->writer) {
+    r = fs_commit(fs);
+    /* Records after the checkpoint are replayed at every open: keep them few. */
+    if (r == 0 && !fs->tainted && fs->replayed + fs->appended >= FS_CHECKPOINT_EVERY)
+      r = fs_checkpoint(fs);
+  }
+  fs_free(fs);
+  return r;
+}
+
+struct view *fs_view(struct fs *fs) { return fs->view; }
+struct blocks *fs_blocks(struct fs *fs) { return fs->blocks; }
+const char *fs_dir(const struct fs *fs) { return fs->dir; }
+const hash_t *fs_root(const struct fs *fs) { return &fs->root; }
+
+void fs_open_stats(const struct fs *fs, uint64_t *from_checkpoint, uint64_t *replayed)
+{
+  if (from_checkpoint)
+    *from_checkpoint = fs->from_checkpoint;
+  if (replayed)
+    *replayed = fs->replayed;
+}
+
+/* ---- submitting ---- */
+
+static int batch_add(struct fs *fs, const struct entry *e)
+{
+  uint8_t buf[ENTRY_MAX_SIZE];
+  int n = entry_encode(e, buf, sizeof buf);
+  if (n < 0)
+    return n;
+  if (fs->nbatch == fs->capbatch) {
+    size_t cap = fs->capbatch ? 2 * fs->capbatch : 64;
+    struct pending_rec *bigger = realloc(fs->batch, cap * sizeof *bigger);
+    if (!bigger)
+      return -ENOMEM;
+    fs->batch = bigger;
+    fs->capbatch = cap;
+  }
+  uint8_t *copy = malloc((size_t)n);
+  if (!copy)
+    return -ENOMEM;
+  memcpy(copy, buf, (size_t)n);
+  fs->batch[fs->nbatch].data = copy;
+  fs->batch[fs->nbatch].len = (size_t)n;
+  fs->nbatch++;
+  fs->appended++;
+  return 0;
+}
+
+int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **reason)
+{
+  const char *dummy;
+  if (!reason)
+    reason = &dummy;
+  *reason = NULL;
+  if (!fs->writer)
+    return -EBADF;
+  int s = view_apply(fs->view, e);
+  if (s < 0) {
+    *reason = s == -BFS_EKIND   ? "the entry refers to an entry of the wrong kind"
+              : s == -ENOSPC    ? "the pending set is full"
+                                : NULL;
+    return s;
+  }
+  if (s == VIEW_DUPLICATE)
+    return 0;
+  if (local && s != VIEW_APPLIED) {
+    /* Stored in memory but not counting: keep it out of the log, and keep
+     * this view (which no longer matches the log) out of the checkpoint. */
+    fs->tainted = true;
+    *reason = s == VIEW_PENDING_GRANT ? "the key holds no grant covering this path"
+                                      : "the entry refers to an unknown entry";
+    return s == VIEW_PENDING_GRANT ? -BFS_ENOGRANT : -BFS_ENOPARENT;
+  }
+  int r = batch_add(fs, e);
+  if (r < 0)
+    fs->tainted = true;
+  return r;
+}
+
+int fs_submit_raw(struct fs *fs, const uint8_t *buf, size_t len, const char **reason)
+{
+  const char *dummy;
+  if (!reason)
+    reason = &dummy;
+  *reason = NULL;
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return -ENOMEM;
+  int r = entry_decode(buf, len, e);
+  if (r < 0)
+    *reason = "malformed entry";
+  else if ((r = entry_verify(e)) < 0)
+    *reason = "bad signature";
+  else
+    r = fs_submit(fs, e, false, reason);
+  free(e);
+  return r;
+}
+
+/* Calls FN for every entry in the log, in log order. */
+int fs_foreach_entry(struct fs *fs, int (*fn)(const struct entry *e, void *arg), void *arg)
+{
+  struct log_cursor *c = NULL;
+  int r = log_cursor_open(fs->log, LOG_HEADER_SIZE, &c);
+  if (r < 0)
+    return r;
+  struct entry *e = malloc(sizeof *e);
+  if (!e) {
+    log_cursor_close(c);
+    return -ENOMEM;
+  }
+  const uint8_t *data;
+  size_t len;
+  uint64_t at;
+  while ((r = log_cursor_next(c, &data, &len, &at)) == 1) {
+    if (entry_decode(data, len, e) < 0)
+      continue;
+    if ((r = fn(e, arg)) != 0)
+      break;
+  }
+  free(e);
+  log_cursor_close(c);
+  return r < 0 ? r : 0;
+}
+
+/* ---- paths ---- */
+
+/* Splits PATH into its parent's path (PARENT) and its last name (NAME). */
+static int split_path(const char *path, char parent[FS_PATH_MAX], char name[ENTRY_NAME_MAX + 1])
+{
+  size_t n = path ? strlen(path) : 0;
+  if (n == 0 || n >= FS_PATH_MAX || path[0] != '/')
+    return -EINVAL;
+  memcpy(parent, path, n + 1);
+  while (n > 1 && parent[n - 1] == '/')
+    parent[--n] = '\0';
+  char *slash = strrchr(parent, '/');
+  size_t name_len = strlen(slash + 1);
+  if (name_len == 0)
+    return -EINVAL; /* "/" itself has no parent */
+  if (!entry_name_valid(slash + 1, name_len))
+    return -EINVAL;
+  memcpy(name, slash + 1, name_len + 1);
+  if (slash == parent)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  return 0;
+}
+
+static int resolve(struct fs *fs, const char *path, struct view_node *node, hash_t *name_head)
+{
+  if (!path || path[0] != '/')
+    return -EINVAL;
+  return view_resolve(fs->view, path, node, name_head);
+}
+
+int fs_resolve(struct fs *fs, const char *path, hash_t *object)
+{
+  struct view_node n;
+  int r = resolve(fs, path, &n, NULL);
+  if (r == 0)
+    *object = n.id;
+  return r;
+}
+
+static void to_fs_stat(const struct view_node *n, const struct view_stat *vs, struct fs_stat *st)
+{
+  memset(st, 0, sizeof *st);
+  st->object = vs->object;
+  if (hash_is_zero(&st->object))
+    st->object = n->id;
+  st->type = vs->type == VIEW_DIR ? FS_DIR : vs->type == VIEW_SYMLINK ? FS_SYMLINK : FS_FILE;
+  st->mode = vs->mode;
+  st->uid = vs->uid;
+  st->gid = vs->gid;
+  st->size = vs->size;
+  st->mtime_ns = vs->mtime_ns;
+}
+
+int fs_stat(struct fs *fs, const char *path, struct fs_stat *st)
+{
+  struct view_node n;
+  struct view_stat vs;
+  int r = resolve(fs, path, &n, NULL);
+  if (r == 0)
+    r = view_stat(fs->view, &n, &vs);
+  if (r == 0)
+    to_fs_stat(&n, &vs, st);
+  return r;
+}
+
+/* ---- content ---- */
+
+/* The largest file fs_read() returns in one piece. */
+#define FS_READ_MAX ((size_t)1 << 34)
+/* DELTA chains longer than this are cut by writing a full version. */
+#define FS_DELTA_CHAIN_MAX 16
+
+/* The content carried by content entry ID (a WRITE or SLINK), DELTA bases included. */
+static int decode_content(struct fs *fs, const hash_t *id, int depth, uint8_t **out, size_t *len)
+{
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return -ENOMEM;
+  int r = view_entry(fs->view, id, e);
+  uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  if (r == 0 && e->content_kind == ENTRY_CONTENT_DELTA) {
+    hash_t base;
+    if (depth > 4 * FS_DELTA_CHAIN_MAX)
+      r = -BFS_EFORMAT;
+    else if ((r = view_content_base(fs->view, id, &base)) == 0)
+      r = decode_content(fs, &base, depth + 1, &prev, &prev_len);
+  }
+  if (r == 0 && e->size > FS_READ_MAX)
+    r = -EFBIG;
+  if (r == 0 && e->size == 0) {
+    *out = NULL;
+    *len = 0;
+  } else if (r == 0) {
+    if ((e->content_kind == ENTRY_CONTENT_BLOCKS || e->content_kind == ENTRY_CONTENT_BLOCKLIST) &&
+        !fs->blocks)
+      r = -ENOENT;
+    else
+      r = content_decode(fs->blocks, e->content_kind, e->content, e->content_len, e->size, prev,
+                         prev_len, FS_READ_MAX, out);
+    if (r == 0)
+      *len = (size_t)e->size;
+  }
+  free(prev);
+  free(e);
+  return r;
+}
+
+/* How many DELTA links lead from content entry ID to a full version. */
+static int delta_depth(struct fs *fs, const hash_t *id)
+{
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return FS_DELTA_CHAIN_MAX;
+  hash_t cur = *id;
+  int depth = 0;
+  while (depth < FS_DELTA_CHAIN_MAX && view_entry(fs->view, &cur, e) == 0 &&
+         e->content_kind == ENTRY_CONTENT_DELTA && view_content_base(fs->view, &cur, &cur) == 0)
+    depth++;
+  free(e);
+  return depth;
+}
+
+int fs_read(struct fs *fs, const char *path, uint8_t **data, size_t *len)
+{
+  *data = NULL;
+  *len = 0;
+  struct view_node n;
+  struct view_stat vs;
+  int r = resolve(fs, path, &n, NULL);
+  if (r == 0)
+    r = view_stat(fs->view, &n, &vs);
+  if (r < 0)
+    return r;
+  if (vs.type == VIEW_DIR)
+    return -EISDIR;
+  if (hash_is_zero(&vs.content))
+    return 0; /* an empty file */
+  return decode_content(fs, &vs.content, 0, data, len);
+}
+
+int fs_read_version(struct fs *fs, const hash_t *version, uint8_t **data, size_t *len)
+{
+  *data = NULL;
+  *len = 0;
+  struct view_node n = {.kind = VIEW_NODE_VERSION, .readonly = 1, .id = *version};
+  struct view_stat vs;
+  int r = view_stat(fs->view, &n, &vs);
+  if (r < 0)
+    return r;
+  if (vs.type == VIEW_DIR)
+    return -EISDIR;
+  if (hash_is_zero(&vs.content))
+    return 0;
+  return decode_content(fs, &vs.content, 0, data, len);
+}
+
+int fs_readdir(struct fs *fs, const char *path, char ***names, size_t *count)
+{
+  *names = NULL;
+  *count = 0;
+  struct view_node n;
+  int r = resolve(fs, path, &n, NULL);
+  if (r < 0)
+    return r;
+  return view_list(fs->view, &n, names, count);
+}
+
+void fs_names_free(char **names, size_t count) { view_names_free(names, count); }
+
+/* ---- keys and versions ---- */
+
+void fs_key_name(struct fs *fs, const hash_t *fp, char out[ENTRY_NAME_MAX + 1])
+{
+  out[0] = '\0';
+  if (hash_eq(fp, view_root_key(fs->view))) {
+    strcpy(out, "root");
+    return;
+  }
+  struct view_grant *g = NULL;
+  size_t n = 0;
+  if (view_grants(fs->view, &g, &n) < 0)
+    return;
+  /* The latest active grant's label, else any label the key was given. */
+  for (size_t i = 0; i < n; i++)
+    if (hash_eq(&g[i].key, fp) && (g[i].active || !out[0]))
+      snprintf(out, ENTRY_NAME_MAX + 1, "%s", g[i].name);
+  free(g);
+}
+
+int fs_versions(struct fs *fs, const char *path, struct fs_version **out, size_t *count)
+{
+  *out = NULL;
+  *count = 0;
+  struct view_node n;
+  int r = resolve(fs, path, &n, NULL);
+  if (r < 0)
+    return r;
+  if (n.kind != VIEW_NODE_OBJECT && n.kind != VIEW_NODE_HISTORY_OBJ &&
+      n.kind != VIEW_NODE_CONFLICT_OBJ)
+    return -EINVAL;
+  struct view_version *v = NULL;
+  size_t nv = 0;
+  if ((r = view_versions(fs->view, &n.id, &v, &nv)) < 0)
+    return r;
+  struct view_stat vs;
+  struct view_node live = {.kind = VIEW_NODE_OBJECT, .id = n.id};
+  bool have_head = view_stat(fs->view, &live, &vs) == 0;
+  struct fs_version *fv = calloc(nv ? nv : 1, sizeof *fv);
+  if (!fv) {
+    free(v);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < nv; i++) {
+    fv[i].id = v[i].id;
+    fv[i].action = v[i].action;
+    fv[i].mtime_ns = v[i].mtime_ns;
+    fv[i].author = v[i].author;
+    fs_key_name(fs, &v[i].author, fv[i].keyname);
+    /* The creating entry roots both threads: it is "current" only as the
+     * content head, not merely for never having been renamed. */
+    fv[i].current = (v[i].flags & VIEW_V_HEAD) &&
+                    (have_head ? (hash_eq(&v[i].id, &vs.version) ||
+                                  (!(v[i].flags & VIEW_V_CONTENT) && !hash_eq(&v[i].id, &n.id)))
+                               : true);
+    fv[i].loser = v[i].flags & VIEW_V_LOSER;
+  }
+  free(v);
+  *out = fv;
+  *count = nv;
+  return 0;
+}
+
+/* Finds the path of directory object OBJ by walking the tree (for `keys`). */
+struct path_search {
+  struct fs *fs;
+  const hash_t *obj;
+  char *path;
+  size_t cap;
+  int depth;
+  bool found;
+};
+
+static int search_dir(struct path_search *s, const struct view_node *dir, size_t len);
+
+static int search_cb(void *arg, const char *name, const struct view_node *node, uint64_t cookie)
+{
+  (void)cookie;
+  struct path_search *s = arg;
+  struct view_stat vs;
+  if (node->kind != VIEW_NODE_OBJECT || view_stat(s->fs->view, node, &vs) < 0 ||
+      vs.type != VIEW_DIR)
+    return 0;
+  size_t len = strlen(s->path);
+  int n = snprintf(s->path + len, s->cap - len, "%s%s", len > 1 ? "/" : "", name);
+  if (n < 0 || (size_t)n >= s->cap - len) {
+    s->path[len] = '\0';
+    return 0;
+  }
+  if (hash_eq(&node->id, s->obj)) {
+    s->found = true;
+    return 1;
+  }
+  if (s->depth < 64) {
+    s->depth++;
+    int r = search_dir(s, node, len);
+    s->depth--;
+    if (r)
+      return r;
+  }
+  s->path[len] = '\0';
+  return 0;
+}
+
+static int search_dir(struct path_search *s, const struct view_node *dir, size_t len)
+{
+  (void)len;
+  return view_readdir(s->fs->view, dir, 0, search_cb, s);
+}
+
+static void object_path(struct fs *fs, const hash_t *obj, char *out, size_t cap)
+{
+  struct view_node root;
+  view_root_node(fs->view, &root);
+  snprintf(out, cap, "/");
+  if (hash_eq(&root.id, obj))
+    return;
+  struct path_search s = {.fs = fs, .obj = obj, .path = out, .cap = cap};
+  if (search_dir(&s, &root, 1) <= 0 || !s.found) {
+    char hex[HASH_HEX_SIZE];
+    hash_to_hex(obj, hex);
+    snprintf(out, cap, "/.basefs/history/%s/tree", hex);
+  }
+}
+
+int fs_grants(struct fs *fs, struct fs_grant **out, size_t *count)
+{
+  *out = NULL;
+  *count = 0;
+  struct view_grant *g = NULL;
+  size_t n = 0;
+  int r = view_grants(fs->view, &g, &n);
+  if (r < 0)
+    return r;
+  struct fs_grant *fg = calloc(n + 1, sizeof *fg);
+  if (!fg) {
+    free(g);
+    return -ENOMEM;
+  }
+  size_t k = 0;
+  fg[k].id = fs->root;
+  fg[k].fingerprint = *view_root_key(fs->view);
+  strcpy(fg[k].keyname, "root");
+  strcpy(fg[k].path, "/");
+  k++;
+  for (size_t i = 0; i < n; i++) {
+    if (!g[i].active)
+      continue;
+    fg[k].id = g[i].id;
+    fg[k].fingerprint = g[i].key;
+    snprintf(fg[k].keyname, sizeof fg[k].keyname, "%s", g[i].name);
+    object_path(fs, &g[i].dir, fg[k].path, sizeof fg[k].path);
+    k++;
+  }
+  free(g);
+  *out = fg;
+  *count = k;
+  return 0;
+}
+
+/* ---- writing ---- */
+
+static size_t varint_len(uint64_t v)
+{
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* The content bytes still free in E once everything else is encoded. */
+static size_t content_room(const struct entry *e)
+{
+  size_t fixed = 4 + 2 /* content length varint, up to 16383 */ + KEY_PUBLIC_SIZE +
+                 KEY_SIGNATURE_SIZE + 1 + e->name_len;
+  fixed += HASH_SIZE * (!hash_is_zero(&e->parent) + !hash_is_zero(&e->dir) + !hash_is_zero(&e->target));
+  fixed += varint_len(e->mtime_ns) + varint_len(e->size) + varint_len(e->mode) +
+           varint_len(e->uid) + varint_len(e->gid);
+  size_t room = fixed < ENTRY_MAX_SIZE ? ENTRY_MAX_SIZE - fixed : 0;
+  return room < ENTRY_CONTENT_MAX ? room : ENTRY_CONTENT_MAX;
+}
+
+static void set_name(struct entry *e, const char *name)
+{
+  size_t n = strlen(name);
+  memcpy(e->name, name, n + 1);
+  e->name_len = (uint8_t)n;
+}
+
+static void key_fp(const struct key *key, hash_t *fp)
+{
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  key_public(key, pub);
+  key_fingerprint(pub, fp);
+}
+
+/* A write helper's scope: entries it submitted are dropped again if it fails. */
+struct op {
+  struct fs *fs;
+  size_t start;
+  const char **reason;
+  const char *dummy;
+  hash_t fp;
+  struct entry *e;
+};
+
+static int op_begin(struct op *op, struct fs *fs, const struct key *key, const char **reason)
+{
+  memset(op, 0, sizeof *op);
+  op->fs = fs;
+  op->start = fs->nbatch;
+  op->reason = reason ? reason : &op->dummy;
+  *op->reason = NULL;
+  if (!fs->writer)
+    return -EBADF;
+  key_fp(key, &op->fp);
+  if (!(op->e = malloc(sizeof *op->e)))
+    return -ENOMEM;
+  return 0;
+}
+
+static struct entry *op_entry(struct op *op, uint8_t action)
+{
+  memset(op->e, 0, sizeof *op->e);
+  op->e->action = action;
+  op->e->mtime_ns = now_ns();
+  return op->e;
+}
+
+static int op_end(struct op *op, int r)
+{
+  struct fs *fs = op->fs;
+  if (r < 0 && fs->nbatch > op->start) {
+    /* Part of this change is applied in memory only: drop it from the log
+     * batch and keep this view out of any checkpoint. */
+    for (size_t i = op->start; i < fs->nbatch; i++)
+      free(fs->batch[i].data);
+    fs->appended -= fs->nbatch - op->start;
+    fs->nbatch = op->start;
+    fs->tainted = true;
+  }
+  if (r < 0 && !*op->reason) {
+    if (r == -BFS_ENOGRANT)
+      *op->reason = "the key holds no grant covering this path";
+    else if (r == -ENOENT)
+      *op->reason = "no such file or directory";
+  }
+  free(op->e);
+  return r < 0 ? r : 0;
+}
+
+static int op_submit(struct op *op, const struct key *key)
+{
+  int r = entry_sign(op->e, key);
+  if (r < 0)
+    return r;
+  return fs_submit(op->fs, op->e, true, op->reason);
+}
+
+static int check_write(struct op *op, const struct view_node *n)
+{
+  int r = view_check_write(op->fs->view, &op->fp, n);
+  if (r == -EROFS)
+    *op->reason = "read-only (history and conflicts cannot be changed)";
+  return r;
+}
+
+/* Resolves the directory that will hold PATH's last name. */
+static int parent_dir(struct op *op, const char *path, struct view_node *dir,
+                      char name[ENTRY_NAME_MAX + 1])
+{
+  char parent[FS_PATH_MAX];
+  int r = split_path(path, parent, name);
+  if (r < 0) {
+    *op->reason = "not a valid path (absolute, no . or .. components, not /)";
+    return r;
+  }
+  struct view_stat vs;
+  r = resolve(op->fs, parent, dir, NULL);
+  if (r == -ENOENT)
+    *op->reason = "the parent directory does not exist";
+  if (r == 0 && (r = view_stat(op->fs->view, dir, &vs)) == 0 && vs.type != VIEW_DIR) {
+    *op->reason = "the parent is not a directory";
+    r = -ENOTDIR;
+  }
+  return r;
+}
+
+static int check_new_name(struct op *op, const struct view_node *dir, const char *name)
+{
+  int r = view_check_name(op->fs->view, dir, name);
+  if (r == -EEXIST)
+    *op->reason = "already exists";
+  else if (r == -EPERM)
+    *op->reason = "the name .basefs is reserved in /";
+  return r;
+}
+
+/* The previous content for a delta, when a delta is worth trying. */
+static void delta_base(struct fs *fs, const struct view_stat *vs, size_t len, uint8_t **prev,
+                       size_t *prev_len)
+{
+  *prev = NULL;
+  *prev_len = 0;
+  if (len > (64u << 10) || vs->size > (64u << 10) || vs->size == 0 || hash_is_zero(&vs->content) ||
+      delta_depth(fs, &vs->content) >= FS_DELTA_CHAIN_MAX)
+    return;
+  if (decode_content(fs, &vs->content, 0, prev, prev_len) < 0) {
+    free(*prev);
+    *prev = NULL;
+    *prev_len = 0;
+  }
+}
+
+int fs_put(struct fs *fs, const struct key *key, const char *path, const void *data, size_t len,
+           const char **reason)
+{
+  struct op op;
+  int r = op_begin(&op, fs, key, reason);
+  struct view_node dir, obj;
+  struct view_stat vs;
+  char name[ENTRY_NAME_MAX + 1];
+  hash_t head;
+  uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  if (r == 0)
+    r = parent_dir(&op, path, &dir, name);
+  if (r < 0)
+    return op_end(&op, r);
+  struct entry *e = op_entry(&op, ENTRY_WRITE);
+  r = view_lookup(fs->view, &dir, name, &obj, &head);
+  if (r == 0) {
+    /* An update: the next version of the content thread. */
+    if ((r = view_stat(fs->view, &obj, &vs)) == 0 && vs.type == VIEW_DIR) {
+      *op.reason = "is a directory";
+      r = -EISDIR;
+    } else if (r == 0 && vs.type == VIEW_SYMLINK) {
+      *op.reason = "is a symbolic link";
+      r = -EEXIST;
+    }
+    if (r == 0)
+      r = check_write(&op, &obj);
+    if (r < 0)
+      return op_end(&op, r);
+    e->parent = vs.version;
+    e->mode = vs.mode;
+    e->uid = vs.uid;
+    e->gid = vs.gid;
+    delta_base(fs, &vs, len, &prev, &prev_len);
+  } else if (r == -ENOENT) {
+    r = check_new_name(&op, &dir, name);
+    if (r == 0)
+      r = check_write(&op, &dir);
+    if (r < 0)
+      return op_end(&op, r);
+    e->dir = dir.id;
+    set_name(e, name);
+    e->mode = 0644;
+    e->uid = (uint32_t)getuid();
+    e->gid = (uint32_t)getgid();
+  } else {
+    return op_end(&op, r);
+  }
+  e->size = len;
+  size_t out_len = 0;
+  r = content_encode(fs->blocks, data, len, prev, prev_len, content_room(e), &e->content_kind,
+                     e->content, &out_len);
+  free(prev);
+  if (r == 0) {
+    e->content_len = (uint16_t)out_len;
+    r = op_submit(&op, key);
+  }
+  return op_end(&op, r);
+}
+
+int fs_mkdir(struct fs *fs, const struct key *key, const char *path, const char **reason)
+{
+  struct op op;
+  struct view_node dir;
+  char name[ENTRY_NAME_MAX + 1];
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0)
+    r = parent_dir(&op, path, &dir, name);
+  if (r == 0)
+    r = check_new_name(&op, &dir, name);
+  if (r == 0)
+    r = check_write(&op, &dir);
+  if (r == 0) {
+    struct entry *e = op_entry(&op, ENTRY_MKDIR);
+    e->dir = dir.id;
+    set_name(e, name);
+    e->mode = 0755;
+    e->uid = (uint32_t)getuid();
+    e->gid = (uint32_t)getgid();
+    r = op_submit(&op, key);
+  }
+  return op_end(&op, r);
+}
+
+/* Deletes NODE (bound with name thread head HEAD), children first. With
+ * CHECK only checks that every delete would be allowed. */
+static int rm_node(struct op *op, const struct key *key, const struct view_node *node,
+                   const hash_t *head, bool recursive, bool check, int depth)
+{
+  struct fs *fs = op->fs;
+  struct view_stat vs;
+  int r = view_stat(fs->view, node, &vs);
+  if (r < 0)
+    return r;
+  if (vs.type == VIEW_DIR) {
+    char **names = NULL;
+    size_t count = 0;
+    if ((r = view_list(fs->view, node, &names, &count)) < 0)
+      return r;
+    if (count && !recursive) {
+      *op->reason = "is a directory and not empty (use rm -r)";
+      r = -ENOTEMPTY;
+    }
+    if (depth > 4096)
+      r = -ELOOP;
+    for (size_t i = 0; i < count && r == 0; i++) {
+      struct view_node child;
+      hash_t child_head;
+      r = view_lookup(fs->view, node, names[i], &child, &child_head);
+      if (r == 0)
+        r = rm_node(op, key, &child, &child_head, recursive, check, depth + 1);
+    }
+    view_names_free(names, count);
+    if (r < 0)
+      return r;
+  }
+  if ((r = check_write(op, node)) < 0 || check)
+    return r;
+  struct entry *e = op_entry(op, ENTRY_DELETE);
+  e->parent = *head;
+  return op_submit(op, key);
+}
+
+int fs_rm(struct fs *fs, const struct key *key, const char *path, bool recursive,
+          const char **reason)
+{
+  struct op op;
+  struct view_node node;
+  hash_t head;
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0)
+    r = resolve(fs, path, &node, &head);
+  if (r == 0 && (node.kind != VIEW_NODE_OBJECT || node.readonly || hash_is_zero(&head))) {
+    *op.reason = hash_eq(&node.id, &fs->root) ? "the root directory cannot be removed"
+                                              : "read-only (history and conflicts cannot be changed)";
+    r = hash_eq(&node.id, &fs->root) ? -EBUSY : -EROFS;
+  }
+  /* Check the whole tree first, so a refused delete deletes nothing. */
+  if (r == 0)
+    r = rm_node(&op, key, &node, &head, recursive, true, 0);
+  if (r == 0)
+    r = rm_node(&op, key, &node, &head, recursive, false, 0);
+  return op_end(&op, r);
+}
+
+int fs_mv(struct fs *fs, const struct key *key, const char *from, const char *to,
+          const char **reason)
+{
+  struct op op;
+  struct view_node node, dir, existing;
+  struct view_stat vs;
+  hash_t head, existing_head;
+  char name[ENTRY_NAME_MAX + 1];
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0)
+    r = resolve(fs, from, &node, &head);
+  if (r == 0 && (node.kind != VIEW_NODE_OBJECT || node.readonly || hash_is_zero(&head))) {
+    *op.reason = "cannot be moved";
+    r = -EBUSY;
+  }
+  if (r < 0)
+    return op_end(&op, r);
+  /* Into an existing directory TO under FROM's name, else to TO itself. */
+  if (resolve(fs, to, &dir, NULL) == 0 && view_stat(fs->view, &dir, &vs) == 0 &&
+      vs.type == VIEW_DIR) {
+    char ignored[FS_PATH_MAX];
+    if ((r = split_path(from, ignored, name)) < 0)
+      return op_end(&op, r);
+  } else if ((r = parent_dir(&op, to, &dir, name)) < 0) {
+    return op_end(&op, r);
+  }
+  r = view_lookup(fs->view, &dir, name, &existing, &existing_head);
+  if (r == 0 && hash_eq(&existing.id, &node.id))
+    return op_end(&op, 0); /* already there */
+  if (r == 0) {
+    /* Replace a file or link like mv(1) does; never a directory. */
+    if ((r = view_stat(fs->view, &existing, &vs)) == 0 && vs.type == VIEW_DIR) {
+      *op.reason = "the target exists and is a directory";
+      r = -EEXIST;
+    }
+    if (r == 0)
+      r = check_write(&op, &existing);
+  } else if (r == -ENOENT) {
+    r = check_new_name(&op, &dir, name);
+  }
+  if (r == 0) {
+    r = view_check_move(fs->view, &op.fp, &node, &dir);
+    if (r == -EXDEV)
+      *op.reason = "source and target lie under different grants of the key";
+    else if (r == -EINVAL)
+      *op.reason = "cannot move a directory into itself";
+  }
+  if (r == 0 && !hash_is_zero(&existing_head) && view_lookup(fs->view, &dir, name, &existing, &existing_head) == 0) {
+    struct entry *e = op_entry(&op, ENTRY_DELETE);
+    e->parent = existing_head;
+    r = op_submit(&op, key);
+  }
+  if (r == 0) {
+    struct entry *e = op_entry(&op, ENTRY_RENAME);
+    e->parent = head;
+    e->dir = dir.id;
+    set_name(e, name);
+    r = op_submit(&op, key);
+  }
+  return op_end(&op, r);
+}
+
+int fs_symlink(struct fs *fs, const struct key *key, const char *target, const char *linkpath,
+               const char **reason)
+{
+  struct op op;
+  struct view_node dir;
+  char name[ENTRY_NAME_MAX + 1];
+  int r = op_begin(&op, fs, key, reason);
+  size_t len = strlen(target);
+  if (r == 0 && len == 0) {
+    *op.reason = "empty link target";
+    r = -EINVAL;
+  }
+  if (r == 0)
+    r = parent_dir(&op, linkpath, &dir, name);
+  if (r == 0)
+    r = check_new_name(&op, &dir, name);
+  if (r == 0)
+    r = check_write(&op, &dir);
+  if (r == 0) {
+    struct entry *e = op_entry(&op, ENTRY_SLINK);
+    e->dir = dir.id;
+    set_name(e, name);
+    e->mode = 0777;
+    e->uid = (uint32_t)getuid();
+    e->gid = (uint32_t)getgid();
+    e->size = len;
+    if (len > content_room(e)) {
+      *op.reason = "link target too long";
+      r = -ENAMETOOLONG;
+    } else {
+      e->content_kind = ENTRY_CONTENT_INLINE;
+      memcpy(e->content, target, len);
+      e->content_len = (uint16_t)len;
+      r = op_submit(&op, key);
+    }
+  }
+  return op_end(&op, r);
+}
+
+int fs_chmod(struct fs *fs, const struct key *key, const char *path, uint32_t mode,
+             const char **reason)
+{
+  struct op op;
+  struct view_node node;
+  struct view_stat vs;
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0 && mode > 07777)
+    r = -EINVAL;
+  if (r == 0)
+    r = resolve(fs, path, &node, NULL);
+  if (r == 0)
+    r = view_stat(fs->view, &node, &vs);
+  if (r == 0)
+    r = check_write(&op, &node);
+  if (r == 0) {
+    struct entry *e = op_entry(&op, ENTRY_MODE);
+    e->parent = vs.version;
+    e->mode = mode;
+    e->uid = vs.uid;
+    e->gid = vs.gid;
+    r = op_submit(&op, key);
+  }
+  return op_end(&op, r);
+}
+
+int fs_grant(struct fs *fs, const struct key *key, const char *path,
+             const uint8_t pub[KEY_PUBLIC_SIZE], const char *keyname, const char **reason)
+{
+  struct op op;
+  struct view_node node;
+  struct view_stat vs;
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0 && !entry_name_valid(keyname, strlen(keyname))) {
+    *op.reason = "not a valid key name";
+    r = -EINVAL;
+  }
+  if (r == 0)
+    r = resolve(fs, path, &node, NULL);
+  if (r == 0 && (r = view_stat(fs->view, &node, &vs)) == 0 && vs.type != VIEW_DIR) {
+    *op.reason = "grants are given on directories";
+    r = -ENOTDIR;
+  }
+  if (r == 0)
+    r = check_write(&op, &node);
+  if (r == 0) {
+    struct entry *e = op_entry(&op, ENTRY_GRANT);
+    e->dir = node.id;
+    set_name(e, keyname);
+    e->content_kind = ENTRY_CONTENT_INLINE;
+    memcpy(e->content, pub, KEY_PUBLIC_SIZE);
+    e->content_len = KEY_PUBLIC_SIZE;
+    r = op_submit(&op, key);
+  }
+  return op_end(&op, r);
+}
+
+/* Does WHO (a key name, or >= 8 hex digits of a fingerprint) name grant G? */
+static bool grant_matches(const struct view_grant *g, const char *who)
+{
+  if (strcmp(g->name, who) == 0)
+    return true;
+  size_t n = strlen(who);
+  if (n < 8 || n > 64 || strspn(who, "0123456789abcdefABCDEF") != n)
+    return false;
+  char hex[HASH_HEX_SIZE];
+  hash_to_hex(&g->key, hex);
+  return strncasecmp(hex, who, n) == 0;
+}
+
+int fs_revoke(struct fs *fs, const struct key *key, const char *path, const char *who,
+              const char **reason)
+{
+  struct op op;
+  struct view_node node;
+  struct view_grant *g = NULL;
+  size_t ng = 0;
+  int r = op_begin(&op, fs, key, reason);
+  if (r == 0)
+    r = resolve(fs, path, &node, NULL);
+  if (r == 0)
+    r = view_grants(fs->view, &g, &ng);
+  if (r < 0)
+    return op_end(&op, r);
+  /* The matching active grants on exactly this directory, all of one key. */
+  size_t matches = 0;
+  const hash_t *grantee = NULL;
+  for (size_t i = 0; i < ng; i++) {
+    if (!g[i].active || !hash_eq(&g[i].dir, &node.id) || !grant_matches(&g[i], who))
+      continue;
+    if (grantee && !hash_eq(grantee, &g[i].key)) {
+      *op.reason = "that name matches several keys: give a fingerprint";
+      r = -EINVAL;
+      break;
+    }
+    grantee = &g[i].key;
+    matches++;
+  }
+  if (r == 0 && !matches) {
+    *op.reason = "no active grant for that key on this path (revoke where it was granted)";
+    r = -ENOENT;
+  }
+  /* Only the root key or a key granted strictly above PATH may revoke. */
+  if (r == 0 && !hash_eq(&op.fp, view_root_key(fs->view))) {
+    char parent[FS_PATH_MAX], name[ENTRY_NAME_MAX + 1];
+    struct view_node above;
+    r = split_path(path, parent, name);
+    if (r == 0)
+      r = resolve(fs, parent, &above, NULL);
+    if (r == 0)
+      r = check_write(&op, &above);
+    if (r < 0) {
+      *op.reason = "only the root key or a key granted above this path may revoke here";
+      r = -BFS_ENOGRANT;
+    }
+  }
+  /* Acknowledge the key's current leaves first, so what it wrote stays. */
+  hash_t *leaves = NULL;
+  size_t nleaves = 0;
+  if (r == 0)
+    r = view_leaves_by_key(fs->view, grantee, &leaves, &nleaves);
+  for (size_t i = 0; i < nleaves && r == 0; i++) {
+    struct entry *e = op_entry(&op, ENTRY_ACK);
+    e->target = leaves[i];
+    r = op_submit(&op, key);
+  }
+  free(leaves);
+  for (size_t i = 0; i < ng && r == 0; i++) {
+    if (!g[i].active || !hash_eq(&g[i].dir, &node.id) || !hash_eq(&g[i].key, grantee))
+      continue;
+    struct entry *e = op_entry(&op, ENTRY_REVOKE);
+    e->dir = node.id;
+    e->target = g[i].id;
+    r = op_submit(&op, key);
+  }
+  free(g);
+  return op_end(&op, r);
+}
+
+int fs_revert(struct fs *fs, const struct key *key, const char *path, const char *hex,
+              const char **reason)
+{
+  struct op op;
+  struct view_node node;
+  struct view_version *v = NULL;
+  size_t nv = 0;
+  int r = op_begin(&op, fs, key, reason);
+  size_t n = strlen(hex);
+  if (r == 0 && (n < 8 || n > 64 || strspn(hex, "0123456789abcdefABCDEF") != n)) {
+    *op.reason = "a version is a full hash or a prefix of at least 8 hex digits";
+    r = -EINVAL;
+  }
+  if (r == 0)
+    r = resolve(fs, path, &node, NULL);
+  if (r == 0 && node.kind != VIEW_NODE_OBJECT && node.kind != VIEW_NODE_HISTORY_OBJ &&
+      node.kind != VIEW_NODE_CONFLICT_OBJ)
+    r = -EINVAL;
+  if (r == 0)
+    r = view_versions(fs->view, &node.id, &v, &nv);
+  const hash_t *found = NULL;
+  for (size_t i = 0; i < nv && r == 0; i++) {
+    char vh[HASH_HEX_SIZE];
+    hash_to_hex(&v[i].id, vh);
+    if (strncasecmp(vh, hex, n) != 0)
+      continue;
+    if (found) {
+      *op.reason = "that prefix matches several versions: give more digits";
+      r = -EINVAL;
+    }
+    found = &v[i].id;
+  }
+  if (r == 0 && !found) {
+    *op.reason = "no such version of this path (see basefs log)";
+    r = -ENOENT;
+  }
+  struct view_version ver;
+  hash_t head;
+  if (r == 0)
+    r = view_version(fs->view, found, &ver, &head);
+  if (r == 0 && !hash_eq(&head, found)) {
+    /* Under /.basefs the object itself is read-only; check the live one. */
+    struct view_node live = {.kind = VIEW_NODE_OBJECT, .id = node.id};
+    r = check_write(&op, &live);
+    if (r == 0) {
+      struct entry *e = op_entry(&op, ENTRY_REVERT);
+      e->parent = head;
+      e->target = *found;
+      r = op_submit(&op, key);
+    }
+  }
+  free(v);
+  return op_end(&op, r);
+}
