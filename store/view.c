@@ -1003,6 +1003,9 @@ static int resolve(struct view *v, struct ventry *e)
   case ENTRY_GRANT:
     if (!dobj || e->content_len != KEY_PUBLIC_SIZE)
       return -BFS_EKIND;
+    /* Know the grantee by fingerprint before it writes (view_check_*). */
+    if (!intern_key(v, e->content))
+      return -ENOMEM;
     o = dobj;
     break;
   case ENTRY_REVOKE:
