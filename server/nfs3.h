@@ -1,25 +1,56 @@
 /*
- * NFS version 3 (program 100003) on the dispatcher.
+ * NFS version 3 (program 100003, RFC 1813) on the dispatcher: the 22
+ * procedures served from an open filesystem (store/fs.h) — its view for
+ * reads, write staging (server/stage.h) and signed entries for writes.
  *
- * The procedure table lives in nfs3.c: one slot per procedure number
- * (NFS3_PROC_* in xdr/nfs3.h). A procedure is a handler
+ * The procedure table lives in nfs3.c, one handler per procedure number.
+ * NFS errors (NFS3ERR_*) are ordinary results; only undecodable arguments
+ * are GARBAGE_ARGS. An NFSv2 or v4 call gets PROG_MISMATCH 3..3 from the
+ * dispatcher, which makes Linux fall back to v3. nfsd_register(rpc, NULL)
+ * (no filesystem) serves NULL only; every other procedure is PROC_UNAVAIL.
  *
- *   static enum rpcsrv_status proc_getattr(struct rpcsrv_call *call)
- *   {
- *     struct nfs3_fh_args a;
- *     if (nfs3_dec_fh_args(&call->args, &a) < 0)
- *       return RPCSRV_GARBAGE_ARGS;
- *     struct nfs3_getattr_res r = {...};     // from the view
- *     nfs3_enc_getattr_res(call->res, &r);
- *     return RPCSRV_OK;
- *   }
+ * Behaviours chosen (the RFC leaves them to the server):
  *
- * with call->ctx the server's state, call->hdr->sys the AUTH_SYS
- * credential (call->hdr->cred_flavor says whether there is one) and
- * call->peer the client. NFS errors (NFS3_ERR_*) are ordinary results
- * with RPCSRV_OK; only undecodable arguments are GARBAGE_ARGS. Until a
- * slot has a handler it answers PROC_UNAVAIL. An NFSv2 or v4 call gets
- * PROG_MISMATCH 3..3, which makes Linux fall back to v3.
+ *  - Handles: server/fh.h (44 bytes, view node identity + filesystem tag).
+ *    Malformed -> NFS3ERR_BADHANDLE; another filesystem's, or an object
+ *    that no longer exists -> NFS3ERR_STALE.
+ *  - READDIR/READDIRPLUS: the cookie verifier is always 0 and cookies are
+ *    the view's 63-bit name hashes (3 and up), "." is cookie 1 and ".." is
+ *    cookie 2. A cookie stays valid whatever changes in the directory: a
+ *    listing resumed after a name that has vanished continues with the
+ *    names hashing after it. A call with a non-zero cookie and a non-zero
+ *    verifier gets NFS3ERR_BAD_COOKIE (it was not ours). "/.basefs" is
+ *    found by LOOKUP and never listed.
+ *  - Writes are staged per object and sealed into ONE new version (a WRITE
+ *    entry signed with the serving key, logged durably) at COMMIT, after
+ *    NFSD_IDLE_NS without writes (nfsd_tick), on RENAME or SETATTR of the
+ *    file, and at nfsd_seal_all() (shutdown). The new version's parent is
+ *    the version the staging started from, so a concurrent replicated
+ *    update becomes a visible conflict instead of a lost update.
+ *    UNSTABLE writes are acknowledged once in the staging file; FILE_SYNC
+ *    and DATA_SYNC ones after fdatasync (and are answered FILE_SYNC).
+ *  - The write verifier (writeverf3) is 8 random bytes drawn at every
+ *    nfsd_new(): it changes on every start, since UNSTABLE staged data may
+ *    have been lost. Durable staged data (FILE_SYNC) is recovered and
+ *    sealed at start, so it is never lost.
+ *  - CREATE EXCLUSIVE: the verifier is kept in the new file's mtime (the
+ *    nanoseconds hold a 30-bit digest of it; the seconds are the creation
+ *    time), so a retransmitted create of the same name with the same
+ *    verifier succeeds as long as the file has not changed since. The
+ *    client sets the real times with SETATTR afterwards, as RFC 1813 says.
+ *  - Permissions: mode bits against the AUTH_SYS credential (owner, group
+ *    and supplementary groups, other), on every operation and in ACCESS;
+ *    uid 0 from a loopback address is root, uid 0 from elsewhere and
+ *    AUTH_NONE are nobody (65534). As Linux's nfsd does, the owner of a
+ *    file may READ and WRITE it whatever its mode (open-then-chmod).
+ *  - The serving key: a write needs a grant of the key covering the target
+ *    (view_check_write); where it has none, NFS3ERR_ACCES. A peer without a
+ *    key, or whose key holds no grant anywhere (and is not the root key),
+ *    is read-only: ACCESS reports no MODIFY/EXTEND/DELETE bits and every
+ *    write gets NFS3ERR_ROFS. /.basefs is read-only: NFS3ERR_ROFS.
+ *  - MKNOD: NFS3ERR_NOTSUPP for devices, sockets and FIFOs; BADTYPE for
+ *    the other types. atime is not stored: it reads as mtime; SETATTR of
+ *    atime alone succeeds and changes nothing.
  *
  * This header stays free of xdr/nfs3.h so tests may include it next to
  * libnfs's headers.
@@ -27,9 +58,48 @@
 #ifndef BASEFS_SERVER_NFS3_H
 #define BASEFS_SERVER_NFS3_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "server/rpc.h"
 
-/* Registers NFS v3 with rpc; ctx is handed to every procedure. */
+/* Staged writes older than this are sealed by nfsd_tick(). */
+#define NFSD_IDLE_NS (2ull * 1000000000ull)
+
+struct fs;
+struct key;
+struct nfsd;
+
+enum nfsd_log_level { NFSD_LOG_ERROR = 0, NFSD_LOG_WARN, NFSD_LOG_INFO, NFSD_LOG_DEBUG };
+typedef void (*nfsd_log_fn)(void *ctx, int level, const char *line);
+
+/*
+ * Serves FS (open for writing; it must outlive the server). KEY signs the
+ * writes (NULL: read-only peer); it is not copied. Opens the staging
+ * directory (fs dir/stage) and seals the durable staged data a previous
+ * run left (see stage.h). LOG (may be NULL) receives a line per notable
+ * event. Writes one log line per recovered file.
+ */
+int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ctx,
+             struct nfsd **out);
+/* Frees the server; staged data stays on disk (call nfsd_seal_all first). */
+void nfsd_free(struct nfsd *d);
+
+/* Registers NFS v3 with rpc; ctx is a struct nfsd * (or NULL: NULL only). */
 int nfsd_register(struct rpcsrv *rpc, void *ctx);
+
+/* The root handle, for MOUNT (mountd_root_fh_fn; ctx is the struct nfsd *). */
+int nfsd_root_fh(void *ctx, uint8_t fh[64], uint32_t *len);
+
+/* Seals every staged file idle for NFSD_IDLE_NS at NOW_NS (CLOCK_REALTIME).
+ * Returns the number sealed or the first error. */
+int nfsd_tick(struct nfsd *d, uint64_t now_ns);
+/* Seals every staged file (shutdown). Returns the number sealed or the
+ * first error (the others are still tried). */
+int nfsd_seal_all(struct nfsd *d);
+/* Files currently staged. */
+unsigned nfsd_staged(const struct nfsd *d);
+/* True when the serving key may write nowhere (no key, or no grant). */
+bool nfsd_readonly(struct nfsd *d);
 
 #endif

@@ -1,0 +1,95 @@
+/*
+ * basefs serve NAME [--nfs ADDR:PORT] [--key FILE]   (also: basefs run)
+ *
+ * Serves filesystem NAME over NFSv3 (+ MOUNT on the same port) in the
+ * foreground until SIGTERM or SIGINT, which seal staged writes and exit 0.
+ * Log lines go to stderr as "LEVEL: message". --key signs NFS writes
+ * (default $BASEFS_HOME/id_ec); without a key file the peer serves
+ * read-only. --verbose adds debug lines (one per sealed version).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "server/daemon.h"
+#include "store/error.h"
+#include "store/fs.h"
+
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+static void log_line(void *ctx, int level, const char *line)
+{
+  int max = *(int *)ctx;
+  if (level > max)
+    return;
+  if (level < 0 || level > NFSD_LOG_DEBUG)
+    level = NFSD_LOG_ERROR;
+  fprintf(stderr, "%s: %s\n", level_names[level], line);
+  fflush(stderr);
+}
+
+static int run_serve(int argc, char **argv)
+{
+  static const struct option options[] = {
+      {"nfs", required_argument, NULL, 'n'},
+      {"key", required_argument, NULL, 'k'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *addr = "127.0.0.1:2049", *key = NULL;
+  int max_level = NFSD_LOG_INFO;
+  int c;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":n:k:vh", options, NULL)) != -1) {
+    switch (c) {
+    case 'n': addr = optarg; break;
+    case 'k': key = optarg; break;
+    case 'v': max_level = NFSD_LOG_DEBUG; break;
+    case 'h': return cli_usage(0);
+    case ':': return cli_error("option '%s' needs a value", argv[optind - 1]);
+    default: return cli_error("unknown option '%s' (see basefs %s --help)", argv[optind - 1], cli_current);
+    }
+  }
+  if (optind != argc - 1)
+    return cli_error("needs exactly one filesystem NAME (see basefs %s --help)", cli_current);
+  const char *name = argv[optind];
+  if (!fs_name_valid(name))
+    return cli_error("'%s' is not a valid filesystem name", name);
+  struct daemon_config cfg = {
+      .home = cli_home(),
+      .name = name,
+      .addr = addr,
+      .key_path = key ? key : cli_default_key(),
+      .log = log_line,
+      .log_ctx = &max_level,
+  };
+  const char *why = NULL;
+  int r = daemon_run(&cfg, &why);
+  if (r == 0)
+    return 0;
+  if (r == -EBUSY) {
+    pid_t pid = fs_lock_owner(cli_home(), name);
+    if (pid > 0)
+      return cli_error("filesystem %s is already in use by process %d (another serve, or a "
+                       "command writing to it)", name, (int)pid);
+    return cli_error("filesystem %s is already in use by another process", name);
+  }
+  if (r == -ENOENT && why && strcmp(why, "open") == 0)
+    return cli_error("no filesystem named %s in %s", name, cli_home());
+  if (why && strcmp(why, "address") == 0)
+    return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", addr);
+  if (why && strcmp(why, "listen") == 0)
+    return cli_error("cannot listen on %s: %s", addr, bfs_strerror(r));
+  if (why && strcmp(why, "key") == 0)
+    return cli_error("cannot load key %s: %s", cfg.key_path, bfs_strerror(r));
+  return cli_error("%s%s%s", why ? why : "", why ? ": " : "", bfs_strerror(r));
+}
+
+CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT] [--key FILE] [--verbose]",
+            "serve a filesystem over NFSv3 in the foreground", run_serve)
+CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT] [--key FILE] [--verbose]",
+            "the same as serve (BaseFS's name)", run_serve)

@@ -1,0 +1,305 @@
+/* Write staging files; see stage.h. */
+#include "server/stage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct stage_file {
+  struct stage_file *next;
+  hash_t obj;
+  hash_t base;
+  int fd;
+  bool durable; /* renamed to .s */
+  uint64_t size;
+  uint64_t mtime_ns;
+  uint64_t last_write;
+};
+
+struct stage {
+  char dir[PATH_MAX];
+  int dirfd;
+  struct stage_file *files; /* most recently written last */
+  size_t count;
+};
+
+static void file_name(const hash_t *obj, const char *suffix, char out[80])
+{
+  char hex[HASH_HEX_SIZE];
+  hash_to_hex(obj, hex);
+  snprintf(out, 80, "%s.%s", hex, suffix);
+}
+
+static void list_add(struct stage *s, struct stage_file *f)
+{
+  f->next = NULL;
+  struct stage_file **p = &s->files;
+  while (*p)
+    p = &(*p)->next;
+  *p = f;
+  s->count++;
+}
+
+static void list_remove(struct stage *s, struct stage_file *f)
+{
+  for (struct stage_file **p = &s->files; *p; p = &(*p)->next)
+    if (*p == f) {
+      *p = f->next;
+      s->count--;
+      return;
+    }
+}
+
+/* Moves F to the end (the most recently written). */
+static void list_touch(struct stage *s, struct stage_file *f)
+{
+  list_remove(s, f);
+  list_add(s, f);
+}
+
+static int recover(struct stage *s)
+{
+  DIR *d = fdopendir(dup(s->dirfd));
+  if (!d)
+    return -errno;
+  struct dirent *de;
+  int r = 0;
+  while (r == 0 && (de = readdir(d))) {
+    size_t n = strlen(de->d_name);
+    if (n != 2 * HASH_SIZE + 2 || de->d_name[2 * HASH_SIZE] != '.')
+      continue;
+    char hex[HASH_HEX_SIZE];
+    memcpy(hex, de->d_name, 2 * HASH_SIZE);
+    hex[2 * HASH_SIZE] = '\0';
+    hash_t obj;
+    if (hash_from_hex(hex, &obj) < 0)
+      continue;
+    char kind = de->d_name[n - 1];
+    if (kind != 's') {
+      /* .u (never acknowledged as durable) and .t (a copy in progress). */
+      unlinkat(s->dirfd, de->d_name, 0);
+      continue;
+    }
+    int fd = openat(s->dirfd, de->d_name, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+      r = -errno;
+      if (fd >= 0)
+        close(fd);
+      break;
+    }
+    struct stage_file *f = calloc(1, sizeof *f);
+    if (!f) {
+      close(fd);
+      r = -ENOMEM;
+      break;
+    }
+    f->obj = obj;
+    f->fd = fd;
+    f->durable = true;
+    f->size = (uint64_t)st.st_size;
+    f->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    list_add(s, f);
+  }
+  closedir(d);
+  return r;
+}
+
+int stage_open(const char *dir, struct stage **out)
+{
+  struct stage *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
+    free(s);
+    return -ENAMETOOLONG;
+  }
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    free(s);
+    return -errno;
+  }
+  s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (s->dirfd < 0) {
+    int r = -errno;
+    free(s);
+    return r;
+  }
+  int r = recover(s);
+  if (r < 0) {
+    stage_free(s);
+    return r;
+  }
+  *out = s;
+  return 0;
+}
+
+void stage_free(struct stage *s)
+{
+  if (!s)
+    return;
+  while (s->files) {
+    struct stage_file *f = s->files;
+    s->files = f->next;
+    close(f->fd);
+    free(f);
+  }
+  close(s->dirfd);
+  free(s);
+}
+
+struct stage_file *stage_get(struct stage *s, const hash_t *obj)
+{
+  for (struct stage_file *f = s->files; f; f = f->next)
+    if (memcmp(&f->obj, obj, sizeof *obj) == 0)
+      return f;
+  return NULL;
+}
+
+int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
+                 int (*fill)(void *arg, int fd), void *arg, uint64_t now_ns,
+                 struct stage_file **out)
+{
+  if (stage_get(s, obj))
+    return -EEXIST;
+  char tmp[80], name[80];
+  file_name(obj, "t", tmp);
+  file_name(obj, "u", name);
+  int fd = openat(s->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -errno;
+  int r = fill ? fill(arg, fd) : 0;
+  struct stat st;
+  if (r == 0 && fstat(fd, &st) < 0)
+    r = -errno;
+  if (r == 0 && renameat(s->dirfd, tmp, s->dirfd, name) < 0)
+    r = -errno;
+  struct stage_file *f = NULL;
+  if (r == 0 && !(f = calloc(1, sizeof *f)))
+    r = -ENOMEM;
+  if (r < 0) {
+    close(fd);
+    unlinkat(s->dirfd, tmp, 0);
+    unlinkat(s->dirfd, name, 0);
+    return r;
+  }
+  f->obj = *obj;
+  f->base = *base;
+  f->fd = fd;
+  f->size = (uint64_t)st.st_size;
+  f->mtime_ns = now_ns;
+  f->last_write = now_ns;
+  list_add(s, f);
+  *out = f;
+  return 0;
+}
+
+int stage_sync(struct stage *s, struct stage_file *f)
+{
+  if (fdatasync(f->fd) < 0)
+    return -errno;
+  if (f->durable)
+    return 0;
+  char from[80], to[80];
+  file_name(&f->obj, "u", from);
+  file_name(&f->obj, "s", to);
+  if (renameat(s->dirfd, from, s->dirfd, to) < 0 || fsync(s->dirfd) < 0)
+    return -errno;
+  f->durable = true;
+  return 0;
+}
+
+int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void *data, size_t len,
+                bool sync, uint64_t now_ns)
+{
+  if (off > (uint64_t)INT64_MAX - len)
+    return -EFBIG;
+  const uint8_t *p = data;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t k = pwrite(f->fd, p + done, len - done, (off_t)(off + done));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      return -errno;
+    done += (size_t)k;
+  }
+  if (off + len > f->size)
+    f->size = off + len;
+  f->mtime_ns = now_ns;
+  f->last_write = now_ns;
+  list_touch(s, f);
+  return sync ? stage_sync(s, f) : 0;
+}
+
+ssize_t stage_read(struct stage_file *f, uint64_t off, void *buf, size_t len)
+{
+  if (off >= f->size)
+    return 0;
+  if (len > f->size - off)
+    len = (size_t)(f->size - off);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t k = pread(f->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      return -errno;
+    if (k == 0) {
+      /* A hole at the end (cannot happen with a file we size): zeros. */
+      memset((uint8_t *)buf + done, 0, len - done);
+      break;
+    }
+    done += (size_t)k;
+  }
+  return (ssize_t)len;
+}
+
+int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_t now_ns)
+{
+  if (size > (uint64_t)INT64_MAX)
+    return -EFBIG;
+  if (ftruncate(f->fd, (off_t)size) < 0)
+    return -errno;
+  f->size = size;
+  f->mtime_ns = now_ns;
+  f->last_write = now_ns;
+  list_touch(s, f);
+  return 0;
+}
+
+uint64_t stage_size(const struct stage_file *f) { return f->size; }
+uint64_t stage_mtime(const struct stage_file *f) { return f->mtime_ns; }
+int stage_fd(const struct stage_file *f) { return f->fd; }
+const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
+const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
+uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
+size_t stage_count(const struct stage *s) { return s->count; }
+
+void stage_drop(struct stage *s, struct stage_file *f)
+{
+  char name[80];
+  file_name(&f->obj, f->durable ? "s" : "u", name);
+  unlinkat(s->dirfd, name, 0);
+  list_remove(s, f);
+  close(f->fd);
+  free(f);
+}
+
+int stage_foreach(struct stage *s, int (*fn)(void *arg, struct stage_file *f), void *arg)
+{
+  struct stage_file *f = s->files;
+  while (f) {
+    struct stage_file *next = f->next;
+    int r = fn(arg, f);
+    if (r)
+      return r;
+    f = next;
+  }
+  return 0;
+}
