@@ -65,6 +65,14 @@ TEST(open_missing_store)
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/nope", test_tmpdir());
   CHECK_INT(blocks_open(dir, 0, &bs), ==, -ENOENT);
+  CHECK_INT(blocks_open(dir, BLOCKS_WRITE, &bs), ==, -ENOENT);
+  /* a directory, but no store: a writer refuses, a reader sees it empty */
+  CHECK_INT(blocks_open(test_tmpdir(), BLOCKS_WRITE, &bs), ==, -ENOENT);
+  CHECK_OK(blocks_open(test_tmpdir(), 0, &bs));
+  hash_t h;
+  CHECK_INT(blocks_put(bs, "x", 1, &h), ==, -EROFS);
+  CHECK_INT(blocks_has(bs, &h), ==, 0);
+  blocks_close(bs);
 }
 
 TEST(hash_matches_mbedtls)
@@ -120,7 +128,8 @@ TEST(put_get_roundtrip)
   CHECK_OK(blocks_stats(bs, &st));
   CHECK_INT(st.count, ==, 5);
   CHECK_INT(st.raw_bytes, ==, 0 + 1 + 100 + 65536 + 200000);
-  CHECK_INT(st.damaged, ==, 0);
+  CHECK_INT(st.packs, ==, 1);
+  CHECK_INT(st.stored_bytes, <=, st.pack_bytes);
   CHECK_OK(blocks_sync(bs));
   hash_t absent = {{1, 2, 3}};
   CHECK_INT(blocks_has(bs, &absent), ==, 0);
@@ -134,16 +143,18 @@ TEST(compresses_only_when_it_helps)
 {
   struct blocks *bs = open_store();
   char path[4096];
+  uint64_t off;
+  size_t slen;
   hash_t h;
   uint8_t *r = random_buf(65536);
   CHECK_INT(blocks_put(bs, r, 65536, &h), ==, 1);
-  blocks_path(bs, &h, path, sizeof path);
-  CHECK_INT(file_size(path), ==, 65536 + BLOCKS_HEADER_SIZE); /* stored raw */
+  CHECK_OK(blocks_locate(bs, &h, path, sizeof path, &off, &slen));
+  CHECK_INT(slen, ==, 65536 + BLOCKS_HEADER_SIZE); /* stored raw */
   uint8_t *t = calloc(1, 65536);
   memcpy(t, "hello", 5);
   CHECK_INT(blocks_put(bs, t, 65536, &h), ==, 1);
-  blocks_path(bs, &h, path, sizeof path);
-  CHECK_INT(file_size(path), <, 1000); /* zstd */
+  CHECK_OK(blocks_locate(bs, &h, path, sizeof path, &off, &slen));
+  CHECK_INT(slen, <, 1000); /* zstd */
   free(r);
   free(t);
   blocks_close(bs);
@@ -157,23 +168,24 @@ TEST(corrupt_block_detected)
   size_t lens[2] = {50000, 150000};
   for (int k = 0; k < 2; k++) {
     hash_t h;
+    uint64_t off;
+    size_t size;
     CHECK_INT(blocks_put(bs, payloads[k], lens[k], &h), ==, 1);
-    blocks_path(bs, &h, path, sizeof path);
-    off_t size = file_size(path);
-    /* a byte anywhere: header fields, checksum, payload start/middle/end */
-    off_t spots[] = {0, 4, 5, 8, 12, 16, 24, size / 2, size - 1};
+    CHECK_OK(blocks_locate(bs, &h, path, sizeof path, &off, &size));
+    /* a byte anywhere: the hash field, header fields, checksum, payload */
+    off_t spots[] = {-32, -1, 0, 4, 5, 8, 12, 16, 24, (off_t)size / 2, (off_t)size - 1};
     for (size_t i = 0; i < sizeof spots / sizeof *spots; i++) {
-      flip_byte(path, spots[i]);
+      flip_byte(path, (off_t)off + spots[i]);
       uint8_t *d;
       size_t dl;
       CHECK_MSG(blocks_get(bs, &h, &d, &dl) == -BFS_ECHECKSUM, "flip at %ld not detected",
                 (long)spots[i]);
-      flip_byte(path, spots[i]);
+      flip_byte(path, (off_t)off + spots[i]);
       CHECK_OK(blocks_get(bs, &h, &d, &dl));
       free(d);
     }
-    /* truncated, then repaired by storing the block again */
-    CHECK_OK(truncate(path, size - 10));
+    /* damaged, then stored again: the store notices and writes a good copy */
+    flip_byte(path, (off_t)off + (off_t)size - 1);
     uint8_t *d;
     size_t dl;
     CHECK_INT(blocks_get(bs, &h, &d, &dl), ==, -BFS_ECHECKSUM);
@@ -182,20 +194,127 @@ TEST(corrupt_block_detected)
     CHECK_MEM(d, payloads[k], lens[k]);
     free(d);
   }
-  /* a well-formed block under the wrong name: the SHA-256 check catches it */
+  /* a well-formed block in the wrong record: the SHA-256 check catches it */
   hash_t a, b;
   CHECK_INT(blocks_put(bs, "one", 3, &a), ==, 1);
   CHECK_INT(blocks_put(bs, "two", 3, &b), ==, 1);
-  char pa[4096], pb[4096];
-  blocks_path(bs, &a, pa, sizeof pa);
-  blocks_path(bs, &b, pb, sizeof pb);
-  CHECK_OK(rename(pb, pa));
+  uint64_t oa, ob;
+  size_t la, lb;
+  CHECK_OK(blocks_locate(bs, &a, path, sizeof path, &oa, &la));
+  CHECK_OK(blocks_locate(bs, &b, path, sizeof path, &ob, &lb));
+  CHECK_INT(la, ==, lb);
+  int fd = open(path, O_RDWR);
+  uint8_t rec[64];
+  CHECK_INT(pread(fd, rec, lb, (off_t)ob), ==, (ssize_t)lb);
+  CHECK_INT(pwrite(fd, rec, lb, (off_t)oa), ==, (ssize_t)lb);
+  close(fd);
   uint8_t *d;
   size_t dl;
   CHECK_INT(blocks_get(bs, &a, &d, &dl), ==, -BFS_ECHECKSUM);
   free(payloads[0]);
   free(payloads[1]);
   blocks_close(bs);
+}
+
+/* What was stored is there after reopening; a torn tail is dropped. */
+TEST(reopen_and_torn_tail)
+{
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  struct blocks *bs;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  uint8_t *d[3];
+  hash_t h[3];
+  for (int i = 0; i < 3; i++) {
+    d[i] = mixed_buf(30000 + 1000 * (size_t)i);
+    CHECK_INT(blocks_put(bs, d[i], 30000 + 1000 * (size_t)i, &h[i]), ==, 1);
+  }
+  CHECK_OK(blocks_sync(bs));
+  char path[4096];
+  uint64_t off;
+  size_t len;
+  CHECK_OK(blocks_locate(bs, &h[2], path, sizeof path, &off, &len));
+  blocks_close(bs);
+  CHECK_OK(blocks_open(dir, BLOCKS_WRITE, &bs));
+  for (int i = 0; i < 3; i++) {
+    uint8_t *back;
+    size_t bl;
+    CHECK_OK(blocks_get(bs, &h[i], &back, &bl));
+    CHECK_MEM(back, d[i], bl);
+    free(back);
+  }
+  blocks_close(bs);
+  /* a crash in the middle of the last record */
+  CHECK_OK(truncate(path, (off_t)(off + len / 2)));
+  struct blocks *ro;
+  CHECK_OK(blocks_open(dir, 0, &ro));
+  CHECK_INT(blocks_has(ro, &h[2]), ==, 0);
+  CHECK_INT(file_size(path), ==, (off_t)(off + len / 2)); /* a reader never repairs */
+  CHECK_OK(blocks_open(dir, BLOCKS_WRITE, &bs));
+  CHECK_INT(file_size(path), ==, (off_t)(off - HASH_SIZE)); /* the owner does */
+  CHECK_INT(blocks_has(bs, &h[0]), ==, 1);
+  CHECK_INT(blocks_has(bs, &h[1]), ==, 1);
+  CHECK_INT(blocks_has(bs, &h[2]), ==, 0);
+  CHECK_INT(blocks_put(bs, d[2], 32000, &h[2]), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  /* the reader opened before sees the new record (its index refreshes on a miss) */
+  CHECK_INT(blocks_has(ro, &h[2]), ==, 1);
+  uint8_t *back;
+  size_t bl;
+  CHECK_OK(blocks_get(ro, &h[2], &back, &bl));
+  CHECK_MEM(back, d[2], bl);
+  free(back);
+  CHECK_INT(blocks_put(ro, "x", 1, &h[0]), ==, -EROFS);
+  CHECK_OK(blocks_sync(ro));
+  blocks_close(ro);
+  blocks_close(bs);
+  for (int i = 0; i < 3; i++)
+    free(d[i]);
+  /* not a pack */
+  char bad[4200];
+  snprintf(bad, sizeof bad, "%s/pack-00000001", dir);
+  FILE *f = fopen(bad, "r+");
+  CHECK(f != NULL);
+  fputs("JUNK", f);
+  fclose(f);
+  CHECK_INT(blocks_open(dir, BLOCKS_WRITE, &bs), ==, -BFS_EFORMAT);
+  CHECK_INT(blocks_open(dir, 0, &bs), ==, -BFS_EFORMAT);
+}
+
+TEST(packs_roll_over)
+{
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  struct blocks *bs;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  blocks_set_pack_size(bs, 1u << 20);
+  size_t len = 5u << 20;
+  uint8_t *a = random_buf(len);
+  struct blocks_list l;
+  CHECK_OK(blocks_write_buf(bs, a, len, &l));
+  CHECK_OK(blocks_sync(bs));
+  struct blocks_stats st;
+  CHECK_OK(blocks_stats(bs, &st));
+  CHECK_INT(st.packs, >=, 4);
+  CHECK_INT(st.count, ==, l.n);
+  blocks_close(bs);
+  CHECK_OK(blocks_open(dir, 0, &bs));
+  size_t off = 0;
+  for (size_t i = 0; i < l.n; i++) {
+    uint8_t *d;
+    size_t dl;
+    CHECK_OK(blocks_get(bs, &l.hash[i], &d, &dl));
+    CHECK_INT(dl, ==, l.size[i]);
+    CHECK_MEM(d, a + off, dl);
+    off += dl;
+    free(d);
+  }
+  CHECK_OK(blocks_stats(bs, &st));
+  CHECK_INT(st.count, ==, l.n);
+  CHECK_INT(st.raw_bytes, ==, len);
+  blocks_list_free(&l);
+  blocks_close(bs);
+  free(a);
 }
 
 /* Two files sharing most of their content share blocks on disk. */

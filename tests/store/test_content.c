@@ -243,6 +243,21 @@ TEST(encode_fd_small_and_large)
   blocks_close(bs);
 }
 
+/* Copies every block of L's content from A to B except those in SKIP. */
+static void copy_blocks(struct blocks *a, struct blocks *b, const hash_t *hashes, size_t n,
+                        const hash_t *skip)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (skip && hash_eq(&hashes[i], skip))
+      continue;
+    uint8_t *f;
+    size_t fl;
+    CHECK_OK(blocks_get_stored(a, &hashes[i], &f, &fl));
+    CHECK_INT(blocks_put_stored(b, f, fl, &hashes[i]), >=, 0);
+    free(f);
+  }
+}
+
 TEST(missing_and_damaged_blocks)
 {
   struct blocks *bs = open_store();
@@ -252,14 +267,16 @@ TEST(missing_and_damaged_blocks)
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKS);
   hash_t second;
   memcpy(second.bytes, e.bytes + HASH_SIZE, HASH_SIZE);
-  char p[4096];
-  blocks_path(bs, &second, p, sizeof p);
   /* damaged: the reader fails on the block it touches, not before */
   struct content_reader *rd;
   CHECK_OK(content_open(bs, e.kind, e.bytes, e.len, len, NULL, 0, &rd));
+  char p[4096];
+  uint64_t off;
+  size_t slen;
+  CHECK_OK(blocks_locate(bs, &second, p, sizeof p, &off, &slen));
   int fd = open(p, O_RDWR);
   CHECK(fd >= 0);
-  CHECK_INT(pwrite(fd, "X", 1, 100), ==, 1);
+  CHECK_INT(pwrite(fd, "X", 1, (off_t)off + 100), ==, 1);
   close(fd);
   uint8_t buf[100];
   CHECK_INT(content_read(rd, 0, buf, sizeof buf), ==, sizeof buf);
@@ -269,23 +286,43 @@ TEST(missing_and_damaged_blocks)
   uint8_t *out;
   CHECK_INT(content_decode(bs, e.kind, e.bytes, e.len, len, NULL, 0, SIZE_MAX, &out), ==,
             -BFS_ECHECKSUM);
-  /* missing */
-  CHECK_OK(unlink(p));
+  CHECK_INT(content_missing(bs, e.kind, e.bytes, e.len, &(hash_t *){NULL}), ==, 0);
+
+  /* missing: a peer that received every block but one */
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/peer", test_tmpdir());
+  struct blocks *peer;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &peer));
+  uint8_t *good = random_buf(len);
+  e = roundtrip(bs, good, len, NULL, 0, ENTRY_CONTENT_MAX);
+  CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKS);
+  memcpy(second.bytes, e.bytes + HASH_SIZE, HASH_SIZE);
+  copy_blocks(bs, peer, (const hash_t *)e.bytes, e.len / HASH_SIZE, &second);
   hash_t *missing;
-  CHECK_INT(content_missing(bs, e.kind, e.bytes, e.len, &missing), ==, 1);
+  CHECK_INT(content_missing(peer, e.kind, e.bytes, e.len, &missing), ==, 1);
   CHECK(hash_eq(&missing[0], &second));
   free(missing);
-  CHECK_INT(content_open(bs, e.kind, e.bytes, e.len, len, NULL, 0, &rd), ==, -ENOENT);
+  CHECK_INT(content_open(peer, e.kind, e.bytes, e.len, len, NULL, 0, &rd), ==, -ENOENT);
+  copy_blocks(bs, peer, &second, 1, NULL);
+  CHECK_INT(content_missing(peer, e.kind, e.bytes, e.len, &missing), ==, 0);
+
   /* a missing list block is the one thing reported */
-  e = roundtrip(bs, r + 100, len - 100, NULL, 0, 40);
+  e = roundtrip(bs, good + 100, len - 100, NULL, 0, 40);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKLIST);
   hash_t list;
   memcpy(list.bytes, e.bytes, HASH_SIZE);
-  blocks_path(bs, &list, p, sizeof p);
-  CHECK_OK(unlink(p));
-  CHECK_INT(content_missing(bs, e.kind, e.bytes, e.len, &missing), ==, 1);
+  CHECK_INT(content_missing(peer, e.kind, e.bytes, e.len, &missing), ==, 1);
   CHECK(hash_eq(&missing[0], &list));
   free(missing);
+  /* with the list present, the data blocks it names that are absent */
+  copy_blocks(bs, peer, &list, 1, NULL);
+  ssize_t n = content_missing(peer, e.kind, e.bytes, e.len, &missing);
+  CHECK_INT(n, >=, 1);
+  for (ssize_t i = 0; i < n; i++)
+    CHECK_INT(blocks_has(peer, &missing[i]), ==, 0);
+  free(missing);
+  blocks_close(peer);
+  free(good);
   free(r);
   blocks_close(bs);
 }
@@ -320,25 +357,38 @@ TEST(hostile_content)
   for (size_t cut = 0; cut < fl; cut++)
     CHECK_INT(content_decode(bs, ENTRY_CONTENT_ZSTD, frame, cut, sizeof text, NULL, 0, SIZE_MAX,
                              &out), <, 0);
-  /* a bomb: a small frame of 1 GiB of zeros, with an entry claiming that size
-   * (beyond the embedded limit) or a small one (disagrees with the frame) */
+  /* a bomb: a complete 600-byte frame of 16 MiB of zeros, with an entry
+   * claiming that size (beyond the embedded limit) or a small one (which
+   * disagrees with the frame) */
   ZSTD_CCtx *c = ZSTD_createCCtx();
   uint8_t *zeros = calloc(1, 1u << 20), bomb[ENTRY_CONTENT_MAX];
   size_t bl = 0;
-  CHECK_OK(ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c, 1ull << 30)));
+  CHECK_OK(ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c, 16u << 20)));
   ZSTD_outBuffer ob = {bomb, sizeof bomb, 0};
-  for (int i = 0; i < 1024; i++) {
+  for (int i = 0; i < 16; i++) {
     ZSTD_inBuffer ib = {zeros, 1u << 20, 0};
-    CHECK(!ZSTD_isError(ZSTD_compressStream2(c, &ob, &ib, i == 1023 ? ZSTD_e_end : ZSTD_e_continue)));
+    size_t rem = ZSTD_compressStream2(c, &ob, &ib, i == 15 ? ZSTD_e_end : ZSTD_e_continue);
+    CHECK(!ZSTD_isError(rem));
+    if (i == 15)
+      CHECK_INT(rem, ==, 0); /* the whole frame fit */
   }
   bl = ob.pos;
-  CHECK_INT(ZSTD_getFrameContentSize(bomb, bl), ==, 1ull << 30);
-  CHECK_INT(content_decode(bs, ENTRY_CONTENT_ZSTD, bomb, bl, 1ull << 30, NULL, 0, SIZE_MAX, &out),
+  CHECK_INT(ZSTD_getFrameContentSize(bomb, bl), ==, 16u << 20);
+  CHECK_INT(content_decode(bs, ENTRY_CONTENT_ZSTD, bomb, bl, 16u << 20, NULL, 0, SIZE_MAX, &out),
             ==, -BFS_EFORMAT);
   CHECK_INT(content_decode(bs, ENTRY_CONTENT_ZSTD, bomb, bl, 1000, NULL, 0, SIZE_MAX, &out), ==,
             -BFS_EFORMAT);
   CHECK_INT(content_decode(bs, ENTRY_CONTENT_DELTA, bomb, bl, 1000, "x", 1, SIZE_MAX, &out), ==,
             -BFS_EFORMAT);
+  /* a frame that does not declare its size */
+  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+  ob.pos = 0;
+  ZSTD_inBuffer ib = {text, sizeof text, 0};
+  CHECK_INT(ZSTD_compressStream2(c, &ob, &ib, ZSTD_e_end), ==, 0);
+  CHECK_INT(ZSTD_getFrameContentSize(bomb, ob.pos), ==, ZSTD_CONTENTSIZE_UNKNOWN);
+  CHECK_INT(content_decode(bs, ENTRY_CONTENT_ZSTD, bomb, ob.pos, sizeof text, NULL, 0, SIZE_MAX,
+                           &out), ==, -BFS_EFORMAT);
   ZSTD_freeCCtx(c);
   free(zeros);
   /* garbage in every kind */
