@@ -5,7 +5,7 @@
  * open time (checkpoint + tail) for the imported filesystem, and, with
  * --open N, for a filesystem of N entries.
  *
- *   bench_import [--src DIR] [--open N]...
+ *   bench_import [--src DIR] [--no-import] [--open N]...
  *
  * Without --src, /etc is copied first (cp -a, errors ignored) to a temp dir,
  * so both sides read the same files from the page cache.
@@ -160,14 +160,16 @@ int main(int argc, char **argv)
 {
   const char *src = NULL;
   long opens[8];
-  int nopens = 0;
+  int nopens = 0, no_import = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--src") && i + 1 < argc)
       src = argv[++i];
+    else if (!strcmp(argv[i], "--no-import"))
+      no_import = 1;
     else if (!strcmp(argv[i], "--open") && i + 1 < argc && nopens < 8)
       opens[nopens++] = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_import [--src DIR] [--open N]...\n");
+      fprintf(stderr, "usage: bench_import [--src DIR] [--no-import] [--open N]...\n");
       return 2;
     }
   }
@@ -180,7 +182,7 @@ int main(int argc, char **argv)
   snprintf(copy, sizeof copy, "%s/src", tmp);
   snprintf(home, sizeof home, "%s/home", tmp);
   snprintf(target, sizeof target, "%s/cp", tmp);
-  if (!src) {
+  if (!src && !no_import) {
     snprintf(cmd, sizeof cmd, "cp -a /etc %s 2>/dev/null", copy);
     run(cmd); /* unreadable files are skipped: fine */
     src = copy;
@@ -194,13 +196,13 @@ int main(int argc, char **argv)
   }
   g_key = key;
   g_src = src;
-  g_src_len = strlen(src);
+  g_src_len = src ? strlen(src) : 0;
 
   /* ROUNDS alternating rounds of each; the best of each side is compared, so a
    * burst of load from other processes does not decide the ratio. */
   double best_cp = 1e9, best_fs = 1e9;
   int r = 0;
-  for (int round = 0; round < ROUNDS; round++) {
+  for (int round = 0; round < (no_import ? 0 : ROUNDS); round++) {
     /* Anchor: cp -a + sync. */
     snprintf(cmd, sizeof cmd, "rm -rf %s; sync", target);
     run(cmd);
@@ -238,6 +240,8 @@ int main(int argc, char **argv)
     best_cp = t_cp < best_cp ? t_cp : best_cp;
     best_fs = t_fs < best_fs ? t_fs : best_fs;
   }
+  if (no_import)
+    goto opens;
   printf("cp -a + sync (best of %d): %.3f s\n", ROUNDS, best_cp);
   printf("basefs import, durable (best of %d): %.3f s\n", ROUNDS, best_fs);
   printf("ratio basefs / (cp -a + sync): %.2fx (target <= 3x)\n", best_fs / best_cp);
@@ -246,6 +250,7 @@ int main(int argc, char **argv)
   printf("open of the imported fs: %.3f s (checkpoint %llu, tail %llu)\n", t_open,
          (unsigned long long)ckpt, (unsigned long long)tail);
 
+opens:
   for (int i = 0; i < nopens; i++)
     if ((r = bench_open(home, key, opens[i])) < 0)
       fprintf(stderr, "bench_import: open bench %ld: %s\n", opens[i], bfs_strerror(r));

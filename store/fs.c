@@ -41,6 +41,7 @@ struct fs {
   uint64_t applied_end; /* log offset up to which the view has applied records */
   uint64_t ckpt_end;    /* log offset the saved checkpoint covers */
   uint64_t from_checkpoint, replayed, appended;
+  uint64_t since_ckpt; /* records in the log (or batch) after the checkpoint */
   /* The view holds something the log does not (a refused local entry, a
    * failed commit): it must not be checkpointed. */
   bool tainted;
@@ -277,6 +278,8 @@ int fs_list(const char *home, int (*fn)(const char *name, void *arg), void *arg)
 
 /* A checkpoint is written on close once this many records lie after the last one. */
 #define FS_CHECKPOINT_EVERY 1024
+/* ... and by a writer that stays open, at a commit once this many have accumulated. */
+#define FS_CHECKPOINT_LIVE 65536
 
 static void fs_free(struct fs *fs)
 {
@@ -333,6 +336,7 @@ static int replay(struct fs *fs, uint64_t off)
       break;
     }
     fs->replayed++;
+    fs->since_ckpt++;
   }
   fs->applied_end = log_cursor_offset(c);
   free(e);
@@ -381,7 +385,7 @@ static int load_view(struct fs *fs)
     /* The offset is no record boundary: fall back to a full replay. */
     view_free(fs->view);
     fs->view = NULL;
-    fs->from_checkpoint = fs->replayed = 0;
+    fs->from_checkpoint = fs->replayed = fs->since_ckpt = 0;
     fs->ckpt_end = 0;
   } else {
     view_free(v);
@@ -544,6 +548,9 @@ int fs_commit(struct fs *fs)
     free(fs->batch[i].data);
   fs->nbatch = 0;
   fs->applied_end = log_end(fs->log);
+  /* A long-lived writer (the daemon) checkpoints as it goes, too. */
+  if (!fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_LIVE)
+    return fs_checkpoint(fs);
   return 0;
 }
 
@@ -559,8 +566,10 @@ int fs_checkpoint(struct fs *fs)
     r = sub_path(fs, "view.ckpt", path, sizeof path);
   if (r == 0)
     r = view_checkpoint_save(fs->view, path, fs->applied_end);
-  if (r == 0)
+  if (r == 0) {
     fs->ckpt_end = fs->applied_end;
+    fs->since_ckpt = 0;
+  }
   return r;
 }
 
@@ -572,7 +581,7 @@ int fs_close(struct fs *fs)
   if (fs->writer) {
     r = fs_commit(fs);
     /* Records after the checkpoint are replayed at every open: keep them few. */
-    if (r == 0 && !fs->tainted && fs->replayed + fs->appended >= FS_CHECKPOINT_EVERY)
+    if (r == 0 && !fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_EVERY)
       r = fs_checkpoint(fs);
   }
   fs_free(fs);
@@ -616,6 +625,7 @@ static int batch_add(struct fs *fs, const struct entry *e)
   fs->batch[fs->nbatch].len = (size_t)n;
   fs->nbatch++;
   fs->appended++;
+  fs->since_ckpt++;
   return 0;
 }
 
@@ -1108,6 +1118,7 @@ static int op_end(struct op *op, int r)
     for (size_t i = op->start; i < fs->nbatch; i++)
       free(fs->batch[i].data);
     fs->appended -= fs->nbatch - op->start;
+    fs->since_ckpt -= fs->nbatch - op->start;
     fs->nbatch = op->start;
     fs->tainted = true;
   }

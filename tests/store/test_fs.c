@@ -1,0 +1,445 @@
+/* The fs layer: layout, lock, checkpoint + tail replay, readers, write helpers. */
+#include "tests/test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/error.h"
+#include "store/fs.h"
+#include "store/key.h"
+#include "store/log.h"
+#include "store/view.h"
+
+static struct key *new_key(void)
+{
+  struct key *k = NULL;
+  CHECK_OK(key_generate(&k));
+  return k;
+}
+
+static char *dump(struct fs *fs)
+{
+  char *d = NULL;
+  size_t len = 0;
+  CHECK_OK(view_dump(fs_view(fs), &d, &len));
+  return d;
+}
+
+static void path_of(const char *file, char *out, size_t cap)
+{
+  snprintf(out, cap, "%s/fs/t/%s", test_tmpdir(), file);
+}
+
+static off_t file_size(const char *file)
+{
+  char p[4096];
+  struct stat st;
+  path_of(file, p, sizeof p);
+  CHECK_OK(stat(p, &st));
+  return st.st_size;
+}
+
+static void put_str(struct fs *fs, struct key *k, const char *path, const char *s)
+{
+  const char *reason = NULL;
+  int r = fs_put(fs, k, path, s, strlen(s), &reason);
+  CHECK_MSG(r == 0, "put %s: %d %s", path, r, reason ? reason : "");
+}
+
+static void check_content(struct fs *fs, const char *path, const void *want, size_t len)
+{
+  uint8_t *data = NULL;
+  size_t got = 0;
+  int r = fs_read(fs, path, &data, &got);
+  CHECK_MSG(r == 0, "read %s: %d", path, r);
+  CHECK_INT(got, ==, len);
+  if (len)
+    CHECK_MEM(data, want, len);
+  free(data);
+}
+
+/* A filesystem with some history: files, dirs, updates, a rename, a delete. */
+static void populate(struct fs *fs, struct key *k, int from, int to)
+{
+  for (int i = from; i < to; i++) {
+    char path[64], text[64];
+    snprintf(path, sizeof path, "/d%d", i % 5);
+    if (i < 5)
+      CHECK_OK(fs_mkdir(fs, k, path, NULL));
+    snprintf(path, sizeof path, "/d%d/f%d", i % 5, i);
+    snprintf(text, sizeof text, "file %d\n", i);
+    put_str(fs, k, path, text);
+    if (i % 3 == 0) {
+      snprintf(text, sizeof text, "file %d, second version\n", i);
+      put_str(fs, k, path, text);
+    }
+    if (i % 7 == 6) {
+      char to_path[64];
+      snprintf(to_path, sizeof to_path, "/d%d/moved%d", (i + 1) % 5, i);
+      CHECK_OK(fs_mv(fs, k, path, to_path, NULL));
+    }
+    if (i % 11 == 10) {
+      int r = fs_rm(fs, k, path, false, NULL);
+      CHECK(r == 0 || r == -ENOENT); /* it may have been moved just above */
+    }
+  }
+}
+
+TEST(create_open_round_trip)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, "a:1\n", 4, &fs));
+  check_content(fs, "/.cluster", "a:1\n", 4);
+  CHECK_INT(fs_create(test_tmpdir(), "t", k, NULL, 0, &(struct fs *){NULL}), ==, -EEXIST);
+  put_str(fs, k, "/hello", "hello world\n");
+  char *before = dump(fs);
+  CHECK_OK(fs_close(fs));
+
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  check_content(fs, "/hello", "hello world\n", 12);
+  char *after = dump(fs);
+  CHECK(strcmp(before, after) == 0);
+  CHECK_OK(fs_close(fs));
+  CHECK_INT(fs_open(test_tmpdir(), "nope", false, &fs), ==, -ENOENT);
+  CHECK_INT(fs_open(test_tmpdir(), "../t", false, &fs), ==, -EINVAL);
+  free(before);
+  free(after);
+  key_free(k);
+}
+
+TEST(checkpoint_plus_tail_equals_full_replay)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  populate(fs, k, 0, 60);
+  CHECK_OK(fs_checkpoint(fs));
+  populate(fs, k, 60, 90);
+  char *live = dump(fs);
+  CHECK_OK(fs_close(fs));
+
+  /* With the checkpoint: only the tail is replayed. */
+  uint64_t ckpt = 0, tail = 0;
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  fs_open_stats(fs, &ckpt, &tail);
+  CHECK_INT(ckpt, >, 60);
+  uint64_t ckpt_tail = tail;
+  CHECK_INT(tail, >, 0);
+  CHECK_INT(tail, <, 100);
+  char *with_ckpt = dump(fs);
+  CHECK_OK(fs_close(fs));
+
+  /* Without it: everything. */
+  char p[4096];
+  path_of("view.ckpt", p, sizeof p);
+  CHECK_OK(unlink(p));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  fs_open_stats(fs, &ckpt, &tail);
+  uint64_t full_tail = tail;
+  CHECK_INT(ckpt, ==, 0);
+  char *full = dump(fs);
+  CHECK_OK(fs_close(fs));
+
+  CHECK_INT(full_tail, >, ckpt_tail + 60);
+  CHECK_MSG(strcmp(live, with_ckpt) == 0, "checkpoint + tail differs from the live view");
+  CHECK_MSG(strcmp(full, with_ckpt) == 0, "checkpoint + tail differs from a full replay");
+  free(live);
+  free(with_ckpt);
+  free(full);
+  key_free(k);
+}
+
+TEST(corrupt_or_stale_checkpoint_falls_back_to_full_replay)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  populate(fs, k, 0, 30);
+  CHECK_OK(fs_checkpoint(fs));
+  char *want = dump(fs);
+  CHECK_OK(fs_close(fs));
+
+  char p[4096];
+  path_of("view.ckpt", p, sizeof p);
+  int fd = open(p, O_RDWR);
+  CHECK(fd >= 0);
+  struct stat st;
+  CHECK_OK(fstat(fd, &st));
+  uint8_t byte;
+  CHECK_INT(pread(fd, &byte, 1, st.st_size / 2), ==, 1);
+  byte ^= 0x40;
+  CHECK_INT(pwrite(fd, &byte, 1, st.st_size / 2), ==, 1);
+  close(fd);
+
+  uint64_t ckpt = 1, tail = 0;
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  fs_open_stats(fs, &ckpt, &tail);
+  CHECK_INT(ckpt, ==, 0);
+  char *got = dump(fs);
+  CHECK(strcmp(want, got) == 0);
+  free(got);
+  CHECK_OK(fs_close(fs));
+
+  /* A checkpoint of another filesystem is not trusted either. */
+  struct fs *other = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "u", k, NULL, 0, &other));
+  CHECK_OK(fs_checkpoint(other));
+  CHECK_OK(fs_close(other));
+  char q[4096];
+  snprintf(q, sizeof q, "%s/fs/u/view.ckpt", test_tmpdir());
+  CHECK_OK(rename(q, p));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  got = dump(fs);
+  CHECK(strcmp(want, got) == 0);
+  free(got);
+  CHECK_OK(fs_close(fs));
+  free(want);
+  key_free(k);
+}
+
+TEST(reader_never_truncates_writer_repairs)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  put_str(fs, k, "/a", "alpha");
+  CHECK_OK(fs_close(fs));
+  off_t good = file_size("log");
+
+  /* A torn tail: half a record of garbage. */
+  char p[4096];
+  path_of("log", p, sizeof p);
+  int fd = open(p, O_WRONLY | O_APPEND);
+  CHECK(fd >= 0);
+  CHECK_INT(write(fd, "\x30\x00\x00\x00garbage", 11), ==, 11);
+  close(fd);
+  off_t torn = file_size("log");
+  CHECK_INT(torn, >, good);
+
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  check_content(fs, "/a", "alpha", 5);
+  /* A reader cannot write. */
+  CHECK_INT(fs_put(fs, k, "/b", "x", 1, NULL), ==, -EBADF);
+  CHECK_OK(fs_close(fs));
+  CHECK_INT(file_size("log"), ==, torn);
+  path_of("view.ckpt", p, sizeof p);
+  CHECK(access(p, F_OK) != 0); /* readers never write checkpoints */
+
+  CHECK_OK(fs_open(test_tmpdir(), "t", true, &fs));
+  check_content(fs, "/a", "alpha", 5);
+  CHECK_OK(fs_close(fs));
+  CHECK_INT(file_size("log"), ==, good);
+  key_free(k);
+}
+
+TEST(one_writer_many_readers)
+{
+  struct key *k = new_key();
+  struct fs *w = NULL, *w2 = NULL, *r = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &w));
+  CHECK_INT(fs_open(test_tmpdir(), "t", true, &w2), ==, -EBUSY);
+  CHECK_INT(fs_lock_owner(test_tmpdir(), "t"), ==, getpid());
+  put_str(w, k, "/a", "one");
+  CHECK_OK(fs_commit(w));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &r));
+  check_content(r, "/a", "one", 3);
+  CHECK_OK(fs_close(r));
+  CHECK_OK(fs_close(w));
+  CHECK_OK(fs_open(test_tmpdir(), "t", true, &w2));
+  CHECK_OK(fs_close(w2));
+  key_free(k);
+}
+
+TEST(uncommitted_entries_are_not_in_the_log)
+{
+  struct key *k = new_key();
+  struct fs *w = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &w));
+  off_t before = file_size("log");
+  put_str(w, k, "/a", "one");
+  put_str(w, k, "/b", "two");
+  CHECK_INT(file_size("log"), ==, before); /* batched */
+  CHECK_OK(fs_commit(w));
+  CHECK_INT(file_size("log"), >, before);
+  CHECK_OK(fs_close(w));
+  key_free(k);
+}
+
+TEST(contents_small_delta_and_blocks)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  CHECK_OK(fs_put(fs, k, "/empty", "", 0, NULL));
+  check_content(fs, "/empty", "", 0);
+
+  /* A config-like file edited many times: deltas, chains cut, every version readable. */
+  size_t len = 6000;
+  char *text = malloc(len);
+  for (size_t i = 0; i < len; i++)
+    text[i] = (char)('a' + (test_rand() % 26));
+  for (int v = 0; v < 40; v++) {
+    text[(size_t)v * 97 % len] = (char)('0' + v % 10);
+    CHECK_OK(fs_put(fs, k, "/conf", text, len, NULL));
+    check_content(fs, "/conf", text, len);
+  }
+  /* 1 MiB of noise goes to blocks. */
+  size_t big = 1 << 20;
+  uint8_t *data = malloc(big);
+  for (size_t i = 0; i < big; i += 8) {
+    uint64_t x = test_rand();
+    memcpy(data + i, &x, 8);
+  }
+  CHECK_OK(fs_put(fs, k, "/big", data, big, NULL));
+  check_content(fs, "/big", data, big);
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  check_content(fs, "/big", data, big);
+  check_content(fs, "/conf", text, len);
+  struct fs_version *v = NULL;
+  size_t n = 0;
+  CHECK_OK(fs_versions(fs, "/conf", &v, &n));
+  CHECK_INT(n, >=, 40);
+  free(v);
+  CHECK_OK(fs_close(fs));
+  free(data);
+  free(text);
+  key_free(k);
+}
+
+TEST(no_grant_changes_nothing)
+{
+  struct key *root = new_key(), *bob = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", root, NULL, 0, &fs));
+  CHECK_OK(fs_mkdir(fs, root, "/team", NULL));
+  put_str(fs, root, "/top", "root's");
+  CHECK_OK(fs_commit(fs));
+  char *before = dump(fs);
+  off_t size = file_size("log");
+  const char *reason = NULL;
+  CHECK_INT(fs_put(fs, bob, "/team/x", "x", 1, &reason), ==, -BFS_ENOGRANT);
+  CHECK(reason != NULL);
+  CHECK_INT(fs_put(fs, bob, "/top", "x", 1, NULL), ==, -BFS_ENOGRANT);
+  CHECK_INT(fs_mkdir(fs, bob, "/d", NULL), ==, -BFS_ENOGRANT);
+  CHECK_INT(fs_rm(fs, bob, "/top", false, NULL), ==, -BFS_ENOGRANT);
+  CHECK_INT(fs_chmod(fs, bob, "/top", 0600, NULL), ==, -BFS_ENOGRANT);
+  CHECK_OK(fs_commit(fs));
+  char *after = dump(fs);
+  CHECK(strcmp(before, after) == 0);
+  CHECK_INT(file_size("log"), ==, size);
+
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  key_public(bob, pub);
+  CHECK_OK(fs_grant(fs, root, "/team", pub, "bob", NULL));
+  struct fs_grant *g = NULL;
+  size_t ng = 0;
+  CHECK_OK(fs_grants(fs, &g, &ng));
+  CHECK_INT(ng, ==, 2);
+  CHECK(strcmp(g[1].keyname, "bob") == 0 && strcmp(g[1].path, "/team") == 0);
+  free(g);
+  put_str(fs, bob, "/team/x", "bob's");
+  CHECK_INT(fs_put(fs, bob, "/top", "x", 1, NULL), ==, -BFS_ENOGRANT);
+  CHECK_OK(fs_revoke(fs, root, "/team", "bob", NULL));
+  CHECK_INT(fs_put(fs, bob, "/team/y", "y", 1, NULL), ==, -BFS_ENOGRANT);
+  check_content(fs, "/team/x", "bob's", 5);
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  check_content(fs, "/team/x", "bob's", 5);
+  CHECK_OK(fs_close(fs));
+  free(before);
+  free(after);
+  key_free(root);
+  key_free(bob);
+}
+
+TEST(revert_restores_each_version)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  const char *texts[] = {"one", "two two", "three three three"};
+  for (int i = 0; i < 3; i++)
+    put_str(fs, k, "/f", texts[i]);
+  struct fs_version *v = NULL;
+  size_t n = 0;
+  CHECK_OK(fs_versions(fs, "/f", &v, &n));
+  int writes = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i].action != ENTRY_WRITE)
+      continue;
+    char hex[HASH_HEX_SIZE];
+    hash_to_hex(&v[i].id, hex);
+    hex[writes == 1 ? 8 : 64] = '\0'; /* a prefix works too */
+    const char *reason = NULL;
+    int r = fs_revert(fs, k, "/f", hex, &reason);
+    CHECK_MSG(r == 0, "revert: %d %s", r, reason ? reason : "");
+    check_content(fs, "/f", texts[writes], strlen(texts[writes]));
+    writes++;
+  }
+  CHECK_INT(writes, ==, 3);
+  free(v);
+  CHECK_INT(fs_revert(fs, k, "/f", "0123", NULL), ==, -EINVAL);
+  CHECK_INT(fs_revert(fs, k, "/f", "ffffffffffff", NULL), ==, -ENOENT);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
+
+TEST(submit_raw_verifies)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  struct entry e;
+  memset(&e, 0, sizeof e);
+  e.action = ENTRY_MKDIR;
+  e.dir = *fs_root(fs);
+  strcpy(e.name, "d");
+  e.name_len = 1;
+  e.mode = 0755;
+  CHECK_OK(entry_sign(&e, k));
+  uint8_t buf[ENTRY_MAX_SIZE];
+  int n = entry_encode(&e, buf, sizeof buf);
+  CHECK_INT(n, >, 0);
+  const char *reason = NULL;
+  buf[n - 1] ^= 1; /* the signature */
+  CHECK(fs_submit_raw(fs, buf, (size_t)n, &reason) < 0);
+  CHECK(reason != NULL);
+  CHECK_INT(fs_submit_raw(fs, buf, 10, &reason), <, 0);
+  buf[n - 1] ^= 1;
+  CHECK_OK(fs_submit_raw(fs, buf, (size_t)n, &reason));
+  struct fs_stat st;
+  CHECK_OK(fs_stat(fs, "/d", &st));
+  CHECK_INT(st.type, ==, FS_DIR);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
+
+static int collect(const char *name, void *arg)
+{
+  char *out = arg;
+  strcat(out, name);
+  strcat(out, ",");
+  return 0;
+}
+
+TEST(list_names)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "b", k, NULL, 0, &fs));
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_create(test_tmpdir(), "a", k, NULL, 0, &fs));
+  CHECK_OK(fs_close(fs));
+  char names[256] = "";
+  CHECK_OK(fs_list(test_tmpdir(), collect, names));
+  CHECK(strcmp(names, "a,b,") == 0);
+  CHECK(!fs_name_valid(".x"));
+  CHECK(!fs_name_valid("a/b"));
+  CHECK(!fs_name_valid(""));
+  CHECK(fs_name_valid("a-b_c.1"));
+  key_free(k);
+}
