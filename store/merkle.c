@@ -25,6 +25,11 @@ static unsigned nibble(const hash_t *id, unsigned depth)
   return depth % 2 ? b & 0x0f : b >> 4;
 }
 
+static struct mnode *leaf_new(void);
+
+/* The canonical node for IDS[0..N) (all sharing DEPTH nibbles). */
+static struct mnode *build(const hash_t *ids, size_t n, unsigned depth);
+
 static struct mnode *leaf_new(void)
 {
   struct mnode *n = calloc(1, sizeof *n);
@@ -92,6 +97,52 @@ void merkle_clear(struct merkle *m)
   }
   node_free(m->root);
   m->root = fresh;
+}
+
+static struct mnode *build(const hash_t *ids, size_t n, unsigned depth)
+{
+  struct mnode *node;
+  if (n <= MERKLE_LEAF || depth >= 64) {
+    node = leaf_new();
+    if (!node)
+      return NULL;
+    memcpy(node->u.ids, ids, (n < MERKLE_LEAF ? n : MERKLE_LEAF) * sizeof(hash_t));
+    node->count = (uint32_t)(n < MERKLE_LEAF ? n : MERKLE_LEAF);
+    return node;
+  }
+  node = calloc(1, sizeof *node);
+  if (!node)
+    return NULL;
+  node->dirty = true;
+  node->count = (uint32_t)n;
+  size_t lo = 0;
+  for (unsigned k = 0; k < 16; k++) {
+    size_t hi = lo;
+    while (hi < n && nibble(&ids[hi], depth) == k)
+      hi++;
+    if (hi > lo) {
+      node->u.child[k] = build(ids + lo, hi - lo, depth + 1);
+      if (!node->u.child[k]) {
+        node_free(node);
+        return NULL;
+      }
+    }
+    lo = hi;
+  }
+  return node;
+}
+
+int merkle_build(struct merkle *m, const hash_t *ids, size_t n)
+{
+  for (size_t i = 1; i < n; i++)
+    if (hash_cmp(&ids[i - 1], &ids[i]) >= 0)
+      return -EINVAL;
+  struct mnode *root = build(ids, n, 0);
+  if (!root)
+    return -ENOMEM;
+  node_free(m->root);
+  m->root = root;
+  return 0;
 }
 
 uint32_t merkle_count(const struct merkle *m) { return m->root->count; }

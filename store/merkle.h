@@ -33,6 +33,9 @@ void merkle_clear(struct merkle *m);
 
 /* 0, or -EEXIST if ID is already there, -ENOMEM. */
 int merkle_add(struct merkle *m, const hash_t *id);
+/* Replaces the content with the N distinct IDS, given in increasing order
+ * (one pass; for loading). -EINVAL if not sorted, -ENOMEM (then empty). */
+int merkle_build(struct merkle *m, const hash_t *ids, size_t n);
 /* 0, or -ENOENT if ID is not there. */
 int merkle_remove(struct merkle *m, const hash_t *id);
 uint32_t merkle_count(const struct merkle *m);

@@ -284,6 +284,7 @@ struct view {
   uint32_t gen;
   bool need_full;
   bool bulk; /* checkpoint load: derive everything once at the end */
+  bool merkle_defer; /* full recompute: build the trie once at the end */
 };
 
 static const hash_t zero_hash;
@@ -474,7 +475,8 @@ static void make_counting(struct view *v, struct ventry *e)
       e->counting = true;
       v->ncounting++;
       v->npending--;
-      merkle_add(v->merkle, &e->id);
+      if (!v->merkle_defer)
+        merkle_add(v->merkle, &e->id);
       struct vobj *o = e->obj;
       if (e->thread != TH_NONE && o) {
         bump(&o->ctime, e->mtime_ns);
@@ -560,7 +562,8 @@ static void compute_grants(struct view *v)
     if (e->counting) {
       v->ncounting++;
       v->npending--;
-      merkle_add(v->merkle, &e->id);
+      if (!v->merkle_defer)
+        merkle_add(v->merkle, &e->id);
     }
   }
 }
@@ -1087,8 +1090,6 @@ static void entry_free_mem(struct ventry *e)
 {
   vec_free(&e->children);
   vec_free(&e->ackers);
-  free(e->name);
-  free(e->content);
   free(e);
 }
 
@@ -1107,9 +1108,17 @@ static void drop(struct view *v, struct ventry *e)
 
 static struct ventry *ventry_new(struct view *v, const struct entry *in)
 {
-  struct ventry *e = calloc(1, sizeof *e);
+  uint16_t clen = in->content_len > ENTRY_CONTENT_MAX ? ENTRY_CONTENT_MAX : in->content_len;
+  /* One allocation: the name and the content follow the struct. */
+  struct ventry *e = malloc(sizeof *e + (size_t)in->name_len + 1 + clen);
   if (!e)
     return NULL;
+  memset(e, 0, sizeof *e);
+  e->key = intern_key(v, in->pubkey);
+  if (!e->key) {
+    free(e);
+    return NULL;
+  }
   e->id = in->id;
   e->parent = in->parent;
   e->dir = in->dir;
@@ -1122,20 +1131,13 @@ static struct ventry *ventry_new(struct view *v, const struct entry *in)
   e->action = in->action;
   e->content_kind = in->content_kind;
   e->name_len = in->name_len;
-  e->content_len = in->content_len > ENTRY_CONTENT_MAX ? ENTRY_CONTENT_MAX : in->content_len;
+  e->content_len = clen;
   memcpy(e->sig, in->signature, sizeof e->sig);
-  e->name = malloc((size_t)e->name_len + 1);
-  e->content = malloc(e->content_len ? e->content_len : 1);
-  e->key = intern_key(v, in->pubkey);
-  if (!e->name || !e->content || !e->key) {
-    free(e->name);
-    free(e->content);
-    free(e);
-    return NULL;
-  }
+  e->name = (char *)(e + 1);
+  e->content = (uint8_t *)e->name + e->name_len + 1;
   memcpy(e->name, in->name, e->name_len);
   e->name[e->name_len] = 0;
-  memcpy(e->content, in->content, e->content_len);
+  memcpy(e->content, in->content, clen);
   return e;
 }
 
@@ -1199,9 +1201,12 @@ static void run_work(struct view *v)
 }
 
 /* Derives everything again from the stored entries. */
+static int hash_qcmp(const void *a, const void *b);
+
 static void recompute_all(struct view *v)
 {
   merkle_clear(v->merkle);
+  v->merkle_defer = true;
   v->ncounting = 0;
   v->npending = v->all.n;
   for (uint32_t i = 0; i < v->all.n; i++) {
@@ -1216,7 +1221,6 @@ static void recompute_all(struct view *v)
   v->rootent->counting = true;
   v->ncounting++;
   v->npending--;
-  merkle_add(v->merkle, &v->rootent->id);
   compute_grants(v);
   for (size_t i = 0; i < v->objects.cap; i++) {
     struct vobj *o = v->objects.v[i];
@@ -1243,6 +1247,25 @@ static void recompute_all(struct view *v)
    * the breakers are chosen from scratch. */
   process_dirty(v);
   v->need_full = false;
+  /* The trie in one pass from the sorted ids (much cheaper than n adds). */
+  v->merkle_defer = false;
+  hash_t *ids = malloc((v->ncounting ? v->ncounting : 1) * sizeof *ids);
+  size_t n = 0;
+  for (uint32_t i = 0; ids && i < v->all.n; i++) {
+    struct ventry *e = v->all.v[i];
+    if (e->counting)
+      ids[n++] = e->id;
+  }
+  if (ids) {
+    sort_(ids, n, sizeof *ids, hash_qcmp);
+    if (merkle_build(v->merkle, ids, n) < 0)
+      ids = (free(ids), NULL);
+  }
+  if (!ids) /* out of memory: fall back to one add at a time */
+    for (uint32_t i = 0; i < v->all.n; i++)
+      if (((struct ventry *)v->all.v[i])->counting)
+        merkle_add(v->merkle, &((struct ventry *)v->all.v[i])->id);
+  free(ids);
 }
 
 /* ---------------------------------------------------------------- life cycle */
