@@ -42,18 +42,21 @@ int rpcsrv_records_space(struct rpcsrv_records *r, uint8_t **p, size_t *n)
   }
   if (r->start == r->fill)
     r->start = r->end = r->raw = r->fill = 0;
-  if (r->fill == r->alloc && r->start > 0) {
-    /* Slide the unfinished record (and the unparsed bytes behind it) to
-     * the front; the gap between end and raw moves with it. */
-    memmove(r->buf, r->buf + r->start, r->fill - r->start);
-    r->end -= r->start;
-    r->raw -= r->start;
-    r->fill -= r->start;
+  if (r->fill == r->alloc && (r->start > 0 || r->raw > r->end)) {
+    /* Slide the unfinished record to the front and the unparsed bytes
+     * right behind it, squeezing out the headers of its later fragments
+     * (each left a 4-byte gap between end and raw). */
+    size_t data = r->end - r->start, pending = r->fill - r->raw;
+    memmove(r->buf, r->buf + r->start, data);
+    memmove(r->buf + data, r->buf + r->raw, pending);
     r->start = 0;
+    r->end = r->raw = data;
+    r->fill = data + pending;
   }
   if (r->fill == r->alloc) {
-    /* A full buffer holds at most one unfinished record (<= max) and a
-     * partial fragment header: growing past max + 8 cannot be needed. */
+    /* Once compacted, a full buffer holds one unfinished record (<= max)
+     * and less than a fragment header, when the caller drained every
+     * complete record first: growing past max + 8 is never needed. */
     size_t limit = r->max + 8;
     if (r->alloc >= limit)
       return -BFS_ETOOBIG;

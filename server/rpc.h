@@ -49,11 +49,14 @@ struct rpcsrv_records {
 void rpcsrv_records_init(struct rpcsrv_records *r, size_t max_record);
 void rpcsrv_records_free(struct rpcsrv_records *r);
 /* Where the next received bytes go (at least 1 byte, usually much more):
- * read(2) into *p up to *n bytes, then rpcsrv_records_commit(). May move
- * buffered bytes: records returned earlier are invalid afterwards. */
+ * read(2) into *p up to *n bytes, then rpcsrv_records_commit(). Call it
+ * only after rpcsrv_records_next() returned 0 (every complete record
+ * taken). May move buffered bytes: records returned earlier are invalid
+ * afterwards. */
 int rpcsrv_records_space(struct rpcsrv_records *r, uint8_t **p, size_t *n);
 void rpcsrv_records_commit(struct rpcsrv_records *r, size_t n);
-/* Copies n bytes in (for callers that already hold the bytes elsewhere). */
+/* Copies n bytes in (for callers that already hold the bytes elsewhere);
+ * the same rule as rpcsrv_records_space() applies. */
 int rpcsrv_records_feed(struct rpcsrv_records *r, const uint8_t *p, size_t n);
 /* The next complete record: 1 with *rec and *len set (valid until the next call
  * on r), 0 when more bytes are needed, -BFS_ETOOBIG when a record exceeds
