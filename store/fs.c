@@ -404,12 +404,36 @@ static int open_parts(struct fs *fs, bool create)
   int flags = fs->writer ? LOG_WRITE | (create ? LOG_CREATE : 0) : LOG_READ;
   if ((r = log_open(path, flags, &fs->log, NULL)) < 0)
     return r;
-  if ((r = sub_path(fs, "blocks", path, sizeof path)) < 0)
-    return r;
-  r = blocks_open(path, fs->writer ? BLOCKS_CREATE : 0, &fs->blocks);
-  if (r == -ENOENT && !fs->writer)
-    r = 0; /* a reader of a store without blocks yet: content reads fail cleanly */
-  return r;
+  if (fs->writer && create) {
+    /* Make the store now; later opens open it on first use (blocks_of). */
+    struct blocks *bs = NULL;
+    if ((r = sub_path(fs, "blocks", path, sizeof path)) < 0 ||
+        (r = blocks_open(path, BLOCKS_CREATE, &bs)) < 0)
+      return r;
+    fs->blocks = bs;
+  }
+  return 0;
+}
+
+/*
+ * The block store, opened on first use: opening indexes every pack, which
+ * commands that never touch file contents (ls, mkdir, keys) need not pay.
+ * NULL if it cannot be opened (*ERR says why).
+ */
+static struct blocks *blocks_of(struct fs *fs, int *err)
+{
+  if (fs->blocks)
+    return fs->blocks;
+  char path[PATH_MAX];
+  int r = sub_path(fs, "blocks", path, sizeof path);
+  if (r == 0)
+    r = blocks_open(path, fs->writer ? BLOCKS_CREATE : 0, &fs->blocks);
+  if (r < 0) {
+    fs->blocks = NULL;
+    if (err)
+      *err = r;
+  }
+  return fs->blocks;
 }
 
 int fs_open(const char *home, const char *name, bool writer, struct fs **out)
@@ -589,7 +613,7 @@ int fs_close(struct fs *fs)
 }
 
 struct view *fs_view(struct fs *fs) { return fs->view; }
-struct blocks *fs_blocks(struct fs *fs) { return fs->blocks; }
+struct blocks *fs_blocks(struct fs *fs) { return blocks_of(fs, NULL); }
 const char *fs_dir(const struct fs *fs) { return fs->dir; }
 const hash_t *fs_root(const struct fs *fs) { return &fs->root; }
 
@@ -802,11 +826,14 @@ static int decode_content(struct fs *fs, const hash_t *id, int depth, uint8_t **
     *out = NULL;
     *len = 0;
   } else if (r == 0) {
-    if ((e->content_kind == ENTRY_CONTENT_BLOCKS || e->content_kind == ENTRY_CONTENT_BLOCKLIST) &&
-        !fs->blocks)
+    struct blocks *bs = NULL;
+    if (e->content_kind == ENTRY_CONTENT_BLOCKS || e->content_kind == ENTRY_CONTENT_BLOCKLIST) {
       r = -ENOENT;
-    else
-      r = content_decode(fs->blocks, e->content_kind, e->content, e->content_len, e->size, prev,
+      bs = blocks_of(fs, &r);
+    }
+    if (bs || (e->content_kind != ENTRY_CONTENT_BLOCKS &&
+               e->content_kind != ENTRY_CONTENT_BLOCKLIST))
+      r = content_decode(bs, e->content_kind, e->content, e->content_len, e->size, prev,
                          prev_len, FS_READ_MAX, out);
     if (r == 0)
       *len = (size_t)e->size;
@@ -1246,8 +1273,15 @@ int fs_put(struct fs *fs, const struct key *key, const char *path, const void *d
   }
   e->size = len;
   size_t out_len = 0;
-  r = content_encode(fs->blocks, data, len, prev, prev_len, content_room(e), &e->content_kind,
-                     e->content, &out_len);
+  /* Small contents fit the entry and never need the block store. */
+  struct blocks *bs = len > ENTRY_CONTENT_MAX ? blocks_of(fs, &r) : NULL;
+  if (len <= ENTRY_CONTENT_MAX || bs) {
+    r = content_encode(bs, data, len, prev, prev_len, content_room(e), &e->content_kind,
+                       e->content, &out_len);
+    if (r == -BFS_ETOOBIG && !bs && (bs = blocks_of(fs, &r)))
+      r = content_encode(bs, data, len, prev, prev_len, content_room(e), &e->content_kind,
+                         e->content, &out_len);
+  }
   free(prev);
   if (r == 0) {
     e->content_len = (uint16_t)out_len;
