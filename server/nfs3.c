@@ -376,23 +376,25 @@ static int parent_of(struct nfsd *d, const struct view_node *n, struct view_node
     memset(&out->id, 0, sizeof out->id);
     return 0;
   }
+  /* The creating entry's directory, unless a RENAME moved it since. */
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return -ENOMEM;
+  if (view_entry(d->view, &n->id, e) == 0 && !hash_is_zero(&e->dir))
+    out->id = e->dir;
   struct view_version *v = NULL;
   size_t count = 0;
   int r = view_versions(d->view, &n->id, &v, &count);
-  if (r < 0)
-    return r;
-  struct entry *e = malloc(sizeof *e);
-  for (size_t i = 0; e && i < count; i++) {
-    if ((v[i].flags & (VIEW_V_CONTENT | VIEW_V_HEAD | VIEW_V_DELETED)) != VIEW_V_HEAD)
+  for (size_t i = 0; r == 0 && i < count; i++) {
+    if (v[i].action != ENTRY_RENAME || !(v[i].flags & VIEW_V_HEAD) ||
+        (v[i].flags & VIEW_V_CONTENT) || hash_cmp(&v[i].thread, &n->id) != 0)
       continue;
-    if (view_entry(d->view, &v[i].id, e) == 0 && !hash_is_zero(&e->dir)) {
+    if (view_entry(d->view, &v[i].id, e) == 0 && !hash_is_zero(&e->dir))
       out->id = e->dir;
-      break;
-    }
   }
   free(e);
   free(v);
-  return 0;
+  return r;
 }
 
 /* ---- reading content ---- */
@@ -1175,13 +1177,24 @@ static void new_attrs(const struct cred *c, const struct obj *dir, const struct 
     e->mtime_ns = (uint64_t)s->mtime.sec * 1000000000ull + s->mtime.nsec;
 }
 
-/* The exclusive-create verifier as mtime nanoseconds (see nfs3.h). */
-static uint32_t verf_digest(const uint8_t verf[NFS3_CREATEVERFSIZE])
+/* The exclusive-create verifier as the low 20 bits of the mtime (see
+ * nfs3.h). */
+#define VERF_BITS 20
+#define VERF_MASK ((1ull << VERF_BITS) - 1)
+static uint64_t verf_digest(const uint8_t verf[NFS3_CREATEVERFSIZE])
 {
   uint64_t h = 1469598103934665603ull;
   for (int i = 0; i < NFS3_CREATEVERFSIZE; i++)
     h = (h ^ verf[i]) * 1099511628211ull;
-  return (uint32_t)(h % 999999999u) + 1;
+  return (h ^ (h >> 32)) & VERF_MASK;
+}
+
+/* NOW with its low bits replaced by the digest, never after NOW (a future
+ * mtime would freeze the directory's mtime, which is a maximum). */
+static uint64_t verf_mtime(uint64_t now, const uint8_t verf[NFS3_CREATEVERFSIZE])
+{
+  uint64_t t = (now & ~VERF_MASK) | verf_digest(verf);
+  return t > now ? t - (VERF_MASK + 1) : t;
 }
 
 /* Encodes a CREATE/MKDIR/SYMLINK/MKNOD result for node N (when r == 0). */
@@ -1231,7 +1244,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
       struct entry *e = malloc(sizeof *e);
       bool same = e && hash_cmp(&o.st.version, &o.st.object) == 0 && !o.sf &&
                   view_entry(d->view, &o.st.object, e) == 0 &&
-                  e->mtime_ns % 1000000000u == verf_digest(a.verf) && e->size == 0;
+                  (e->mtime_ns & VERF_MASK) == verf_digest(a.verf) && e->size == 0;
       free(e);
       r = same ? 0 : -EEXIST;
     } else if (r == 0 && a.attr.set_size) {
@@ -1254,7 +1267,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
       entry_set_name(e, name);
       if (a.mode == NFS3_EXCLUSIVE) {
         new_attrs(&c, &dir, NULL, 0644, e);
-        e->mtime_ns = e->mtime_ns / 1000000000u * 1000000000u + verf_digest(a.verf);
+        e->mtime_ns = verf_mtime(e->mtime_ns, a.verf);
       } else {
         new_attrs(&c, &dir, &a.attr, 0644, e);
         /* A size in a create's attributes can only make the file sparse

@@ -15,7 +15,7 @@
  *    Malformed -> NFS3ERR_BADHANDLE; another filesystem's, or an object
  *    that no longer exists -> NFS3ERR_STALE.
  *  - READDIR/READDIRPLUS: the cookie verifier is always 0 and cookies are
- *    the view's 63-bit name hashes (3 and up), "." is cookie 1 and ".." is
+ *    the view's 63-bit name hashes, "." is cookie 1 and ".." is
  *    cookie 2. A cookie stays valid whatever changes in the directory: a
  *    listing resumed after a name that has vanished continues with the
  *    names hashing after it. A call with a non-zero cookie and a non-zero
@@ -33,9 +33,9 @@
  *    nfsd_new(): it changes on every start, since UNSTABLE staged data may
  *    have been lost. Durable staged data (FILE_SYNC) is recovered and
  *    sealed at start, so it is never lost.
- *  - CREATE EXCLUSIVE: the verifier is kept in the new file's mtime (the
- *    nanoseconds hold a 30-bit digest of it; the seconds are the creation
- *    time), so a retransmitted create of the same name with the same
+ *  - CREATE EXCLUSIVE: the verifier is kept in the new file's mtime (its low
+ *    20 bits hold a digest of it; the rest is the creation time, at most
+ *    1 ms early), so a retransmitted create of the same name with the same
  *    verifier succeeds as long as the file has not changed since. The
  *    client sets the real times with SETATTR afterwards, as RFC 1813 says.
  *  - Permissions: mode bits against the AUTH_SYS credential (owner, group

@@ -1,0 +1,93 @@
+#!/bin/bash
+# basefs serve / run, black-box: start on a free port, read what the CLI
+# wrote before, write through NFS (libnfs's nfs-cp), stop with SIGTERM, and
+# check through the CLI that the data became one version per file; a second
+# daemon is refused; a peer without a key serves read-only.
+set -u
+B=${BASEFS:?}
+T=$(mktemp -d)
+export BASEFS_HOME=$T/home
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$T/log" ] && sed 's/^/  log: /' "$T/log" >&2; exit 1; }
+
+# start_serve LOG ARGS...: starts the daemon, waits for its "serving" line, sets PORT and PID.
+start_serve() {
+  local log=$1; shift
+  "$B" "$@" >"$log.out" 2>"$log" &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do
+    PORT=$(sed -n 's/^info: serving \/basefs of .* on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$log")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+stop_serve() {
+  kill -TERM "$PID"
+  wait "$PID"
+}
+
+"$B" genkey >/dev/null || fail genkey
+"$B" bootstrap t || fail bootstrap
+printf 'written before serve\n' | "$B" put t /pre || fail put
+"$B" mkdir t /dir || fail mkdir
+
+# Argument errors are clear and non-zero.
+"$B" serve 2>"$T/err" && fail "serve without NAME succeeded"
+grep -q "NAME" "$T/err" || fail "no NAME message: $(cat "$T/err")"
+"$B" serve t --nfs nonsense 2>"$T/err" && fail "bad --nfs accepted"
+grep -q "bad --nfs address" "$T/err" || fail "bad --nfs message: $(cat "$T/err")"
+"$B" serve nosuch --nfs 127.0.0.1:0 2>"$T/err" && fail "unknown filesystem served"
+grep -q "no filesystem named nosuch" "$T/err" || fail "unknown fs message: $(cat "$T/err")"
+
+start_serve "$T/log" serve t --nfs 127.0.0.1:0 || fail "serve did not start"
+grep -q "^info: serving /basefs of t on 127.0.0.1:$PORT (read-write)" "$T/log" || fail "no serving line"
+U="?version=3&nfsport=$PORT&mountport=$PORT"
+
+# What the CLI wrote before serve started is read by NFS.
+got=$(nfs-cat "nfs://127.0.0.1/basefs/pre$U") || fail nfs-cat
+[ "$got" = "written before serve" ] || fail "nfs-cat gave '$got'"
+nfs-ls "nfs://127.0.0.1/basefs$U" >"$T/ls" || fail nfs-ls
+grep -q " pre$" "$T/ls" && grep -q " dir$" "$T/ls" || fail "nfs-ls: $(cat "$T/ls")"
+grep -q "\.basefs" "$T/ls" && fail ".basefs listed"
+
+# A second daemon on the same filesystem is refused, clearly.
+"$B" serve t --nfs 127.0.0.1:0 2>"$T/err2" && fail "second daemon started"
+grep -q "already in use by process $PID" "$T/err2" || fail "second daemon message: $(cat "$T/err2")"
+
+# Writes through NFS.
+head -c 2500000 /dev/urandom >"$T/big"
+printf 'small file\n' >"$T/small"
+nfs-cp "$T/big" "nfs://127.0.0.1/basefs/big$U" >/dev/null || fail "nfs-cp big"
+nfs-cp "$T/small" "nfs://127.0.0.1/basefs/small$U" >/dev/null || fail "nfs-cp small"
+nfs-cp "nfs://127.0.0.1/basefs/big$U" "$T/big.back" >/dev/null || fail "nfs-cp back"
+cmp -s "$T/big" "$T/big.back" || fail "big read back differs"
+
+stop_serve || fail "serve did not exit 0 on SIGTERM"
+grep -q "^info: stopped" "$T/log" || fail "no stopped line"
+
+# After serve: the CLI sees the NFS writes, one version per file write.
+"$B" cat t /big | cmp -s - "$T/big" || fail "basefs cat /big differs"
+[ "$("$B" cat t /small)" = "small file" ] || fail "basefs cat /small"
+n=$("$B" log t /big | grep -c " write")
+[ "$n" -le 2 ] || fail "/big has $n write versions (want create + one per COMMIT)"
+
+# `run` is the same command; a missing key means read-only.
+start_serve "$T/log2" run t --nfs 127.0.0.1:0 --key "$T/nokey" || fail "run did not start"
+grep -q "^warning: no key at $T/nokey: serving read-only" "$T/log2" || fail "no read-only warning"
+grep -q "(read-only)" "$T/log2" || fail "not read-only"
+U="?version=3&nfsport=$PORT&mountport=$PORT"
+nfs-cp "$T/small" "nfs://127.0.0.1/basefs/ro$U" >/dev/null 2>&1 && fail "read-only peer accepted a write"
+got=$(nfs-cat "nfs://127.0.0.1/basefs/small$U") || fail "nfs-cat on read-only peer"
+[ "$got" = "small file" ] || fail "read-only nfs-cat gave '$got'"
+kill -INT "$PID"
+wait "$PID" || fail "run did not exit 0 on SIGINT"
+"$B" cat t /ro >/dev/null 2>&1 && fail "/ro exists"
+echo "ok"
