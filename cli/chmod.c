@@ -11,6 +11,8 @@ static int run_chmod(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "key", 3, 3, &a);
+  if (cli_bad_path(a.pos[2]))
+    return 1;
   char *end = NULL;
   unsigned long mode = strtoul(a.pos[1], &end, 8);
   if (!*a.pos[1] || *end || mode > 07777)

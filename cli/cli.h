@@ -93,3 +93,5 @@ int cli_fail(int err, const char *what);
 int cli_fail_reason(int err, const char *what, const char *reason);
 /* Formats a time in ns since the epoch as UTC "YYYY-MM-DDTHH:MM:SSZ". */
 void cli_format_time(uint64_t ns, char out[32]);
+/* Prints an error and returns true unless PATH is absolute (paths in a filesystem start with /). */
+bool cli_bad_path(const char *path);

@@ -170,3 +170,11 @@ void cli_format_time(uint64_t ns, char out[32])
   if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
     snprintf(out, 32, "%llu", (unsigned long long)(ns / 1000000000u));
 }
+
+bool cli_bad_path(const char *path)
+{
+  if (path && path[0] == '/')
+    return false;
+  cli_error("'%s' is not a path in the filesystem (paths start with /)", path ? path : "");
+  return true;
+}

@@ -24,6 +24,8 @@ static int run_grant(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "key,name", 3, 3, &a);
+  if (cli_bad_path(a.pos[1]))
+    return 1;
   uint8_t pub[KEY_PUBLIC_SIZE];
   int r = key_load_public(a.pos[2], pub);
   if (r < 0) {

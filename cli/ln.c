@@ -11,6 +11,8 @@ static int run_ln(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "key,symbolic", 3, 3, &a);
+  if (cli_bad_path(a.pos[2]))
+    return 1;
   if (!a.symbolic)
     return cli_error("only symbolic links are supported: use ln -s");
   struct key *key = cli_load_key(&a);

@@ -14,6 +14,8 @@ static int run_log(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "", 2, 2, &a);
+  if (cli_bad_path(a.pos[1]))
+    return 1;
   struct fs *fs = cli_open_fs(a.pos[0], false);
   if (!fs)
     return 1;

@@ -10,6 +10,8 @@ static int run_ls(int argc, char **argv)
   struct cli_args a;
   CLI_PARSE(argc, argv, "", 1, 2, &a);
   const char *path = a.npos > 1 ? a.pos[1] : "/";
+  if (cli_bad_path(path))
+    return 1;
   struct fs *fs = cli_open_fs(a.pos[0], false);
   if (!fs)
     return 1;

@@ -46,6 +46,8 @@ static int run_put(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "key", 2, 2, &a);
+  if (cli_bad_path(a.pos[1]))
+    return 1;
   uint8_t *data = NULL;
   size_t len = 0;
   int r = read_all(0, &data, &len);

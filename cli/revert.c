@@ -11,6 +11,8 @@ static int run_revert(int argc, char **argv)
 {
   struct cli_args a;
   CLI_PARSE(argc, argv, "key", 3, 3, &a);
+  if (cli_bad_path(a.pos[1]))
+    return 1;
 
   struct key *key = cli_load_key(&a);
   if (!key)

@@ -183,6 +183,9 @@ release
 # --- errors and --help ---
 must_fail "unknown fs" "no filesystem" b ls nope /
 must_fail "missing args" "missing" b put fs1
+must_fail "relative path" "start with /" b cat fs1 etc/beta
+must_fail "too many args" "too many" b cat fs1 /a /b
+must_fail "option not for this command" "does not apply" b ls -r fs1 /
 must_fail "unknown option" "unknown option" b ls --bogus fs1 /
 must_fail "cat a directory" "directory" b cat fs1 /etc
 must_fail "bad key file" "key" b put --key "$work/nokey" fs1 /z <"$work/small"

@@ -443,3 +443,58 @@ TEST(list_names)
   CHECK(fs_name_valid("a-b_c.1"));
   key_free(k);
 }
+
+TEST(half_made_bootstrap_is_redone)
+{
+  struct key *k = new_key();
+  char p[4096];
+  snprintf(p, sizeof p, "%s/fs", test_tmpdir());
+  CHECK_OK(mkdir(p, 0700));
+  path_of("", p, sizeof p);
+  CHECK_OK(mkdir(p, 0700));
+  path_of("log", p, sizeof p);
+  int fd = open(p, O_WRONLY | O_CREAT, 0644);
+  CHECK(fd >= 0);
+  CHECK_INT(write(fd, "junk", 4), ==, 4);
+  close(fd);
+  struct fs *fs = NULL;
+  /* No meta: not a filesystem yet, for readers and writers. */
+  CHECK_INT(fs_open(test_tmpdir(), "t", false, &fs), ==, -ENOENT);
+  CHECK_INT(fs_open(test_tmpdir(), "t", true, &fs), ==, -ENOENT);
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, "x:1\n", 4, &fs));
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  check_content(fs, "/.cluster", "x:1\n", 4);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
+
+TEST(many_entries_checkpoint_on_close)
+{
+  /* Past FS_CHECKPOINT_EVERY records a writer leaves a checkpoint, so the
+   * next open replays only what came after it. */
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  CHECK_OK(fs_mkdir(fs, k, "/d", NULL));
+  for (int i = 0; i < 1100; i++) {
+    char path[32];
+    snprintf(path, sizeof path, "/d/f%d", i);
+    put_str(fs, k, path, "x");
+  }
+  CHECK_OK(fs_close(fs));
+  uint64_t ckpt = 0, tail = 0;
+  CHECK_OK(fs_open(test_tmpdir(), "t", true, &fs));
+  fs_open_stats(fs, &ckpt, &tail);
+  CHECK_INT(ckpt, >=, 1100);
+  CHECK_INT(tail, ==, 0);
+  put_str(fs, k, "/d/last", "y");
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  fs_open_stats(fs, &ckpt, &tail);
+  CHECK_INT(tail, ==, 1);
+  check_content(fs, "/d/last", "y", 1);
+  check_content(fs, "/d/f1099", "x", 1);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
