@@ -417,7 +417,12 @@ static inline void cp_readdir(void *d, struct res *r)
   copy_post(&ok->dir_attributes, &r->has_dir, &r->dir);
   memcpy(r->verf, ok->cookieverf, 8);
   r->eof = ok->reply.eof;
-  for (entry3 *e = ok->reply.entries; e; e = e->nextentry) {
+  /* libnfs hands out list nodes at 4-byte alignment: copy each out. */
+  for (entry3 *p = ok->reply.entries; p;) {
+    entry3 node;
+    memcpy(&node, p, sizeof node);
+    entry3 *e = &node;
+    p = node.nextentry;
     CHECK(r->n < 256);
     snprintf(r->names[r->n], 64, "%s", e->name);
     r->cookies[r->n] = e->cookie;
@@ -435,7 +440,11 @@ static inline void cp_readdirplus(void *d, struct res *r)
   copy_post(&ok->dir_attributes, &r->has_dir, &r->dir);
   memcpy(r->verf, ok->cookieverf, 8);
   r->eof = ok->reply.eof;
-  for (entryplus3 *e = ok->reply.entries; e; e = e->nextentry) {
+  for (entryplus3 *p = ok->reply.entries; p;) {
+    entryplus3 node;
+    memcpy(&node, p, sizeof node);
+    entryplus3 *e = &node;
+    p = node.nextentry;
     CHECK(r->n < 256);
     snprintf(r->names[r->n], 64, "%s", e->name);
     r->cookies[r->n] = e->cookie;
