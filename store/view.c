@@ -1374,6 +1374,30 @@ static int status_of(const struct ventry *e)
   return e->state == ST_RESOLVED ? VIEW_PENDING_GRANT : VIEW_PENDING_REF;
 }
 
+/* Which references an action has (entry.h's table): 2 = required,
+ * 1 = optional (WRITE: parent xor dir), 0 = absent. */
+static bool shape_ok(const struct entry *e)
+{
+  static const uint8_t want[ENTRY_ACTION_MAX + 1][3] = {
+      /*             parent dir target */
+      [ENTRY_MKDIR] = {0, 2, 0},  [ENTRY_WRITE] = {1, 1, 0},  [ENTRY_DELETE] = {2, 0, 0},
+      [ENTRY_REVERT] = {2, 0, 2}, [ENTRY_GRANT] = {0, 2, 0},  [ENTRY_REVOKE] = {0, 2, 2},
+      [ENTRY_ACK] = {0, 0, 2},    [ENTRY_LINK] = {0, 2, 2},   [ENTRY_SLINK] = {0, 2, 0},
+      [ENTRY_MODE] = {2, 0, 0},   [ENTRY_RENAME] = {2, 2, 0},
+  };
+  if (e->action < ENTRY_MKDIR || e->action > ENTRY_ACTION_MAX)
+    return false;
+  bool has[3] = {!hash_is_zero(&e->parent), !hash_is_zero(&e->dir), !hash_is_zero(&e->target)};
+  for (int i = 0; i < 3; i++) {
+    uint8_t w = want[e->action][i];
+    if ((w == 0 && has[i]) || (w == 2 && !has[i]))
+      return false;
+  }
+  if (e->action == ENTRY_WRITE && has[0] == has[1])
+    return false;
+  return true;
+}
+
 /* With the pending set full: would IN count at once? (Read-only; entries
  * that would wait are refused, so the set stays bounded.) */
 static bool would_count(const struct view *v, const struct entry *in)
@@ -1424,7 +1448,7 @@ int view_apply(struct view *v, const struct entry *in)
     return VIEW_DUPLICATE;
   if (in->action == ENTRY_MKDIR && hash_is_zero(&in->dir))
     return -BFS_EKIND; /* a second root */
-  if (in->action < ENTRY_MKDIR || in->action > ENTRY_ACTION_MAX)
+  if (!shape_ok(in))
     return -BFS_EKIND;
   if (v->npending >= VIEW_PENDING_MAX && !would_count(v, in))
     return -ENOSPC;
