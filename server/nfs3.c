@@ -628,9 +628,11 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m)
   struct view_stat ps;
   if (view_stat(d->view, &pn, &ps) < 0)
     ps = o.st;
-  e->mode = m && m->set_mode ? m->mode : ps.mode;
-  e->uid = m && m->set_uid ? m->uid : ps.uid;
-  e->gid = m && m->set_gid ? m->gid : ps.gid;
+  /* Attributes are the object's current ones (a version node reads as
+   * read-only: its mode bits are not the file's). */
+  e->mode = m && m->set_mode ? m->mode : o.st.mode;
+  e->uid = m && m->set_uid ? m->uid : o.st.uid;
+  e->gid = m && m->set_gid ? m->gid : o.st.gid;
   e->mtime_ns = m && m->set_mtime ? m->mtime_ns : stage_mtime(f);
   e->size = stage_size(f);
   uint8_t *prev = NULL;

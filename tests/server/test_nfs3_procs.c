@@ -257,6 +257,7 @@ TEST(nfs3_write_stage_commit_one_version)
   CHECK_INT(r.status, ==, NFS3_OK);
   CHECK_MEM(r.verf, verf, 8);
   CHECK_INT(r.obj.size, ==, 11);
+  CHECK_INT(r.obj.mode, ==, 0644); /* sealing keeps the attributes */
   /* A COMMIT with nothing staged is fine too. */
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
