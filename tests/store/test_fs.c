@@ -498,3 +498,68 @@ TEST(many_entries_checkpoint_on_close)
   CHECK_OK(fs_close(fs));
   key_free(k);
 }
+
+#include <signal.h>
+#include <sys/wait.h>
+
+/*
+ * A writer killed at random points (during puts, commits and checkpoint
+ * saves): the filesystem reopens, for a writer and a reader, and every file
+ * whose commit returned is there with its content.
+ */
+TEST(killed_writer_loses_nothing_acknowledged)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  CHECK_OK(fs_close(fs));
+  int acked_total = 0;
+  for (int round = 0; round < 30; round++) {
+    int pfd[2];
+    CHECK_OK(pipe(pfd));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      close(pfd[0]);
+      struct fs *w = NULL;
+      if (fs_open(test_tmpdir(), "t", true, &w) < 0)
+        _exit(2);
+      for (int i = 0;; i++) {
+        char path[64], text[64];
+        snprintf(path, sizeof path, "/r%d-%d", round, i);
+        snprintf(text, sizeof text, "round %d file %d", round, i);
+        if (fs_put(w, k, path, text, strlen(text), NULL) < 0 || fs_commit(w) < 0)
+          _exit(3);
+        if (write(pfd[1], &i, sizeof i) != sizeof i)
+          _exit(4);
+        if (i % 16 == 15 && fs_checkpoint(w) < 0)
+          _exit(5);
+      }
+    }
+    close(pfd[1]);
+    usleep((useconds_t)(20000 + test_rand() % 150000));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFSIGNALED(status), "the writer exited early: %d", WEXITSTATUS(status));
+    int last = -1, i;
+    while (read(pfd[0], &i, sizeof i) == sizeof i)
+      last = i;
+    close(pfd[0]);
+    acked_total += last + 1;
+
+    for (int mode = 0; mode < 2; mode++) {
+      CHECK_OK(fs_open(test_tmpdir(), "t", mode == 1, &fs));
+      for (int j = 0; j <= last; j++) {
+        char path[64], text[64];
+        snprintf(path, sizeof path, "/r%d-%d", round, j);
+        snprintf(text, sizeof text, "round %d file %d", round, j);
+        check_content(fs, path, text, strlen(text));
+      }
+      CHECK_OK(fs_close(fs));
+    }
+  }
+  fprintf(stderr, "# %d acknowledged files over 30 kills\n", acked_total);
+  CHECK_INT(acked_total, >, 0);
+  key_free(k);
+}
