@@ -5,7 +5,7 @@
  * open time (checkpoint + tail) for the imported filesystem, and, with
  * --open N, for a filesystem of N entries.
  *
- *   bench_import [--src DIR] [--no-import] [--open N]...
+ *   bench_import [--src DIR] [--no-import] [--home DIR] [--open N]...
  *
  * Without --src, /etc is copied first (cp -a, errors ignored) to a temp dir,
  * so both sides read the same files from the page cache.
@@ -123,6 +123,8 @@ static int bench_open(const char *home, struct key *key, long n)
   snprintf(name, sizeof name, "open%ld", n);
   struct fs *fs = NULL;
   int r = fs_create(home, name, key, NULL, 0, &fs);
+  if (r == -EEXIST)
+    goto timing; /* kept from an earlier run (--home) */
   if (r < 0)
     return r;
   double t0 = now();
@@ -149,8 +151,15 @@ static int bench_open(const char *home, struct key *key, long n)
     return r < 0 ? r : rc;
   printf("built %ld entries in %.2f s (%.0f entries/s signed+applied+appended)\n", made, build,
          (double)made / build);
+timing:;
+  /* Best of 5: the checkpoint is in the page cache after the first. */
   uint64_t ckpt = 0, tail = 0;
-  double t = time_open(home, name, &ckpt, &tail);
+  double t = 1e9;
+  for (int i = 0; i < 5; i++) {
+    double ti = time_open(home, name, &ckpt, &tail);
+    t = ti < t ? ti : t;
+  }
+  made = (long)(ckpt + tail);
   printf("open at %ld entries: %.3f s (checkpoint %llu, tail %llu)\n", made, t,
          (unsigned long long)ckpt, (unsigned long long)tail);
   return 0;
@@ -161,15 +170,18 @@ int main(int argc, char **argv)
   const char *src = NULL;
   long opens[8];
   int nopens = 0, no_import = 0;
+  const char *keep_home = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--src") && i + 1 < argc)
       src = argv[++i];
+    else if (!strcmp(argv[i], "--home") && i + 1 < argc)
+      keep_home = argv[++i];
     else if (!strcmp(argv[i], "--no-import"))
       no_import = 1;
     else if (!strcmp(argv[i], "--open") && i + 1 < argc && nopens < 8)
       opens[nopens++] = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_import [--src DIR] [--no-import] [--open N]...\n");
+      fprintf(stderr, "usage: bench_import [--src DIR] [--no-import] [--home DIR] [--open N]...\n");
       return 2;
     }
   }
@@ -181,6 +193,8 @@ int main(int argc, char **argv)
   char cmd[16384], copy[4096], home[4096], target[4096];
   snprintf(copy, sizeof copy, "%s/src", tmp);
   snprintf(home, sizeof home, "%s/home", tmp);
+  if (keep_home)
+    snprintf(home, sizeof home, "%s", keep_home); /* kept: --open filesystems are reused */
   snprintf(target, sizeof target, "%s/cp", tmp);
   if (!src && !no_import) {
     snprintf(cmd, sizeof cmd, "cp -a /etc %s 2>/dev/null", copy);
