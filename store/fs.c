@@ -532,7 +532,7 @@ int fs_create(const char *home, const char *name, const struct key *key, const v
     fs->applied_end = log_end(fs->log);
     r = meta_write(fs); /* the filesystem exists from here on */
   }
-  if (r == 0 && cluster_len) {
+  if (r == 0 && cluster) {
     const char *reason = NULL;
     r = fs_put(fs, key, "/.cluster", cluster, cluster_len, &reason);
     if (r == 0)
@@ -1404,6 +1404,7 @@ int fs_mv(struct fs *fs, const struct key *key, const char *from, const char *to
   r = view_lookup(fs->view, &dir, name, &existing, &existing_head);
   if (r == 0 && hash_eq(&existing.id, &node.id))
     return op_end(&op, 0); /* already there */
+  bool replace = r == 0;
   if (r == 0) {
     /* Replace a file or link like mv(1) does; never a directory. */
     if ((r = view_stat(fs->view, &existing, &vs)) == 0 && vs.type == VIEW_DIR) {
@@ -1422,7 +1423,7 @@ int fs_mv(struct fs *fs, const struct key *key, const char *from, const char *to
     else if (r == -EINVAL)
       *op.reason = "cannot move a directory into itself";
   }
-  if (r == 0 && !hash_is_zero(&existing_head) && view_lookup(fs->view, &dir, name, &existing, &existing_head) == 0) {
+  if (r == 0 && replace) {
     struct entry *e = op_entry(&op, ENTRY_DELETE);
     e->parent = existing_head;
     r = op_submit(&op, key);

@@ -60,7 +60,7 @@ bool fs_name_valid(const char *name);
 
 /*
  * Creates HOME/fs/NAME (and HOME/fs), signs the root MKDIR with KEY (the
- * root key owns "/"), writes "/.cluster" with CLUSTER (LEN bytes) if LEN > 0,
+ * root key owns "/"), writes "/.cluster" with CLUSTER (LEN bytes) unless CLUSTER is NULL,
  * and returns it open for writing. -EEXIST if NAME already exists.
  */
 int fs_create(const char *home, const char *name, const struct key *key, const void *cluster,
