@@ -102,6 +102,12 @@ check "ls after mv" b ls fs1 /etc
 grep -qx omega "$work/out" && ! grep -qx alpha "$work/out" && ok "mv renamed" || fail "mv renamed"
 check "cat moved" b cat fs1 /etc/omega
 [ "$(cat "$work/out")" = alpha ] && ok "moved file keeps content" || fail "moved file keeps content"
+check "mv into a directory" b mv fs1 /small2 /etc
+b ls fs1 /etc | grep -qx small2 && ! b ls fs1 / | grep -qx small2 && ok "moved into /etc" || fail "moved into /etc"
+check "mv over a file" b mv fs1 /etc/small2 /etc/Mid
+b cat fs1 /etc/Mid >"$work/out"; same "mv replaced the target" "$work/small" "$work/out"
+! b ls fs1 /etc | grep -qx small2 && ok "source name gone" || fail "source name gone"
+must_fail "mv a directory into itself" "itself|Invalid" b mv fs1 /etc /etc/sub0
 check "ln -s" b ln -s fs1 /etc/omega /link
 check "cat symlink" b cat fs1 /link
 [ "$(cat "$work/out")" = /etc/omega ] && ok "symlink holds its target" || fail "symlink target"
