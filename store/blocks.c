@@ -30,13 +30,15 @@ enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
 #define MAX_PACKS 4096             /* fixed, so pack fds never move under readers */
 
 /* The index: open addressing, keyed by the block hash. */
+enum { VERIFY_UNKNOWN = 0, VERIFY_OK = 1, VERIFY_BAD = 2 };
 struct slot {
   hash_t h;
   uint64_t off; /* of the record (its hash field) in the pack */
   uint32_t pack; /* index into bs->packs */
   uint32_t raw;
   uint32_t stored; /* payload bytes */
-  uint32_t used;
+  uint8_t used;
+  uint8_t verified; /* VERIFY_*: is the record known intact? */
 };
 
 struct pack {
@@ -383,7 +385,7 @@ static struct slot *idx_find(struct blocks *bs, const hash_t *h)
 
 /* Caller holds bs->mu. A later record of the same block replaces the earlier. */
 static int idx_insert(struct blocks *bs, const hash_t *h, uint32_t pack, uint64_t off, uint32_t raw,
-                      uint32_t stored)
+                      uint32_t stored, uint8_t verified)
 {
   if ((bs->tab_n + 1) * 10 > bs->tab_cap * 7) {
     size_t ncap = bs->tab_cap ? 2 * bs->tab_cap : 1024;
@@ -413,7 +415,7 @@ static int idx_insert(struct blocks *bs, const hash_t *h, uint32_t pack, uint64_
   } else {
     bs->tab_n++;
   }
-  *s = (struct slot){*h, off, pack, raw, stored, 1};
+  *s = (struct slot){*h, off, pack, raw, stored, 1, verified};
   bs->raw_bytes += raw;
   bs->record_bytes += RECORD_HEADER_SIZE + (uint64_t)stored;
   return 0;
@@ -464,7 +466,7 @@ static int scan_pack(struct blocks *bs, uint32_t i)
       break;
     hash_t h;
     memcpy(h.bytes, rec, HASH_SIZE);
-    err = idx_insert(bs, &h, i, off, raw, stored);
+    err = idx_insert(bs, &h, i, off, raw, stored, VERIFY_UNKNOWN);
     if (err)
       return err;
     off += RECORD_HEADER_SIZE + (uint64_t)stored;
@@ -699,7 +701,17 @@ int blocks_get(struct blocks *bs, const hash_t *h, uint8_t **data, size_t *len)
   err = blocks_decode(file, flen, h, data, len);
   free(file);
   /* A malformed record in our own store is damage, whatever the cause. */
-  return err == -BFS_EFORMAT ? -BFS_ECHECKSUM : err;
+  if (err == -BFS_EFORMAT)
+    err = -BFS_ECHECKSUM;
+  if (err == -BFS_ECHECKSUM) {
+    /* The next store of this block writes a good copy. */
+    pthread_mutex_lock(&bs->mu);
+    struct slot *s = idx_find(bs, h);
+    if (s)
+      s->verified = VERIFY_BAD;
+    pthread_mutex_unlock(&bs->mu);
+  }
+  return err;
 }
 
 int blocks_has(struct blocks *bs, const hash_t *h)
@@ -738,9 +750,20 @@ int blocks_locate(struct blocks *bs, const hash_t *h, char *path, size_t cap, ui
 
 /* ---- writing ---- */
 
-/* 1 if the store holds an intact record of H (header and XXH64), else 0. */
+/*
+ * 1 if the store holds an intact record of H, else 0. A record found at open
+ * is checked (header and XXH64) the first time a store finds it, once;
+ * records written by this process are intact by construction.
+ */
 static int present_intact(struct blocks *bs, const hash_t *h)
 {
+  pthread_mutex_lock(&bs->mu);
+  struct slot *s = idx_find(bs, h);
+  int state = s ? s->verified : VERIFY_BAD;
+  uint64_t off = s ? s->off : 0;
+  pthread_mutex_unlock(&bs->mu);
+  if (state != VERIFY_UNKNOWN)
+    return state == VERIFY_OK;
   uint8_t *file;
   size_t len;
   if (blocks_get_stored(bs, h, &file, &len) < 0)
@@ -749,6 +772,13 @@ static int present_intact(struct blocks *bs, const hash_t *h)
   uint32_t raw;
   int ok = parse_header(file, len, &codec, &raw) == 0;
   free(file);
+  if (ok) {
+    pthread_mutex_lock(&bs->mu);
+    s = idx_find(bs, h);
+    if (s && s->off == off && s->verified == VERIFY_UNKNOWN)
+      s->verified = VERIFY_OK;
+    pthread_mutex_unlock(&bs->mu);
+  }
   return ok;
 }
 
@@ -798,7 +828,7 @@ static int append_record(struct blocks *bs, const hash_t *h, const uint8_t *hdr,
   p->end = off + len;
   p->dirty = true;
   pthread_mutex_lock(&bs->mu);
-  err = idx_insert(bs, h, bs->npacks - 1, off, get_le32(hdr + 8), (uint32_t)plen);
+  err = idx_insert(bs, h, bs->npacks - 1, off, get_le32(hdr + 8), (uint32_t)plen, VERIFY_OK);
   pthread_mutex_unlock(&bs->mu);
 out:
   pthread_mutex_unlock(&bs->wmu);

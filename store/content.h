@@ -19,7 +19,9 @@
  * entries): an embedded form (INLINE, ZSTD, DELTA) carries at most
  * CONTENT_EMBED_MAX bytes of content, a frame must declare its content size,
  * that size must equal the entry's size, and exactly one frame fills the
- * content bytes. A DELTA base is at most CONTENT_EMBED_MAX bytes. Block forms
+ * content bytes. A DELTA frame carries zstd's content checksum (decoding
+ * against the wrong base gives -BFS_ECHECKSUM, never wrong bytes) and its
+ * base is at most CONTENT_EMBED_MAX bytes. Block forms
  * list at least one block, every block non-empty, and the block lengths sum
  * to the entry's size. A block list holds at most BLOCKS_MAX_SIZE / 32
  * hashes (files up to ~32 GiB at the average chunk size).
@@ -66,7 +68,8 @@ int content_encode_fd(struct blocks *bs, int fd, const void *prev, size_t prev_l
  * with -BFS_ETOOBIG (use a reader for large files). *OUT is malloc'd with
  * exactly SIZE bytes (free() it). Errors: -BFS_EFORMAT malformed or
  * inconsistent content, -BFS_ECHECKSUM a damaged block, -ENOENT a missing
- * block, -EINVAL a DELTA without its base, -ENOMEM.
+ * block or a DELTA decoded against the wrong base, -EINVAL a DELTA without
+ * its base, -ENOMEM.
  */
 int content_decode(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t len,
                    uint64_t size, const void *prev, size_t prev_len, size_t max, uint8_t **out);

@@ -147,6 +147,15 @@ TEST(delta_against_previous_version)
             -EINVAL);
   int r = content_decode(bs, e.kind, e.bytes, e.len, len + 10, prev, 1000, SIZE_MAX, &out);
   CHECK_INT(r, <, 0);
+  /* the wrong base of the right length: the frame checksum catches it */
+  uint8_t *wrong = random_buf(len);
+  CHECK_INT(content_decode(bs, e.kind, e.bytes, e.len, len + 10, wrong, len, SIZE_MAX, &out), ==,
+            -BFS_ECHECKSUM);
+  prev[60000] ^= 1; /* one byte differs, in a region the delta copies */
+  CHECK_INT(content_decode(bs, e.kind, e.bytes, e.len, len + 10, prev, len, SIZE_MAX, &out), ==,
+            -BFS_ECHECKSUM);
+  prev[60000] ^= 1;
+  free(wrong);
   /* for a small text file the delta wins only when it is smaller than zstd */
   uint8_t *t1 = text_buf(8000), *t2 = malloc(8000);
   memcpy(t2, t1, 8000);
@@ -155,6 +164,7 @@ TEST(delta_against_previous_version)
   struct enc plain = roundtrip(bs, t2, 8000, NULL, 0, ENTRY_CONTENT_MAX);
   printf("# 8000-byte text, one line changed: delta %zu, zstd %zu bytes\n", e.len, plain.len);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_DELTA);
+  CHECK_INT(plain.kind, ==, ENTRY_CONTENT_ZSTD);
   CHECK_INT(e.len, <, plain.len);
   /* an unrelated previous version: no delta */
   uint8_t *other = random_buf(8000);
@@ -380,6 +390,9 @@ TEST(hostile_content)
             -BFS_EFORMAT);
   CHECK_INT(content_decode(bs, ENTRY_CONTENT_DELTA, bomb, bl, 1000, "x", 1, SIZE_MAX, &out), ==,
             -BFS_EFORMAT);
+  /* a delta without the checksum the format requires */
+  CHECK_INT(content_decode(bs, ENTRY_CONTENT_DELTA, frame, fl, sizeof text, "x", 1, SIZE_MAX, &out),
+            ==, -BFS_EFORMAT);
   /* a frame that does not declare its size */
   ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
