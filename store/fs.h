@@ -19,7 +19,16 @@
  *
  * Open = load the checkpoint if it is valid, then apply only the log records
  * after the offset it covers. Entries in the log were verified when they were
- * appended, so replay never re-verifies signatures.
+ * appended, so replay never re-verifies signatures. A checkpoint that does
+ * not load (corrupt, of another filesystem, or covering more than the log
+ * holds) is ignored: the whole log is replayed instead.
+ *
+ * Checkpoint policy: a writer saves one (atomically) on close once 1024 or
+ * more records lie after the last one, and a long-lived writer also at a
+ * commit once 65536 have accumulated; so an open replays at most about a
+ * thousand records after a quiet close, whatever the history's length,
+ * and a one-entry command does not rewrite a large checkpoint every time.
+ * The block store is opened on first use (opening it indexes its packs).
  *
  * Writes. fs_submit() applies one entry to the view; if the view takes it
  * (applied, or held pending for an entry arriving from a peer) it is appended
