@@ -563,3 +563,57 @@ TEST(killed_writer_loses_nothing_acknowledged)
   CHECK_INT(acked_total, >, 0);
   key_free(k);
 }
+
+/* Hostile bytes through fs_submit_raw: every mutation of a valid entry is
+ * refused with a reason, and neither the view nor the log changes. */
+TEST(hostile_raw_entries_change_nothing)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  CHECK_OK(fs_mkdir(fs, k, "/d", NULL));
+  CHECK_OK(fs_commit(fs));
+  struct entry e;
+  memset(&e, 0, sizeof e);
+  e.action = ENTRY_WRITE;
+  e.dir = *fs_root(fs);
+  strcpy(e.name, "f");
+  e.name_len = 1;
+  e.mode = 0644;
+  e.content_kind = ENTRY_CONTENT_INLINE;
+  memcpy(e.content, "hello", 5);
+  e.content_len = 5;
+  e.size = 5;
+  CHECK_OK(entry_sign(&e, k));
+  uint8_t good[ENTRY_MAX_SIZE];
+  int n = entry_encode(&e, good, sizeof good);
+  CHECK_INT(n, >, 0);
+  char *before = dump(fs);
+  off_t size = file_size("log");
+  for (int i = 0; i < 2000; i++) {
+    uint8_t buf[ENTRY_MAX_SIZE + 16];
+    size_t len = (size_t)n;
+    memcpy(buf, good, len);
+    int flips = 1 + (int)(test_rand() % 4);
+    for (int f = 0; f < flips; f++)
+      buf[test_rand() % len] ^= (uint8_t)(1u << (test_rand() % 8));
+    if (test_rand() % 8 == 0)
+      len = test_rand() % (len + 16);
+    if (len == (size_t)n && memcmp(buf, good, len) == 0)
+      continue;
+    const char *reason = NULL;
+    int r = fs_submit_raw(fs, buf, len, &reason);
+    CHECK_MSG(r < 0, "mutation %d accepted", i);
+    CHECK(reason != NULL);
+  }
+  CHECK_OK(fs_commit(fs));
+  char *after = dump(fs);
+  CHECK(strcmp(before, after) == 0);
+  CHECK_INT(file_size("log"), ==, size);
+  /* The untouched entry still goes in. */
+  CHECK_OK(fs_submit_raw(fs, good, (size_t)n, NULL));
+  CHECK_OK(fs_close(fs));
+  free(before);
+  free(after);
+  key_free(k);
+}
