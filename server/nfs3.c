@@ -555,11 +555,30 @@ static int fill_from_store(void *arg, int fd)
   return r;
 }
 
+/* Attributes SETATTR folds into the version a seal writes. */
+struct meta {
+  bool set_mode, set_uid, set_gid, set_mtime;
+  uint32_t mode, uid, gid;
+  uint64_t mtime_ns;
+};
+
+static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m);
+
+static int seal_first(void *arg, struct stage_file *f)
+{
+  seal(arg, f, NULL);
+  return 1;
+}
+
 /* Starts staging O (a file) unless it is staged already. */
 static int obj_stage(struct nfsd *d, struct obj *o)
 {
   if (o->sf)
     return 0;
+  /* Every staged file holds a descriptor: past the cap, the file written
+   * least recently is sealed first. */
+  if (stage_count(d->stage) >= NFSD_STAGED_MAX)
+    stage_foreach(d->stage, seal_first, d);
   struct fill_arg a = {d, o};
   int r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
                        o->st.mtime_ns, &o->sf);
@@ -581,12 +600,6 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
   return depth;
 }
 
-/* Attributes SETATTR folds into the version a seal writes. */
-struct meta {
-  bool set_mode, set_uid, set_gid, set_mtime;
-  uint32_t mode, uid, gid;
-  uint64_t mtime_ns;
-};
 
 /*
  * Turns F's staged content into one new version of its object (a WRITE

@@ -65,6 +65,9 @@
 
 /* Staged writes older than this are sealed by nfsd_tick(). */
 #define NFSD_IDLE_NS (2ull * 1000000000ull)
+/* At most this many files are staged at once (each holds a descriptor);
+ * staging one more seals the least recently written first. */
+#define NFSD_STAGED_MAX 256
 
 struct fs;
 struct key;

@@ -8,6 +8,8 @@
 #include "server/fh.h"
 #include "store/view.h"
 
+#include <dirent.h>
+
 #define ROOT s.root, s.root_len
 
 static void sattr_none(sattr3 *sa) { memset(sa, 0, sizeof *sa); }
@@ -1220,5 +1222,52 @@ TEST(nfs3_directory_times_follow_changes)
   CHECK(r.obj.mtime.seconds != before.mtime.seconds || r.obj.mtime.nseconds != before.mtime.nseconds);
   cl_close(&c);
   srv_stop(&s, true);
+  srv_free(&s);
+}
+
+TEST(nfs3_staged_files_are_capped)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  enum { N = NFSD_STAGED_MAX + 20 };
+  for (int i = 0; i < N; i++) {
+    char name[32], data[32];
+    snprintf(name, sizeof name, "f%03d", i);
+    snprintf(data, sizeof data, "data %d", i);
+    uint8_t fh[64];
+    uint32_t len;
+    mkfile(&c, ROOT, name, fh, &len);
+    struct res r;
+    c3_write(&c, fh, len, 0, data, (uint32_t)strlen(data), UNSTABLE, &r);
+    CHECK_INT(r.status, ==, NFS3_OK);
+  }
+  cl_close(&c);
+  srv_stop(&s, false); /* a crash: what was staged is dropped at restart */
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/fs/t/stage", s.home);
+  int staged = 0;
+  DIR *dp = opendir(dir);
+  CHECK(dp != NULL);
+  for (struct dirent *de; (de = readdir(dp));)
+    staged += de->d_name[0] != '.';
+  closedir(dp);
+  CHECK_INT(staged, ==, NFSD_STAGED_MAX);
+  /* The least recently written ones were sealed to make room. */
+  for (int i = 0; i < N; i++) {
+    char path[32], want[32];
+    snprintf(path, sizeof path, "/f%03d", i);
+    snprintf(want, sizeof want, "data %d", i);
+    size_t n;
+    char *text = cat(&s, path, &n);
+    CHECK(text != NULL);
+    if (i < N - NFSD_STAGED_MAX)
+      CHECK_MSG(strcmp(text, want) == 0, "%s: '%s'", path, text);
+    else
+      CHECK_INT(n, ==, 0);
+    free(text);
+  }
   srv_free(&s);
 }
