@@ -380,6 +380,10 @@ static int load_view(struct fs *fs)
     fs->from_checkpoint = view_count(v) + view_pending(v);
     fs->ckpt_end = off;
     r = replay(fs, off);
+    /* A writer's log ends cleanly (recovery cut any torn tail), so a replay
+     * that stops short means the offset was no record boundary. */
+    if (r == 0 && fs->writer && fs->applied_end != log_end(fs->log))
+      r = -EINVAL;
     if (r != -EINVAL)
       return r;
     /* The offset is no record boundary: fall back to a full replay. */

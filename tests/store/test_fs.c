@@ -617,3 +617,32 @@ TEST(hostile_raw_entries_change_nothing)
   free(after);
   key_free(k);
 }
+
+/* A checkpoint whose offset is no record boundary is not trusted by a writer. */
+TEST(checkpoint_off_a_record_boundary)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  put_str(fs, k, "/a", "one");
+  CHECK_OK(fs_commit(fs));
+  /* A checkpoint of the current view, claiming to cover 3 bytes less than it does. */
+  char p[4096];
+  path_of("view.ckpt", p, sizeof p);
+  uint64_t end = (uint64_t)file_size("log");
+  CHECK_OK(view_checkpoint_save(fs_view(fs), p, end - 3));
+  put_str(fs, k, "/b", "two");
+  char *want = dump(fs);
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", true, &fs));
+  uint64_t ckpt = 1, tail = 0;
+  fs_open_stats(fs, &ckpt, &tail);
+  CHECK_INT(ckpt, ==, 0); /* fell back to a full replay */
+  char *got = dump(fs);
+  CHECK(strcmp(want, got) == 0);
+  check_content(fs, "/b", "two", 3);
+  CHECK_OK(fs_close(fs));
+  free(want);
+  free(got);
+  key_free(k);
+}
