@@ -1,14 +1,14 @@
 /*
  * The block write path against the anchor: cp + sync of the same data.
  *
- *   bench_blocks [-s MiB] [-d DIR] [-l LEVEL] [-t THREADS]
+ *   bench_blocks [-s MiB] [-d DIR] [-l LEVEL] [-t THREADS] [-r ROUNDS]
  *
  * Builds a file of mixed data (1 MiB runs: random, config-like text, random,
  * zeros-with-noise), then measures in one run:
  *   - the parts: chunking, SHA-256 (fast path and mbedTLS), zstd -1/-3;
  *   - chunk+hash+compress+store (blocks_write_fd + blocks_sync) MB/s;
  *   - cp + sync: read the file, write() a copy, fsync + syncfs, MB/s;
- *   - the ratio of the two;
+ *   - the ratio of the two (medians of ROUNDS interleaved rounds, default 3);
  *   - dedup: an edited copy (bytes inserted in 3 places) stored in the same
  *     store: blocks and bytes newly written;
  *   - chunking parameters: mean chunk size and blocks changed by an edit
@@ -123,6 +123,20 @@ static void rm_rf(const char *dir)
 
 static double last_sync_share;
 
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+  double t[16];
+  memcpy(t, v, (size_t)n * sizeof *t);
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
 /* Stores the file at SRC in a fresh store; returns MB/s (blocks_write_fd + blocks_sync). */
 static double store_run(const char *dir, const char *src, int level, int threads,
                         struct blocks_list *l, uint64_t *on_disk)
@@ -204,21 +218,26 @@ static void param_run(const uint8_t *b, size_t len, size_t min, size_t avg, size
 int main(int argc, char **argv)
 {
   size_t mib = 64;
-  int level = BLOCKS_DEFAULT_LEVEL, threads = 0, opt;
+  int level = BLOCKS_DEFAULT_LEVEL, threads = 0, rounds = 3, opt;
   const char *base = NULL;
-  while ((opt = getopt(argc, argv, "s:d:l:t:h")) != -1) {
+  while ((opt = getopt(argc, argv, "s:d:l:t:r:h")) != -1) {
     switch (opt) {
+    case 'r': rounds = atoi(optarg); break;
     case 's': mib = strtoul(optarg, NULL, 10); break;
     case 'd': base = optarg; break;
     case 'l': level = atoi(optarg); break;
     case 't': threads = atoi(optarg); break;
     default:
-      fprintf(stderr, "usage: bench_blocks [-s MiB] [-d DIR] [-l LEVEL] [-t THREADS]\n");
+      fprintf(stderr, "usage: bench_blocks [-s MiB] [-d DIR] [-l LEVEL] [-t THREADS] [-r ROUNDS]\n");
       return opt == 'h' ? 0 : 2;
     }
   }
   if (mib == 0)
     mib = 1;
+  if (rounds < 1)
+    rounds = 1;
+  if (rounds > 16)
+    rounds = 16;
   char root[4096];
   if (base)
     snprintf(root, sizeof root, "%s/bench_blocks.%d", base, (int)getpid());
@@ -282,38 +301,42 @@ int main(int argc, char **argv)
   free(z);
   free(ends);
 
-  /* the anchor and the block path, in the same run */
-  printf("\nwrite paths (durable at the end):\n");
-  double cp = cp_sync(src, dst, len);
-  printf("  cp + sync                          %8.0f MB/s\n", cp);
-  struct blocks_list l;
-  uint64_t disk;
-  snprintf(store, sizeof store, "%s/blocks1", root);
-  double one = store_run(store, src, level, 1, &l, &disk);
-  blocks_list_free(&l);
-  printf("  blocks, 1 thread, zstd -%d          %8.0f MB/s  (%.1f%% of raw on disk; sync %.0f%% of the time)\n",
-         level, one, 100.0 * (double)disk / (double)len, 100 * last_sync_share);
-  snprintf(store, sizeof store, "%s/blocks2", root);
-  double par = store_run(store, src, level, threads, &l, &disk);
-  printf("  blocks, %2d threads, zstd -%d         %8.0f MB/s  (%.1f%% of raw on disk; sync %.0f%% of the time)\n",
-         threads ? threads : (int)(ncpu > 4 ? 4 : ncpu), level, par, 100.0 * (double)disk / (double)len,
-         100 * last_sync_share);
+  /* The anchor and the block path, interleaved in rounds (the machine is
+   * shared: medians of interleaved runs, not one lucky or unlucky run). */
+  printf("\nwrite paths (durable at the end), median of %d interleaved rounds:\n", rounds);
+  int nthr = threads ? threads : (int)(ncpu > 4 ? 4 : ncpu);
   int alt = level == 1 ? 3 : 1;
-  struct blocks_list l3;
-  uint64_t disk3;
-  snprintf(store, sizeof store, "%s/blocks3", root);
-  double par3 = store_run(store, src, alt, threads, &l3, &disk3);
-  blocks_list_free(&l3);
-  printf("  blocks, %2d threads, zstd -%d         %8.0f MB/s  (%.1f%% of raw on disk; sync %.0f%% of the time)\n",
-         threads ? threads : (int)(ncpu > 4 ? 4 : ncpu), alt, par3, 100.0 * (double)disk3 / (double)len,
-         100 * last_sync_share);
-  double cp2 = cp_sync(src, dst, len);
-  printf("  cp + sync (again)                  %8.0f MB/s\n", cp2);
-  double anchor = (cp + cp2) / 2;
-  printf("\nRATIO block path / (cp + sync) = %.2f  (%.0f / %.0f MB/s)\n", par / anchor, par, anchor);
+  double cp[16], one[16], par[16], par3[16], sync_share[16];
+  uint64_t disk = 0, disk3 = 0;
+  struct blocks_list l;
+  for (int r = 0; r < rounds; r++) {
+    cp[r] = cp_sync(src, dst, len);
+    snprintf(store, sizeof store, "%s/blocks1.%d", root, r);
+    one[r] = store_run(store, src, level, 1, &l, &disk);
+    blocks_list_free(&l);
+    snprintf(store, sizeof store, "%s/blocks2.%d", root, r);
+    par[r] = store_run(store, src, level, threads, &l, &disk);
+    sync_share[r] = last_sync_share;
+    blocks_list_free(&l);
+    snprintf(store, sizeof store, "%s/blocks3.%d", root, r);
+    par3[r] = store_run(store, src, alt, threads, &l, &disk3);
+    blocks_list_free(&l);
+    printf("  round %d: cp+sync %4.0f, blocks 1 thread %4.0f, %d threads %4.0f, %d threads zstd -%d %4.0f MB/s\n",
+           r + 1, cp[r], one[r], nthr, par[r], nthr, alt, par3[r]);
+  }
+  double mcp = median(cp, rounds), mone = median(one, rounds), mpar = median(par, rounds),
+         mpar3 = median(par3, rounds);
+  printf("  cp + sync                          %6.0f MB/s\n", mcp);
+  printf("  blocks, 1 thread, zstd -%d          %6.0f MB/s  (%.1f%% of raw on disk)\n", level, mone,
+         100.0 * (double)disk / (double)len);
+  printf("  blocks, %d threads, zstd -%d         %6.0f MB/s  (%.1f%% of raw on disk; sync ~%.0f%% of the time)\n",
+         nthr, level, mpar, 100.0 * (double)disk / (double)len, 100 * median(sync_share, rounds));
+  printf("  blocks, %d threads, zstd -%d         %6.0f MB/s  (%.1f%% of raw on disk)\n", nthr, alt, mpar3,
+         100.0 * (double)disk3 / (double)len);
+  printf("\nRATIO block path / (cp + sync) = %.2f  (%.0f / %.0f MB/s, medians)\n", mpar / mcp, mpar, mcp);
 
   /* dedup: an edited copy in the store that holds the file at LEVEL */
-  snprintf(store, sizeof store, "%s/blocks2", root);
+  snprintf(store, sizeof store, "%s/blocks2.0", root);
   struct blocks *bs;
   if (blocks_open(store, BLOCKS_WRITE, &bs) != 0)
     return 1;
@@ -347,7 +370,6 @@ int main(int argc, char **argv)
          (double)len / 1048576.0, (double)(2 * len) / (double)(disk + le.written_bytes),
          (double)o / dt / 1e6);
   blocks_list_free(&le);
-  blocks_list_free(&l);
   blocks_close(bs);
   free(ed);
 

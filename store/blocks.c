@@ -1051,7 +1051,8 @@ static void *worker(void *arg)
   return NULL;
 }
 
-static int pipeline_start(struct pipeline *p, struct blocks *bs, struct blocks_list *out)
+static int pipeline_start(struct pipeline *p, struct blocks *bs, struct blocks_list *out,
+                          bool small)
 {
   memset(p, 0, sizeof *p);
   memset(out, 0, sizeof *out);
@@ -1061,7 +1062,8 @@ static int pipeline_start(struct pipeline *p, struct blocks *bs, struct blocks_l
   pthread_cond_init(&p->cv_work, NULL);
   pthread_cond_init(&p->cv_main, NULL);
   /* With one thread the caller does the work inline (no worker). */
-  int want = bs->threads > 1 ? bs->threads : 0;
+  /* A small input (a chunk or two) is not worth starting threads for. */
+  int want = bs->threads > 1 && !small ? bs->threads : 0;
   for (int i = 0; i < want; i++) {
     if (pthread_create(&p->tid[i], NULL, worker, p) != 0)
       break;
@@ -1140,7 +1142,7 @@ static int pipeline_submit(struct pipeline *p, const uint8_t *data, size_t len, 
 int blocks_write_buf(struct blocks *bs, const void *data, size_t len, struct blocks_list *out)
 {
   struct pipeline p;
-  pipeline_start(&p, bs, out);
+  pipeline_start(&p, bs, out, len <= 2 * CHUNK_MIN);
   const uint8_t *b = data;
   struct chunker c;
   chunker_init(&c);
@@ -1191,7 +1193,7 @@ static void seg_drop(struct pipeline *p, struct seg *s)
 int blocks_write_fd(struct blocks *bs, int fd, struct blocks_list *out)
 {
   struct pipeline p;
-  pipeline_start(&p, bs, out);
+  pipeline_start(&p, bs, out, false);
   struct chunker c;
   chunker_init(&c);
   struct seg *s = NULL, *prev = NULL;
