@@ -1,8 +1,10 @@
 /*
- * basefs serve NAME [--nfs ADDR:PORT] [--key FILE]   (also: basefs run)
+ * basefs serve NAME [--nfs ADDR:PORT]... [--key FILE]   (also: basefs run)
  *
  * Serves filesystem NAME over NFSv3 (+ MOUNT on the same port) in the
  * foreground until SIGTERM or SIGINT, which seal staged writes and exit 0.
+ * --nfs may be repeated; without it the peer listens on 127.0.0.1:2049 and,
+ * if the host has IPv6, [::1]:2049.
  * Log lines go to stderr as "LEVEL: message". --key signs NFS writes
  * (default $BASEFS_HOME/id_ec); without a key file the peer serves
  * read-only. --verbose adds debug lines (one per sealed version).
@@ -40,13 +42,18 @@ static int run_serve(int argc, char **argv)
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  const char *addr = "127.0.0.1:2049", *key = NULL;
+  const char *key = NULL;
+  struct daemon_config cfg = {0};
   int max_level = NFSD_LOG_INFO;
   int c;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":n:k:vh", options, NULL)) != -1) {
     switch (c) {
-    case 'n': addr = optarg; break;
+    case 'n':
+      if (cfg.naddrs == DAEMON_ADDRS_MAX)
+        return cli_error("at most %d --nfs addresses", DAEMON_ADDRS_MAX);
+      cfg.addrs[cfg.naddrs++] = optarg;
+      break;
     case 'k': key = optarg; break;
     case 'v': max_level = NFSD_LOG_DEBUG; break;
     case 'h': return cli_usage(0);
@@ -59,16 +66,19 @@ static int run_serve(int argc, char **argv)
   const char *name = argv[optind];
   if (!fs_name_valid(name))
     return cli_error("'%s' is not a valid filesystem name", name);
-  struct daemon_config cfg = {
-      .home = cli_home(),
-      .name = name,
-      .addr = addr,
-      .key_path = key ? key : cli_default_key(),
-      .log = log_line,
-      .log_ctx = &max_level,
-  };
-  const char *why = NULL;
-  int r = daemon_run(&cfg, &why);
+  if (cfg.naddrs == 0) {
+    cfg.addrs[0] = "127.0.0.1:2049";
+    cfg.addrs[1] = "[::1]:2049";
+    cfg.optional[1] = true;
+    cfg.naddrs = 2;
+  }
+  cfg.home = cli_home();
+  cfg.name = name;
+  cfg.key_path = key ? key : cli_default_key();
+  cfg.log = log_line;
+  cfg.log_ctx = &max_level;
+  const char *why = NULL, *what = NULL;
+  int r = daemon_run(&cfg, &why, &what);
   if (r == 0)
     return 0;
   if (r == -EBUSY) {
@@ -81,15 +91,15 @@ static int run_serve(int argc, char **argv)
   if (r == -ENOENT && why && strcmp(why, "open") == 0)
     return cli_error("no filesystem named %s in %s", name, cli_home());
   if (why && strcmp(why, "address") == 0)
-    return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", addr);
+    return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", what);
   if (why && strcmp(why, "listen") == 0)
-    return cli_error("cannot listen on %s: %s", addr, bfs_strerror(r));
+    return cli_error("cannot listen on %s: %s", what, bfs_strerror(r));
   if (why && strcmp(why, "key") == 0)
     return cli_error("cannot load key %s: %s", cfg.key_path, bfs_strerror(r));
   return cli_error("%s%s%s", why ? why : "", why ? ": " : "", bfs_strerror(r));
 }
 
-CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT] [--key FILE] [--verbose]",
+CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT]... [--key FILE] [--verbose]",
             "serve a filesystem over NFSv3 in the foreground", run_serve)
-CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT] [--key FILE] [--verbose]",
+CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT]... [--key FILE] [--verbose]",
             "the same as serve (BaseFS's name)", run_serve)

@@ -15,18 +15,31 @@
 #include "store/error.h"
 #include "store/fs.h"
 #include "store/key.h"
+#include "store/view.h"
 
 #define TICK_MS 500
 
 struct daemon {
   const struct daemon_config *cfg;
+  struct fs *fs;
   uv_loop_t loop;
   uv_signal_t sigterm, sigint;
   uv_timer_t timer;
-  struct tcpsrv *tcp;
+  struct tcpsrv *tcp[DAEMON_ADDRS_MAX];
+  int ntcp;
+  int stopped; /* transports fully stopped */
   struct nfsd *nfsd;
   bool stopping;
+  uint64_t last_ckpt_ns;
+  hash_t ckpt_root; /* the view's Merkle root at the last checkpoint */
 };
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static void dlog(struct daemon *dm, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -34,7 +47,7 @@ static void dlog(struct daemon *dm, int level, const char *fmt, ...)
 {
   if (!dm->cfg->log)
     return;
-  char line[512];
+  char line[768];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
@@ -50,6 +63,8 @@ static void rpc_log(void *ctx, const char *line)
 static void on_stopped(void *arg)
 {
   struct daemon *dm = arg;
+  if (++dm->stopped < dm->ntcp)
+    return;
   uv_close((uv_handle_t *)&dm->sigterm, NULL);
   uv_close((uv_handle_t *)&dm->sigint, NULL);
   uv_close((uv_handle_t *)&dm->timer, NULL);
@@ -62,37 +77,67 @@ static void on_signal(uv_signal_t *s, int signum)
     return;
   dm->stopping = true;
   dlog(dm, NFSD_LOG_INFO, "%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-  tcpsrv_stop(dm->tcp, on_stopped, dm);
+  for (int i = 0; i < dm->ntcp; i++)
+    tcpsrv_stop(dm->tcp[i], on_stopped, dm);
+}
+
+static void checkpoint(struct daemon *dm, uint64_t now)
+{
+  hash_t root;
+  view_merkle_root(fs_view(dm->fs), &root);
+  dm->last_ckpt_ns = now;
+  if (hash_cmp(&root, &dm->ckpt_root) == 0)
+    return;
+  int r = fs_checkpoint(dm->fs);
+  if (r < 0) {
+    dlog(dm, NFSD_LOG_WARN, "checkpoint failed: %s", bfs_strerror(r));
+    return;
+  }
+  dm->ckpt_root = root;
+  dlog(dm, NFSD_LOG_DEBUG, "checkpoint written");
 }
 
 static void on_tick(uv_timer_t *t)
 {
   struct daemon *dm = t->data;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  nfsd_tick(dm->nfsd, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+  uint64_t now = now_ns();
+  nfsd_tick(dm->nfsd, now);
+  if (now - dm->last_ckpt_ns >= DAEMON_CHECKPOINT_S * 1000000000ull)
+    checkpoint(dm, now);
 }
 
-int daemon_run(const struct daemon_config *cfg, const char **why)
+/* "127.0.0.1:2049" for the log, with the bound port. */
+static void addr_name(const char *addr, int port, char *out, size_t cap)
 {
-  const char *dummy;
+  const char *colon = strrchr(addr, ':');
+  snprintf(out, cap, "%.*s:%d", colon ? (int)(colon - addr) : 0, addr, port);
+}
+
+int daemon_run(const struct daemon_config *cfg, const char **why, const char **what)
+{
+  const char *dummy, *dummy2;
   if (!why)
     why = &dummy;
-  *why = NULL;
+  if (!what)
+    what = &dummy2;
+  *why = *what = NULL;
   struct daemon dm = {.cfg = cfg};
-  struct fs *fs = NULL;
   struct key *key = NULL;
   struct rpcsrv *rpc = NULL;
   struct mountd *mountd = NULL;
   bool loop_init = false;
-  struct sockaddr_storage ss;
-  int r = tcpsrv_parse_addr(cfg->addr, &ss);
-  if (r < 0) {
-    *why = "address";
-    return r;
-  }
+  struct sockaddr_storage ss[DAEMON_ADDRS_MAX];
+  int r = 0;
+  if (cfg->naddrs < 1 || cfg->naddrs > DAEMON_ADDRS_MAX)
+    return -EINVAL;
+  for (int i = 0; i < cfg->naddrs; i++)
+    if ((r = tcpsrv_parse_addr(cfg->addrs[i], &ss[i])) < 0) {
+      *why = "address";
+      *what = cfg->addrs[i];
+      return r;
+    }
   signal(SIGPIPE, SIG_IGN);
-  if ((r = fs_open(cfg->home, cfg->name, true, &fs)) < 0) {
+  if ((r = fs_open(cfg->home, cfg->name, true, &dm.fs)) < 0) {
     *why = "open";
     return r;
   }
@@ -106,7 +151,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why)
       goto out;
     }
   }
-  if ((r = nfsd_new(fs, key, cfg->log, cfg->log_ctx, &dm.nfsd)) < 0) {
+  if ((r = nfsd_new(dm.fs, key, cfg->log, cfg->log_ctx, &dm.nfsd)) < 0) {
     *why = "staging";
     goto out;
   }
@@ -123,9 +168,36 @@ int daemon_run(const struct daemon_config *cfg, const char **why)
   if ((r = uv_loop_init(&dm.loop)) < 0)
     goto out;
   loop_init = true;
-  if ((r = tcpsrv_start(&dm.loop, rpc, (struct sockaddr *)&ss, &dm.tcp)) < 0) {
+  char names[DAEMON_ADDRS_MAX * 64] = "";
+  for (int i = 0; i < cfg->naddrs; i++) {
+    struct tcpsrv *t = NULL;
+    int lr = tcpsrv_start(&dm.loop, rpc, (struct sockaddr *)&ss[i], &t);
+    if (lr < 0) {
+      uv_run(&dm.loop, UV_RUN_NOWAIT); /* releases the failed handle (tcp.h) */
+      if (cfg->optional[i]) {
+        dlog(&dm, NFSD_LOG_WARN, "not listening on %s: %s", cfg->addrs[i], bfs_strerror(lr));
+        continue;
+      }
+      r = lr;
+      *why = "listen";
+      *what = cfg->addrs[i];
+      break;
+    }
+    dm.tcp[dm.ntcp++] = t;
+    char one[64];
+    addr_name(cfg->addrs[i], tcpsrv_port(t), one, sizeof one);
+    size_t l = strlen(names);
+    snprintf(names + l, sizeof names - l, "%s%s", l ? " and " : "", one);
+  }
+  if (r == 0 && dm.ntcp == 0) {
+    r = -EADDRNOTAVAIL;
     *why = "listen";
-    uv_run(&dm.loop, UV_RUN_DEFAULT); /* releases the handle (tcp.h) */
+    *what = cfg->addrs[0];
+  }
+  if (r < 0) {
+    for (int i = 0; i < dm.ntcp; i++)
+      tcpsrv_stop(dm.tcp[i], NULL, NULL);
+    uv_run(&dm.loop, UV_RUN_DEFAULT);
     goto out;
   }
   uv_signal_init(&dm.loop, &dm.sigterm);
@@ -135,16 +207,15 @@ int daemon_run(const struct daemon_config *cfg, const char **why)
   uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
   uv_signal_start(&dm.sigint, on_signal, SIGINT);
   uv_timer_start(&dm.timer, on_tick, TICK_MS, TICK_MS);
-  char host[64] = "?";
-  const char *colon = strrchr(cfg->addr, ':');
-  snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - cfg->addr) : 0, cfg->addr);
-  dlog(&dm, NFSD_LOG_INFO, "serving /basefs of %s on %s:%d (%s)", cfg->name, host,
-       tcpsrv_port(dm.tcp), nfsd_readonly(dm.nfsd) ? "read-only" : "read-write");
+  dm.last_ckpt_ns = now_ns();
+  view_merkle_root(fs_view(dm.fs), &dm.ckpt_root);
+  dlog(&dm, NFSD_LOG_INFO, "serving /basefs of %s on %s (%s)", cfg->name, names,
+       nfsd_readonly(dm.nfsd) ? "read-only" : "read-write");
   uv_run(&dm.loop, UV_RUN_DEFAULT);
   int sealed = nfsd_seal_all(dm.nfsd);
   if (sealed < 0)
     dlog(&dm, NFSD_LOG_ERROR, "some staged data could not be sealed (kept in %s/stage): %s",
-         fs_dir(fs), bfs_strerror(sealed));
+         fs_dir(dm.fs), bfs_strerror(sealed));
   else if (sealed > 0)
     dlog(&dm, NFSD_LOG_INFO, "sealed %d staged file(s)", sealed);
   r = 0;
@@ -154,7 +225,7 @@ out:
   nfsd_free(dm.nfsd);
   mountd_free(mountd);
   rpcsrv_free(rpc);
-  int cr = fs_close(fs);
+  int cr = fs_close(dm.fs);
   if (r == 0 && cr < 0) {
     *why = "close";
     r = cr;

@@ -1,27 +1,37 @@
 /*
  * The serving loop: one filesystem (store/fs.h, held open for writing, so
- * its lock keeps a second daemon out) served over NFSv3 + MOUNT on one TCP
- * address, on a libuv loop, until SIGTERM or SIGINT. On the way out every
- * staged write is sealed into a version and the filesystem is closed
- * cleanly (checkpoint). Prints nothing: log lines go to the caller's sink.
+ * its lock keeps a second daemon out) served over NFSv3 + MOUNT on one or
+ * more TCP addresses, on a libuv loop, until SIGTERM or SIGINT. Every
+ * DAEMON_CHECKPOINT_S seconds (when something changed) the view is
+ * checkpointed, so a restart replays little of the log. On the way out
+ * every staged write is sealed into a version and the filesystem is closed
+ * cleanly. Prints nothing: log lines go to the caller's sink.
  */
 #ifndef BASEFS_SERVER_DAEMON_H
 #define BASEFS_SERVER_DAEMON_H
 
 #include "server/nfs3.h"
 
+#define DAEMON_ADDRS_MAX 8
+#define DAEMON_CHECKPOINT_S 600
+
 struct daemon_config {
   const char *home;     /* $BASEFS_HOME */
   const char *name;     /* the filesystem */
-  const char *addr;     /* "ADDR:PORT" for NFS and MOUNT */
+  /* "ADDR:PORT" / "[V6ADDR]:PORT" for NFS and MOUNT. Addresses marked
+   * optional may fail to bind (e.g. ::1 without IPv6) with a warning. */
+  const char *addrs[DAEMON_ADDRS_MAX];
+  bool optional[DAEMON_ADDRS_MAX];
+  int naddrs;
   const char *key_path; /* the key that signs NFS writes; a missing file = read-only */
   nfsd_log_fn log;      /* level + line */
   void *log_ctx;
 };
 
 /* Runs until a signal stops it. 0 after a clean stop; a negative error if
- * it could not start (*WHY, if given, says what failed: "open", "key",
- * "listen", ...). -EBUSY: another process holds the filesystem. */
-int daemon_run(const struct daemon_config *cfg, const char **why);
+ * it could not start (*WHY, if given, says what failed: "address", "open",
+ * "key", "listen", ...; *WHAT the address concerned). -EBUSY: another
+ * process holds the filesystem. */
+int daemon_run(const struct daemon_config *cfg, const char **why, const char **what);
 
 #endif

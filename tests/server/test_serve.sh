@@ -58,6 +58,11 @@ nfs-ls "nfs://127.0.0.1/basefs$U" >"$T/ls" || fail nfs-ls
 grep -q " pre$" "$T/ls" && grep -q " dir$" "$T/ls" || fail "nfs-ls: $(cat "$T/ls")"
 grep -q "\.basefs" "$T/ls" && fail ".basefs listed"
 
+# A second filesystem on a busy port: a clear error.
+"$B" bootstrap t2 || fail "bootstrap t2"
+"$B" serve t2 --nfs "127.0.0.1:$PORT" 2>"$T/err3" && fail "served on a busy port"
+grep -q "cannot listen on 127.0.0.1:$PORT" "$T/err3" || fail "busy port message: $(cat "$T/err3")"
+
 # A second daemon on the same filesystem is refused, clearly.
 "$B" serve t --nfs 127.0.0.1:0 2>"$T/err2" && fail "second daemon started"
 grep -q "already in use by process $PID" "$T/err2" || fail "second daemon message: $(cat "$T/err2")"
@@ -78,6 +83,13 @@ grep -q "^info: stopped" "$T/log" || fail "no stopped line"
 [ "$("$B" cat t /small)" = "small file" ] || fail "basefs cat /small"
 n=$("$B" log t /big | grep -c " write")
 [ "$n" -le 2 ] || fail "/big has $n write versions (want create + one per COMMIT)"
+
+# Two addresses (IPv6 loopback when the host has it).
+if ip -6 addr show lo 2>/dev/null | grep -q "::1"; then
+  start_serve "$T/log3" serve t --nfs 127.0.0.1:0 --nfs "[::1]:0" || fail "serve on two addresses"
+  grep -q "on 127.0.0.1:$PORT and \[::1\]:[0-9]* (read-write)" "$T/log3" || fail "two addresses: $(cat "$T/log3")"
+  stop_serve || fail "stop (two addresses)"
+fi
 
 # `run` is the same command; a missing key means read-only.
 start_serve "$T/log2" run t --nfs 127.0.0.1:0 --key "$T/nokey" || fail "run did not start"
