@@ -415,9 +415,15 @@ static uint32_t authority(const struct view *v, const struct vkey *k, struct vob
   return d ? d->depth : AUTH_NONE;
 }
 
-/* The object whose coverage entry E needs (NULL: nothing to check). */
-static struct vobj *loc_of(const struct view *v, const struct ventry *e)
+/*
+ * The object whose coverage entry E needs (NULL: nothing to check), and
+ * whether it is strict: a name change (RENAME, DELETE, a name REVERT)
+ * needs the directory holding the name, not the object: a key granted on
+ * /a may change /a's content and mode but not remove or move /a itself.
+ */
+static struct vobj *loc_of(const struct view *v, const struct ventry *e, bool *strict)
 {
+  *strict = false;
   for (int guard = 0; e && guard < 1 << 16; guard++) {
     switch (e->action) {
     case ENTRY_MKDIR:
@@ -435,6 +441,7 @@ static struct vobj *loc_of(const struct view *v, const struct ventry *e)
       e = e->te;
       continue;
     default:
+      *strict = e->thread == TH_NAME;
       return e->obj;
     }
   }
@@ -443,10 +450,11 @@ static struct vobj *loc_of(const struct view *v, const struct ventry *e)
 
 static bool perm_ok(const struct view *v, const struct ventry *e)
 {
-  struct vobj *o = loc_of(v, e);
+  bool strict;
+  struct vobj *o = loc_of(v, e, &strict);
   if (!o)
     return false;
-  if (!cover_dir(v, e->key, o, false))
+  if (!cover_dir(v, e->key, o, strict))
     return false;
   if (e->action == ENTRY_RENAME) {
     struct vobj *nd = find_obj(v, &e->dir);
@@ -1415,14 +1423,16 @@ static bool would_count(const struct view *v, const struct entry *in)
       (!hash_is_zero(&in->dir) && !d))
     return false;
   struct vobj *o;
+  bool strict = false;
   switch (in->action) {
   case ENTRY_ACK:
-    o = loc_of(v, t);
+    o = loc_of(v, t, &strict);
     break;
   case ENTRY_RENAME:
     if (!d || !cover_dir(v, key, d, false))
       return false;
     o = p->obj;
+    strict = true;
     break;
   case ENTRY_GRANT:
   case ENTRY_MKDIR:
@@ -1437,8 +1447,9 @@ static bool would_count(const struct view *v, const struct entry *in)
     break;
   default:
     o = p ? p->obj : NULL;
+    strict = p && p->thread == TH_NAME;
   }
-  return o && cover_dir(v, key, o, false);
+  return o && cover_dir(v, key, o, strict);
 }
 
 int view_apply(struct view *v, const struct entry *in)
@@ -2190,10 +2201,65 @@ int view_check_move(struct view *v, const hash_t *fp, const struct view_node *ob
   const struct vkey *k = find_key(v, fp);
   if (!k)
     return -BFS_ENOGRANT;
-  struct vobj *src = cover_dir(v, k, o, false), *dst = cover_dir(v, k, d, false);
+  struct vobj *src = cover_dir(v, k, o, true), *dst = cover_dir(v, k, d, false);
   if (!src || !dst)
     return -BFS_ENOGRANT;
   return src == dst ? 0 : -EXDEV;
+}
+
+int view_check_unlink(const struct view *v, const hash_t *fp, const struct view_node *obj)
+{
+  if (obj->readonly || obj->kind != VIEW_NODE_OBJECT)
+    return -EROFS;
+  struct vobj *o;
+  int rc = node_obj(v, obj, &o);
+  if (rc < 0)
+    return rc;
+  if (o == v->root)
+    return -EINVAL;
+  const struct vkey *k = find_key(v, fp);
+  if (!k || !cover_dir(v, k, o, true))
+    return -BFS_ENOGRANT;
+  return 0;
+}
+
+int view_parent(struct view *v, const struct view_node *dir, struct view_node *out)
+{
+  struct vobj *o;
+  int rc;
+  switch (dir->kind) {
+  case VIEW_NODE_OBJECT:
+    if ((rc = node_obj(v, dir, &o)) < 0)
+      return rc;
+    if (o->type != VIEW_DIR)
+      return -ENOTDIR;
+    if (o == v->root || !o->pdir) {
+      /* "/" is its own parent; a directory reached read-only whose
+       * binding is gone answers its history directory. */
+      if (o == v->root)
+        view_root_node(v, out);
+      else
+        mknode(out, VIEW_NODE_HISTORY_OBJ, true, &o->id);
+      return 0;
+    }
+    mknode(out, VIEW_NODE_OBJECT, dir->readonly, &o->pdir->id);
+    return 0;
+  case VIEW_NODE_BASEFS:
+    view_root_node(v, out);
+    return 0;
+  case VIEW_NODE_HISTORY:
+  case VIEW_NODE_CONFLICTS:
+    mknode(out, VIEW_NODE_BASEFS, true, NULL);
+    return 0;
+  case VIEW_NODE_HISTORY_OBJ:
+    mknode(out, VIEW_NODE_HISTORY, true, NULL);
+    return 0;
+  case VIEW_NODE_CONFLICT_OBJ:
+    mknode(out, VIEW_NODE_CONFLICTS, true, NULL);
+    return 0;
+  default:
+    return -ENOTDIR;
+  }
 }
 
 static int grant_cmp(const void *a, const void *b)

@@ -48,8 +48,11 @@
  * its own grant (GRANT entries are never rescued by ACKs).
  *
  * Counting. Any other entry counts if its author holds an active grant
- * covering it (creates and LINK: the containing directory; versions: the
- * object; ACK: whatever its target needs), or if a counting entry
+ * covering it (creates and LINK: the containing directory; content
+ * versions: the object; name versions (RENAME, DELETE, name REVERT): the
+ * directory the object was created in, since a name belongs to its
+ * directory; RENAME also the new directory; ACK: whatever its target
+ * needs), or if a counting entry
  * acknowledges it: an ACK targeting it or an entry whose parent it is.
  * This is the least fixed point, unique for a set. A revoked key's old
  * entries therefore stay if the revoker ACKs its leaves
@@ -223,6 +226,11 @@ void view_root_node(const struct view *v, struct view_node *out);
 int view_lookup(struct view *v, const struct view_node *dir, const char *name,
                 struct view_node *out, hash_t *name_head);
 
+/* DIR's parent directory, for "..": "/" for "/" and for /.basefs; a
+ * directory reached read-only whose binding is gone gives its
+ * /.basefs/history/<obj> directory. -ENOTDIR, -ESTALE. */
+int view_parent(struct view *v, const struct view_node *dir, struct view_node *out);
+
 /* An absolute path ("/a/b"; empty components ignored; "." and ".." are
  * -EINVAL). Same errors as view_lookup. */
 int view_resolve(struct view *v, const char *path, struct view_node *out, hash_t *name_head);
@@ -287,14 +295,20 @@ int view_version(const struct view *v, const hash_t *id, struct view_version *ou
  * -EROFS (under /.basefs), -ESTALE.
  */
 int view_check_write(const struct view *v, const hash_t *fp, const struct view_node *node);
+/* Would a DELETE of OBJ's name (or a RENAME's source side) by FP count?
+ * Names live in the directory that holds them: a key granted on /a may
+ * change /a's content and mode, not remove /a. 0, -BFS_ENOGRANT, -EINVAL
+ * for "/", -EROFS, -ESTALE. */
+int view_check_unlink(const struct view *v, const hash_t *fp, const struct view_node *obj);
 /* A new NAME in DIR: -EINVAL if invalid, -EEXIST if bound (to a live
  * object), -EPERM for ".basefs" in "/". */
 int view_check_name(struct view *v, const struct view_node *dir, const char *name);
 /*
  * Would moving (RENAME) or linking (LINK) OBJ into directory DIR by key FP
  * stay in one of the writer's permission domains? 0; -BFS_ENOGRANT if FP
- * may not write one side; -EXDEV if the grant covering the source and the
- * one covering the target differ; -EINVAL if DIR is OBJ or inside it;
+ * may not write one side; -EXDEV if the grant covering the source's name
+ * (the outermost grant of FP covering OBJ's creation directory) and the
+ * one covering DIR differ; -EINVAL if DIR is OBJ or inside it;
  * -EROFS; -ESTALE.
  */
 int view_check_move(struct view *v, const hash_t *fp, const struct view_node *obj,

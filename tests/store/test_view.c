@@ -77,6 +77,16 @@ TEST(tree_basics)
   CHECK_INT(view_resolve(v, "/etc/hosts/x", &n, NULL), ==, -ENOTDIR);
   CHECK_INT(view_resolve(v, "/etc/../x", &n, NULL), ==, -EINVAL);
   CHECK_INT(view_count(v), ==, 4);
+  /* ".." */
+  struct view_node up, etcn = tv_path(v, "/etc");
+  CHECK_OK(view_parent(v, &etcn, &up));
+  CHECK(up.kind == VIEW_NODE_OBJECT && hash_eq(&up.id, &ROOT->id));
+  CHECK_OK(view_parent(v, &root, &up));
+  CHECK(hash_eq(&up.id, &ROOT->id));
+  struct view_node bf = tv_path(v, "/.basefs/history");
+  CHECK_OK(view_parent(v, &bf, &up));
+  CHECK_INT(up.kind, ==, VIEW_NODE_BASEFS);
+  CHECK_INT(view_parent(v, &n, &up), ==, -ENOTDIR);
   CHECK_INT(view_pending(v), ==, 0);
   free(etc), free(f), free(u);
   view_free(v);

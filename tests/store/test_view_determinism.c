@@ -267,7 +267,7 @@ TEST(any_order_same_view)
     return;
   }
   uint64_t base = test_seed();
-  int cases = getenv("VIEW_CASES") ? atoi(getenv("VIEW_CASES")) : 2500;
+  int cases = getenv("VIEW_CASES") ? atoi(getenv("VIEW_CASES")) : 4000;
   for (int c = 0; c < cases; c++)
     one_case(base + (uint64_t)c, 6);
   fprintf(stderr, "# cases with: cycle breaker %d, name loser %d, revoked grant %d, content loser %d, pending %d\n",

@@ -60,6 +60,19 @@ TEST(a_key_writes_only_below_its_grants)
   CHECK(tv_exists(v, "/a"));
   CHECK(!tv_exists(v, "/renamed"));
   CHECK_INT(view_entry_status(v, &r->id), ==, VIEW_PENDING_GRANT);
+  /* Nor delete /a: the name "a" belongs to "/". It may delete its file. */
+  CHECK_INT(view_check_unlink(v, &K.fp, &an), ==, -BFS_ENOGRANT);
+  struct entry *del = e_delete(&K, &a->id);
+  CHECK_INT(tv_apply(v, del), ==, VIEW_PENDING_GRANT);
+  CHECK(tv_exists(v, "/a"));
+  struct view_node mn = tv_path(v, "/a/mine");
+  CHECK_OK(view_check_unlink(v, &K.fp, &mn));
+  CHECK_OK(view_check_unlink(v, &R.fp, &an));
+  CHECK_INT(view_check_unlink(v, &R.fp, &root), ==, -EINVAL);
+  struct entry *del2 = e_delete(&K, &ok->id);
+  CHECK_INT(tv_apply(v, del2), ==, VIEW_APPLIED);
+  CHECK(!tv_exists(v, "/a/mine"));
+  free(del), free(del2);
   /* The merkle root ignores pending entries. */
   struct view_grant *gs;
   size_t ng;
