@@ -871,23 +871,30 @@ TEST(every_single_byte_change_is_caught)
 {
   load_bases();
   int decoded_but_bad = 0, refused = 0;
-  int vs[] = {V_CREATE_INLINE, V_GRANT, V_RENAME};
+  int vs[] = {V_CREATE_INLINE, V_GRANT_NAMED, V_RENAME};
   for (size_t k = 0; k < sizeof vs / sizeof vs[0]; k++) {
     uint8_t buf[ENTRY_MAX_SIZE];
     int n = entry_encode(&base[vs[k]], buf, sizeof buf);
+    const hash_t *id = &base[vs[k]].id;
     for (int i = 0; i < n; i++) {
-      /* Flip a different bit of each byte; the full xor would take too long on verify. */
-      uint8_t flip = (uint8_t)(1u << ((unsigned)i % 8));
-      buf[i] ^= flip;
-      struct entry d;
-      int rc = entry_decode(buf, (size_t)n, &d);
-      if (rc == 0) {
-        CHECK_MSG(entry_verify(&d) != 0, "variant %d byte %d: flipped entry verifies", vs[k], i);
-        decoded_but_bad++;
-      } else {
-        refused++;
+      /* Two changes per byte: one bit (varies with the position) and all bits. */
+      uint8_t flips[2] = {(uint8_t)(1u << ((unsigned)i % 8)), 0xff};
+      for (int f = 0; f < 2; f++) {
+        buf[i] ^= flips[f];
+        struct entry d;
+        int rc = entry_decode(buf, (size_t)n, &d);
+        if (rc == 0) {
+          /* A changed body is a different entry; a changed signature does not verify. */
+          if (i < n - KEY_SIGNATURE_SIZE)
+            CHECK_MSG(!hash_eq(&d.id, id), "variant %d byte %d: same id after a change", vs[k], i);
+          CHECK_MSG(entry_verify(&d) != 0, "variant %d byte %d: changed entry verifies", vs[k], i);
+          decoded_but_bad++;
+        } else {
+          CHECK_INT(rc, <, 0);
+          refused++;
+        }
+        buf[i] ^= flips[f];
       }
-      buf[i] ^= flip;
     }
     struct entry d;
     CHECK_OK(entry_decode(buf, (size_t)n, &d));
