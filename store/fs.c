@@ -1660,10 +1660,22 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
   hash_t head;
   if (r == 0)
     r = view_version(fs->view, found, &ver, &head);
+  if (r == 0 && hash_eq(&head, found) && hash_eq(found, &node.id)) {
+    /* The creating entry roots both threads and is still the content head:
+     * reverting to it means undoing what its name thread did since (a
+     * delete or a rename), so the REVERT follows the name thread's head. */
+    for (size_t i = 0; i < nv; i++)
+      if ((v[i].flags & VIEW_V_HEAD) && !(v[i].flags & VIEW_V_CONTENT) &&
+          hash_eq(&v[i].thread, &node.id) && !hash_eq(&v[i].id, found))
+        head = v[i].id;
+  }
   if (r == 0 && !hash_eq(&head, found)) {
     /* Under /.basefs the object itself is read-only; check the live one. */
     struct view_node live = {.kind = VIEW_NODE_OBJECT, .id = node.id};
     r = check_write(&op, &live);
+    /* A deleted object has no live node to check: the view decides at submit. */
+    if (r == -ESTALE)
+      r = 0;
     if (r == 0) {
       struct entry *e = op_entry(&op, ENTRY_REVERT);
       e->parent = head;

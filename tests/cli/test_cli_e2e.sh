@@ -165,6 +165,18 @@ done <"$work/log"
 [ $i -eq 3 ] && ok "found 3 write versions" || fail "found $i write versions"
 must_fail "revert to unknown hash" "version|unknown|no" b revert fs1 /hist deadbeefdeadbeef
 must_fail "revert to short prefix" "8|prefix|hex" b revert fs1 /hist abc
+# Undo a delete and a rename: revert the object to its creating entry.
+echo keep >"$work/keep"
+b put fs1 /undo <"$work/keep"
+obj=$(b log fs1 /undo | head -1 | cut -d' ' -f1)
+check "rm /undo" b rm fs1 /undo
+check "log through /.basefs/history" b log fs1 "/.basefs/history/$obj/tree"
+grep -q ' delete current$' "$work/out" && ok "history shows the delete" || fail "history: $(cat "$work/out")"
+check "revert the delete" b revert fs1 "/.basefs/history/$obj/tree" "$obj"
+b cat fs1 /undo >"$work/out"; same "deleted file is back" "$work/keep" "$work/out"
+check "mv /undo /undone" b mv fs1 /undo /undone
+check "revert the rename" b revert fs1 /undone "${obj:0:12}"
+b ls fs1 / | grep -qx undo && ! b ls fs1 / | grep -qx undone && ok "rename undone" || fail "rename undone"
 check "show" b show fs1
 grep -q hist "$work/out" && ok "show lists paths" || fail "show lists paths"
 
