@@ -64,6 +64,7 @@ struct log_cursor {
   struct log *log;
   uint64_t off;
   int stop;
+  bool incomplete; /* the stop was at a record running past the end */
   uint8_t *buf;
   size_t cap;
   uint64_t buf_off; /* file offset of buf[0] */
@@ -256,6 +257,20 @@ int log_cursor_open(struct log *log, uint64_t from, struct log_cursor **out)
     return -ENOMEM;
   c->log = log;
   c->off = from;
+  /* An offset from a checkpoint or an index must name a record: look at it
+   * now, so a caller with a wrong offset hears so instead of iterating
+   * nothing. (The header's end is always a boundary; recovery starts there
+   * whatever follows.) A reader may be handed the offset of a record still
+   * being written: incomplete is fine, damaged is not. */
+  if (from > LOG_HEADER_SIZE && from < log_end(log)) {
+    int rc = log_cursor_next(c, NULL, NULL, NULL);
+    if (rc < 0 || (rc == 0 && (is_writer(log) || !c->incomplete))) {
+      log_cursor_close(c);
+      return rc < 0 ? rc : -EINVAL;
+    }
+    c->off = from;
+    c->stop = 0;
+  }
   *out = c;
   return 0;
 }
@@ -298,9 +313,10 @@ static ssize_t cursor_fill(struct log_cursor *c, size_t want)
  * record a live writer was still writing (or a file a new writer has since
  * repaired), so the next call must read the file again, not the window.
  */
-static int cursor_stop(struct log_cursor *c, int why)
+static int cursor_stop(struct log_cursor *c, int why, bool incomplete)
 {
   c->stop = why;
+  c->incomplete = incomplete;
   c->buf_len = 0;
   return 0;
 }
@@ -311,23 +327,23 @@ int log_cursor_next(struct log_cursor *c, const uint8_t **data, size_t *len, uin
   if (n < 0)
     return (int)n;
   if (n < LOG_RECORD_OVERHEAD)
-    return cursor_stop(c, n == 0 ? 0 : -BFS_EFORMAT);
+    return cursor_stop(c, n == 0 ? 0 : -BFS_EFORMAT, true);
   uint8_t hdr[LOG_RECORD_OVERHEAD];
   memcpy(hdr, c->buf + (c->off - c->buf_off), sizeof hdr);
   uint32_t l;
   int rc = check_header(hdr, c->off, &l);
   if (rc < 0)
-    return cursor_stop(c, rc);
+    return cursor_stop(c, rc, false);
   size_t total = LOG_RECORD_OVERHEAD + (size_t)l;
   n = cursor_fill(c, total);
   if (n < 0)
     return (int)n;
   if ((size_t)n < total)
-    return cursor_stop(c, -BFS_EFORMAT);
+    return cursor_stop(c, -BFS_EFORMAT, true);
   const uint8_t *payload = c->buf + (c->off - c->buf_off) + LOG_RECORD_OVERHEAD;
   rc = check_body(hdr, payload, l, c->off);
   if (rc < 0)
-    return cursor_stop(c, rc);
+    return cursor_stop(c, rc, false);
   c->stop = 0;
   if (data)
     *data = payload;

@@ -159,7 +159,9 @@ int log_read(struct log *log, uint64_t off, void *buf, size_t cap, size_t *len);
 /*
  * Cursors iterate good records from an offset (LOG_HEADER_SIZE, or an
  * offset a previous iteration or append returned). -EINVAL if FROM lies
- * outside [LOG_HEADER_SIZE, end].
+ * outside [LOG_HEADER_SIZE, end], or if no good record starts at FROM (not a
+ * record boundary, or a damaged record) -- except that a reader accepts a
+ * FROM whose record is incomplete, as a record still being written is.
  */
 int log_cursor_open(struct log *log, uint64_t from, struct log_cursor **out);
 /*
