@@ -1179,6 +1179,17 @@ static int check_write(struct op *op, const struct view_node *n)
   return r;
 }
 
+/* May the key remove or move away OBJ's name? (Needs the directory holding it.) */
+static int check_unlink(struct op *op, const struct view_node *n)
+{
+  int r = view_check_unlink(op->fs->view, &op->fp, n);
+  if (r == -EROFS)
+    *op->reason = "read-only (history and conflicts cannot be changed)";
+  else if (r == -BFS_ENOGRANT)
+    *op->reason = "the key holds no grant on the directory holding this name";
+  return r;
+}
+
 /* Resolves the directory that will hold PATH's last name. */
 static int parent_dir(struct op *op, const char *path, struct view_node *dir,
                       char name[ENTRY_NAME_MAX + 1])
@@ -1350,7 +1361,7 @@ static int rm_node(struct op *op, const struct key *key, const struct view_node 
     if (r < 0)
       return r;
   }
-  if ((r = check_write(op, node)) < 0 || check)
+  if ((r = check_unlink(op, node)) < 0 || check)
     return r;
   struct entry *e = op_entry(op, ENTRY_DELETE);
   e->parent = *head;
@@ -1416,7 +1427,7 @@ int fs_mv(struct fs *fs, const struct key *key, const char *from, const char *to
       r = -EEXIST;
     }
     if (r == 0)
-      r = check_write(&op, &existing);
+      r = check_unlink(&op, &existing);
   } else if (r == -ENOENT) {
     r = check_new_name(&op, &dir, name);
   }

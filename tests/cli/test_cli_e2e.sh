@@ -131,6 +131,9 @@ grep -q '^bob .* /team' "$work/out" && ok "keys lists bob on /team" || fail "key
 echo "by bob" >"$work/bobfile"
 check "bob writes below his grant" b put --key "$work/bob" fs1 /team/b1 <"$work/bobfile"
 check "bob mkdir below his grant" b mkdir --key "$work/bob" fs1 /team/d
+must_fail "bob cannot remove the directory he was granted" "grant" b rm -r --key "$work/bob" fs1 /team
+must_fail "bob cannot rename it either" "grant" b mv --key "$work/bob" fs1 /team /team2
+check "bob removes inside his grant" b rm --key "$work/bob" fs1 /team/d
 b ls fs1 / >"$work/before"
 must_fail "bob outside his grant" "grant" b put --key "$work/bob" fs1 /outside <"$work/bobfile"
 must_fail "bob overwrites outside" "grant" b put --key "$work/bob" fs1 /small <"$work/bobfile"
