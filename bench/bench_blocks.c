@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,18 @@ static double now(void)
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
+
+/* CPU seconds used by this process so far (every thread). */
+static double cpu_now(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of the last cp_sync() / store_run(). */
+static double last_cpu;
 
 static uint64_t rng = 0x1234567;
 static uint64_t next_rand(void)
@@ -93,7 +106,7 @@ static int write_all(int fd, const uint8_t *b, size_t len)
 /* cp + sync: read SRC in 1 MiB pieces, write DST, fsync it and sync its file system. */
 static double cp_sync(const char *src, const char *dst, size_t len)
 {
-  double t = now();
+  double t = now(), c0 = cpu_now();
   int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (in < 0 || out < 0)
     return -1;
@@ -110,6 +123,7 @@ static double cp_sync(const char *src, const char *dst, size_t len)
   close(in);
   close(out);
   free(buf);
+  last_cpu = cpu_now() - c0;
   return (double)len / (now() - t) / 1e6;
 }
 
@@ -152,13 +166,14 @@ static double store_run(const char *dir, const char *src, int level, int threads
     blocks_set_threads(bs, threads);
   sync();
   int fd = open(src, O_RDONLY);
-  double t = now();
+  double t = now(), c0 = cpu_now();
   int err = blocks_write_fd(bs, fd, l);
   double t_sync = now();
   if (!err)
     err = blocks_sync(bs);
   double dt = now() - t;
   last_sync_share = (now() - t_sync) / dt;
+  last_cpu = cpu_now() - c0;
   close(fd);
   if (err) {
     fprintf(stderr, "store: %s\n", bfs_strerror(err));
@@ -306,17 +321,19 @@ int main(int argc, char **argv)
   printf("\nwrite paths (durable at the end), median of %d interleaved rounds:\n", rounds);
   int nthr = threads ? threads : (int)(ncpu > 4 ? 4 : ncpu);
   int alt = level == 1 ? 3 : 1;
-  double cp[16], one[16], par[16], par3[16], sync_share[16];
+  double cp[16], one[16], par[16], par3[16], sync_share[16], cpu_cp[16], cpu_par[16];
   uint64_t disk = 0, disk3 = 0;
   struct blocks_list l;
   for (int r = 0; r < rounds; r++) {
     cp[r] = cp_sync(src, dst, len);
+    cpu_cp[r] = last_cpu;
     snprintf(store, sizeof store, "%s/blocks1.%d", root, r);
     one[r] = store_run(store, src, level, 1, &l, &disk);
     blocks_list_free(&l);
     snprintf(store, sizeof store, "%s/blocks2.%d", root, r);
     par[r] = store_run(store, src, level, threads, &l, &disk);
     sync_share[r] = last_sync_share;
+    cpu_par[r] = last_cpu;
     blocks_list_free(&l);
     snprintf(store, sizeof store, "%s/blocks3.%d", root, r);
     par3[r] = store_run(store, src, alt, threads, &l, &disk3);
@@ -333,6 +350,9 @@ int main(int argc, char **argv)
          nthr, level, mpar, 100.0 * (double)disk / (double)len, 100 * median(sync_share, rounds));
   printf("  blocks, %d threads, zstd -%d         %6.0f MB/s  (%.1f%% of raw on disk)\n", nthr, alt, mpar3,
          100.0 * (double)disk3 / (double)len);
+  double mb = (double)len / 1e6;
+  printf("  CPU cost: cp + sync %.2f ms/MB, block path %.2f ms/MB (all threads)\n",
+         1e3 * median(cpu_cp, rounds) / mb, 1e3 * median(cpu_par, rounds) / mb);
   printf("\nRATIO block path / (cp + sync) = %.2f  (%.0f / %.0f MB/s, medians)\n", mpar / mcp, mpar, mcp);
 
   /* dedup: an edited copy in the store that holds the file at LEVEL */
@@ -363,12 +383,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "dedup run: %s\n", bfs_strerror(err));
     return 1;
   }
-  printf("\ndedup: copy with 100 bytes inserted at 3 places: %zu of %zu blocks new (%.1f%%), %.1f KiB new on disk;\n"
-         "       store holds %.2f MiB for 2 versions of %.2f MiB (dedup ratio %.2f); second write %.0f MB/s\n",
+  printf("\ndedup: copy with 100 bytes inserted at 3 places: %zu of %zu blocks new (%.1f%%), %.1f KiB new on disk\n"
+         "       (second write %.0f MB/s); 2 versions of %.2f MiB take %.2f MiB on disk (%.2fx, dedup and zstd)\n",
          le.written, le.n, 100.0 * (double)le.written / (double)le.n,
-         (double)le.written_bytes / 1024, (double)(disk + le.written_bytes) / 1048576.0,
-         (double)len / 1048576.0, (double)(2 * len) / (double)(disk + le.written_bytes),
-         (double)o / dt / 1e6);
+         (double)le.written_bytes / 1024, (double)o / dt / 1e6, (double)len / 1048576.0,
+         (double)(disk + le.written_bytes) / 1048576.0,
+         (double)(2 * len) / (double)(disk + le.written_bytes));
   blocks_list_free(&le);
   blocks_close(bs);
   free(ed);
