@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# knc.sh — run a shell script against our NFS server through the real Linux
+# kernel NFS client, in a throw-away QEMU VM (this machine's kernel has no
+# NFS client).
+#
+#   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] SCRIPT [ARG...]
+#
+# The server listens on the host's 127.0.0.1:P (NFS and MOUNT on one port,
+# TCP). The guest boots Debian's kernel with a busybox initramfs, reaches
+# the host's loopback as 10.0.2.2 through QEMU's user-mode network, mounts
+# 10.0.2.2:/basefs on /mnt with
+#   vers=3,proto=tcp,nolock,port=P,mountport=P,mountproto=tcp[,O]
+# and runs SCRIPT with busybox sh in /mnt (KNC_SERVER, KNC_PORT, KNC_OPTS
+# are set for scripts that mount by themselves with --no-mount). Then it
+# syncs, unmounts and powers off.
+#
+# Output: the script's stdout and stderr (merged) on stdout once the VM has
+# stopped. Exit status: the script's; 124 on timeout (default 120 s); 125
+# when the harness itself failed (reason and the guest console's tail on
+# stderr). KNC_VERBOSE=1 prints timings and the whole console.
+#
+# First run (as root): installs qemu-system-x86, kmod, xz-utils and cpio
+# if missing, and fetches the kernel image package that linux-image-amd64
+# depends on plus busybox-static with `apt-get download` into the cache
+# (${KNC_CACHE:-$HOME/.cache/basefs-knc}); the host's kernel is untouched.
+set -euo pipefail
+
+die() { echo "knc: $*" >&2; exit 125; }
+say() { [[ ${KNC_VERBOSE:-0} == 1 ]] && echo "knc: $*" >&2 || true; }
+
+port="" timeout=120 mount=1 opts="" keep=0
+while (($#)); do
+  case $1 in
+    --port) port=${2:?}; shift 2 ;;
+    --timeout) timeout=${2:?}; shift 2 ;;
+    --no-mount) mount=0; shift ;;
+    --opts) opts=${2:?}; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) break ;;
+  esac
+done
+(($# >= 1)) || die "usage: knc.sh --port P SCRIPT [ARG...]"
+script=$1; shift
+[[ -r $script ]] || die "cannot read $script"
+[[ $port =~ ^[0-9]+$ ]] || die "--port P is required"
+[[ $timeout =~ ^[0-9]+$ ]] || die "--timeout takes seconds"
+
+cache=${KNC_CACHE:-$HOME/.cache/basefs-knc}
+
+# ---- host packages --------------------------------------------------------
+need=()
+for pair in qemu-system-x86_64:qemu-system-x86 modinfo:kmod xz:xz-utils cpio:cpio; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if ((${#need[@]})); then
+  ((EUID == 0)) || die "missing packages (run as root to install): ${need[*]}"
+  echo "knc: apt-get install ${need[*]}" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "${need[@]}"; } >/dev/null || die "apt-get install failed"
+fi
+
+# ---- the cache: kernel, modules, busybox ------------------------------------
+# fetch PACKAGE DIR: apt-get download PACKAGE and unpack it into DIR/x.
+fetch() {
+  local as_root=()
+  ((EUID == 0)) && as_root=(-o APT::Sandbox::User=root)
+  (cd "$2" && apt-get download -qq "${as_root[@]}" "$1" >/dev/null 2>&1) ||
+    { apt-get update -qq >/dev/null 2>&1 || true
+      (cd "$2" && apt-get download -qq "${as_root[@]}" "$1" >/dev/null) ; } ||
+    die "apt-get download $1 failed"
+  dpkg-deb -x "$2"/"$1"_*.deb "$2/x"
+}
+
+# The modules the guest needs, dependencies first, decompressed into $2.
+modules() {
+  local moddir order=() m dest=$2
+  moddir=$(echo "$1"/lib/modules/*)
+  declare -A file=() done=()
+  while IFS= read -r f; do m=${f##*/}; m=${m%%.ko*}; file[${m//-/_}]=$f; done \
+    < <(find "$moddir" -name '*.ko*')
+  add() {
+    local m=${1//-/_} dep
+    [[ -n ${done[$m]:-} ]] && return
+    done[$m]=1
+    if [[ -z ${file[$m]:-} ]]; then
+      grep -q "/${m}.ko\|/${m//_/-}.ko" "$moddir/modules.builtin" || die "no module $m"
+      return
+    fi
+    case ${file[$m]} in
+      *.xz) xz -dc "${file[$m]}" > "$dest/$m.ko" ;;
+      *) cp "${file[$m]}" "$dest/$m.ko" ;;
+    esac
+    for dep in $(modinfo -F depends "$dest/$m.ko" | tr , ' '); do add "$dep"; done
+    order+=("$m")
+  }
+  for m in virtio_pci virtio_net nfsv3; do add "$m"; done
+  printf '%s\n' "${order[@]}" > "$dest/order"
+}
+
+prepare() {
+  [[ -f $cache/ready ]] && return
+  local tmp pkg
+  rm -rf "$cache"/.tmp.*  # an earlier run that failed half-way (we hold the lock)
+  tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  [[ -n $pkg ]] || { apt-get update -qq >/dev/null 2>&1 || true
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}'); }
+  [[ $pkg == linux-image-6.1.0-*-amd64 ]] || die "cannot tell the kernel package (got '$pkg')"
+  echo "knc: fetching $pkg and busybox-static into $cache (once)" >&2
+  mkdir -p "$tmp/k" "$tmp/b" "$tmp/out/modules"
+  fetch "$pkg" "$tmp/k"
+  fetch busybox-static "$tmp/b"
+  cp "$tmp"/k/x/boot/vmlinuz-* "$tmp/out/vmlinuz"
+  # Under TCG the bzImage spends seconds decompressing itself; a kernel
+  # built with a PVH entry boots straight from its ELF image instead.
+  if grep -q '^CONFIG_PVH=y' "$tmp"/k/x/boot/config-*; then
+    local off
+    off=$(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$tmp/out/vmlinuz" | head -n 1 | cut -d: -f1) || true
+    # xz complains about what follows the stream; the ELF check decides.
+    [[ -n $off ]] && { tail -c "+$((off + 1))" "$tmp/out/vmlinuz" | xz -dc > "$tmp/out/vmlinux"; } 2>/dev/null || true
+    [[ $(head -c 4 "$tmp/out/vmlinux" 2>/dev/null | od -An -c | tr -d ' ') == 177ELF ]] ||
+      rm -f "$tmp/out/vmlinux"
+  fi
+  modules "$tmp/k/x" "$tmp/out/modules"
+  cp "$tmp/b/x/bin/busybox" "$tmp/out/busybox"
+  echo "$pkg" > "$tmp/out/package"
+  rm -rf "$cache/kernel" && mv "$tmp/out" "$cache/kernel" && rm -rf "$tmp"
+  touch "$cache/ready"
+}
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+prepare
+exec 9>&-
+k=$cache/kernel
+
+# ---- the initramfs --------------------------------------------------------
+run=$(mktemp -d "${TMPDIR:-/tmp}/knc.XXXXXX")
+qemu_pid=""
+cleanup() {
+  [[ -n $qemu_pid ]] && kill -9 "$qemu_pid" 2>/dev/null || true
+  if ((keep)); then echo "knc: kept $run" >&2; else rm -rf "$run"; fi
+}
+trap cleanup EXIT
+
+root=$run/root
+mkdir -p "$root"/{bin,dev,proc,sys,mnt,tmp,mods}
+cp "$k/busybox" "$root/bin/busybox"
+for a in $("$k/busybox" --list); do [[ $a == busybox ]] || ln -s busybox "$root/bin/$a"; done
+cp "$k"/modules/*.ko "$k/modules/order" "$root/mods/"
+cp "$script" "$root/script"
+mount_opts="vers=3,proto=tcp,nolock,addr=10.0.2.2,port=$port,mountaddr=10.0.2.2,mountport=$port,mountproto=tcp${opts:+,$opts}"
+{
+  printf 'KNC_SERVER=10.0.2.2\nKNC_PORT=%s\nKNC_OPTS=%q\nKNC_MOUNT=%s\n' "$port" "$mount_opts" "$mount"
+  printf 'set --'; for a in "$@"; do printf ' %q' "$a"; done; echo
+} > "$root/env"
+# PID 1. ttyS0: console; ttyS1: the script's output; ttyS2: "rc N" or "error ...".
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+exec >/dev/ttyS0 2>&1
+. /env
+stty -F /dev/ttyS1 raw -echo; stty -F /dev/ttyS2 raw -echo
+up() { echo "knc: $* at $(cut -d' ' -f1 /proc/uptime)s"; }
+end() { up "$1"; echo "$1" > /dev/ttyS2; poweroff -f; }
+up init
+while read -r m; do insmod /mods/$m.ko || end "error insmod $m"; done < /mods/order
+i=0; until ip link set eth0 up 2>/dev/null; do i=$((i+1)); [ $i -lt 200 ] || end "error no eth0"; usleep 20000; done
+ip addr add 10.0.2.15/24 dev eth0
+ip link set lo up
+cd /
+if [ "$KNC_MOUNT" = 1 ]; then
+  mount -t nfs -o "$KNC_OPTS" "$KNC_SERVER:/basefs" /mnt || end "error mount failed"
+  cd /mnt
+fi
+up "script starts"
+export KNC_SERVER KNC_PORT KNC_OPTS
+sh /script "$@" </dev/null >/dev/ttyS1 2>&1
+rc=$?
+cd /
+up "script done"
+sync
+grep -q ' nfs ' /proc/mounts && umount -a -t nfs
+end "rc $rc"
+INIT
+chmod 755 "$root/init"
+(cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet > "$run/initrd") || die "cpio failed"
+
+# ---- the VM ----------------------------------------------------------------
+# Hardware KVM only (a /dev/kvm of a nested sandbox may not run a stock
+# kernel); TCG otherwise.
+kernel=$k/vmlinuz
+[[ -f $k/vmlinux ]] && kernel=$k/vmlinux
+accel=tcg
+[[ -w /dev/kvm && ( -d /sys/module/kvm_intel || -d /sys/module/kvm_amd ) ]] && accel=kvm
+: > "$run/console"; : > "$run/out"; : > "$run/status"
+t0=$EPOCHREALTIME
+qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
+  -machine pc -accel "$accel" -cpu max -m 384 -smp 1 \
+  -kernel "$kernel" -initrd "$run/initrd" \
+  -append "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init" \
+  -netdev user,id=n0,net=10.0.2.0/24,host=10.0.2.2,ipv6=off \
+  -device virtio-net-pci,netdev=n0,romfile= \
+  -serial "file:$run/console" -serial "file:$run/out" -serial "file:$run/status" \
+  </dev/null >"$run/qemu.log" 2>&1 &
+qemu_pid=$!
+deadline=$((${EPOCHREALTIME%.*} + timeout))
+while kill -0 "$qemu_pid" 2>/dev/null; do
+  if ((${EPOCHREALTIME%.*} >= deadline)); then
+    kill -9 "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true; qemu_pid=""
+    cat "$run/out"
+    tail -n 30 "$run/console" >&2
+    echo "knc: timeout after ${timeout}s" >&2
+    exit 124
+  fi
+  sleep 0.1
+done
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
+cat "$run/out"
+status=$(tr -d '\r' < "$run/status")
+say "accel=$accel wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s;" \
+    "$(grep -a '^knc:' "$run/console" | tr -d '\r' | tr '\n' ' ')"
+[[ ${KNC_VERBOSE:-0} == 1 ]] && tr -d '\r' < "$run/console" >&2
+case $status in
+  "rc "*) exit "${status#rc }" ;;
+  *) tail -n 30 "$run/console" | tr -d '\r' >&2
+     sed 's/^/qemu: /' "$run/qemu.log" >&2
+     die "${status:-the VM stopped without a status}" ;;
+esac
