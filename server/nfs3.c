@@ -141,6 +141,10 @@ static int obj_stat(struct nfsd *d, struct obj *o)
   int r = view_stat(d->view, &o->node, &o->st);
   if (r < 0)
     return r;
+  /* A file or symlink whose last name was removed is gone for NFS (its
+   * versions stay readable under /.basefs/history). */
+  if (writable_node(&o->node) && o->st.type != VIEW_DIR && o->st.nlink == 0)
+    return -ESTALE;
   o->sf = writable_node(&o->node) && o->st.type == VIEW_FILE ? stage_get(d->stage, &o->st.object)
                                                              : NULL;
   if (o->sf) {

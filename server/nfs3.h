@@ -13,7 +13,9 @@
  *
  *  - Handles: server/fh.h (44 bytes, view node identity + filesystem tag).
  *    Malformed -> NFS3ERR_BADHANDLE; another filesystem's, or an object
- *    that no longer exists -> NFS3ERR_STALE.
+ *    that no longer exists (a removed directory, a file or symlink whose
+ *    last name was removed) -> NFS3ERR_STALE. Staged data of a file that
+ *    is gone is dropped, never sealed.
  *  - READDIR/READDIRPLUS: the cookie verifier is always 0 and cookies are
  *    the view's 63-bit name hashes, "." is cookie 1 and ".." is
  *    cookie 2. A cookie stays valid whatever changes in the directory: a
