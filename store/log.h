@@ -126,9 +126,10 @@ void log_close(struct log *log);
  */
 int log_append(struct log *log, const void *data, size_t len, uint64_t *off);
 /*
- * Appends N records in order, contiguously, with one write and one
- * fdatasync; returns 0 once all are durable, their offsets in OFFS (may be
- * NULL). All or nothing as far as the caller can tell: on failure none of
+ * Appends N records in order, contiguously, written together (one pwrite
+ * per 4 MiB) and made durable with one fdatasync, possibly shared with
+ * concurrent appends; returns 0 once all are durable, their offsets in OFFS
+ * (may be NULL). All or nothing as far as the caller can tell: on failure none of
  * them counts as appended (a crash may still leave a prefix of them).
  */
 int log_append_batch(struct log *log, const struct log_rec *recs, size_t n, uint64_t *offs);
