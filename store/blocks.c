@@ -502,6 +502,8 @@ static int open_pack(struct blocks *bs, uint32_t i, bool create)
       hdr[4] = BLOCKS_FORMAT_VERSION;
       struct iovec iov = {hdr, sizeof hdr};
       err = ftruncate(fd, 0) < 0 ? -errno : pwrite_all(fd, &iov, 1, 0);
+    } else if (err == -BFS_ECHECKSUM) {
+      err = -ENOENT; /* a reader: the writer is creating it right now */
     } else if (!err && (memcmp(hdr, pack_magic, 4) != 0 || hdr[4] != BLOCKS_FORMAT_VERSION)) {
       err = -BFS_EFORMAT;
     }
@@ -696,10 +698,10 @@ int blocks_get(struct blocks *bs, const hash_t *h, uint8_t **data, size_t *len)
   uint8_t *file;
   size_t flen;
   int err = blocks_get_stored(bs, h, &file, &flen);
-  if (err)
-    return err;
-  err = blocks_decode(file, flen, h, data, len);
-  free(file);
+  if (!err) {
+    err = blocks_decode(file, flen, h, data, len);
+    free(file);
+  }
   /* A malformed record in our own store is damage, whatever the cause. */
   if (err == -BFS_EFORMAT)
     err = -BFS_ECHECKSUM;
