@@ -1,11 +1,14 @@
 /*
- * Fuzz target for the log: the input is the bytes of a log file.
+ * Fuzz target for the log. Raw mode (first byte even, as "BASEFSLG" is):
+ * the input is the bytes of a log file. Structured mode (first byte odd):
+ * the input lists records to append, and where to cut and damage the file
+ * (see structured()).
  *
- * It opens the file as a reader and iterates, reads every record found by
- * offset, then opens it as a writer (recovery), and checks the two agree:
- * the writer keeps exactly the records the reader saw and cuts the file
- * there; afterwards the log takes an append and a reader finds it at the end.
- * Any crash or disagreement aborts.
+ * Either way the file is opened as a reader and iterated, every record found
+ * is read again by offset, then the file is opened as a writer (recovery),
+ * and the two must agree: the writer keeps exactly the records the reader
+ * saw and cuts the file there; afterwards the log takes an append and a
+ * reader finds it at the end. Any crash or disagreement aborts.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -89,15 +92,12 @@ static size_t scan(struct log *log, struct seen *seen, uint64_t *end)
   return n;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Checks the file of SIZE bytes at PATH; fills SEEN (the records a reader
+ * finds) and returns their count, or -1 if the file is refused. */
+static long check_file(const uint8_t *data, size_t size, struct seen *seen)
 {
-  static struct seen seen[MAX_SEEN], again[MAX_SEEN];
+  static struct seen again[MAX_SEEN];
   static uint8_t buf[LOG_RECORD_MAX];
-  setup();
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  must(fd >= 0, "create");
-  must(write(fd, data, size) == (ssize_t)size, "write");
-  close(fd);
 
   struct log *log;
   struct log_info info;
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     must(log_open(path, LOG_WRITE, &log, &info) < 0, "writer opened what the reader refused");
     struct stat st;
     must(stat(path, &st) == 0 && (size_t)st.st_size == size, "refused file changed");
-    return 0;
+    return -1;
   }
   uint64_t end;
   size_t n = scan(log, seen, &end);
@@ -143,5 +143,88 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   must(scan(log, NULL, &end2) == n + 1, "appended record missing");
   must(log_read(log, off, buf, sizeof buf, NULL) == (int)(size < 300 ? size : 300), "read back");
   log_close(log);
+  return (long)n;
+}
+
+static void write_input(const uint8_t *data, size_t size)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  must(fd >= 0, "create");
+  must(write(fd, data, size) == (ssize_t)size, "write");
+  close(fd);
+}
+
+/*
+ * Structured mode (first byte odd): the input describes records, which are
+ * appended through the API (alternating single appends and batches), then
+ * the file is cut and one byte flipped where the input's last four bytes
+ * say. Whatever the damage, the reader and the writer must return exactly
+ * the appended records that lie wholly before the first damaged byte --
+ * all of them, intact, and nothing else.
+ *   input: u8 mode | { u8 len, len bytes }* | u16 cut | u8 flip position | u8 xor
+ */
+static void structured(const uint8_t *data, size_t size)
+{
+  static struct seen want[MAX_SEEN], got[MAX_SEEN];
+  static uint8_t file[1 << 20];
+  if (size < 5)
+    return;
+  const uint8_t *tail = data + size - 4;
+  struct log_rec recs[256];
+  size_t n = 0;
+  for (const uint8_t *p = data + 1; p < tail && n < 256;) {
+    size_t len = *p++;
+    if (len > (size_t)(tail - p))
+      len = (size_t)(tail - p);
+    recs[n++] = (struct log_rec){p, len};
+    p += len;
+  }
+  unlink(path);
+  struct log *log;
+  must(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL) == 0, "create log");
+  uint64_t offs[257];
+  for (size_t i = 0; i < n;) {
+    size_t k = i % 3 == 2 ? (n - i < 4 ? n - i : 4) : 1;
+    must(log_append_batch(log, recs + i, k, offs + i) == 0, "append");
+    for (size_t j = i; j < i + k; j++)
+      want[j] = (struct seen){offs[j], recs[j].len, XXH3_64bits(recs[j].data, recs[j].len)};
+    i += k;
+  }
+  offs[n] = log_end(log);
+  log_close(log);
+
+  int fd = open(path, O_RDONLY);
+  must(fd >= 0, "open");
+  ssize_t fsize = read(fd, file, sizeof file);
+  close(fd);
+  must(fsize == (ssize_t)offs[n], "log size");
+  size_t cut = LOG_HEADER_SIZE + ((size_t)tail[0] | (size_t)tail[1] << 8) % ((size_t)fsize - LOG_HEADER_SIZE + 1);
+  size_t flip = LOG_HEADER_SIZE + (size_t)tail[2] * ((size_t)fsize - LOG_HEADER_SIZE) / 256;
+  size_t damaged = cut;
+  if (tail[3] && flip < cut) {
+    file[flip] ^= tail[3];
+    damaged = flip;
+  }
+  size_t keep = 0;
+  while (keep < n && offs[keep + 1] <= damaged)
+    keep++;
+  write_input(file, cut);
+  long found = check_file(file, cut, got);
+  must(found == (long)keep, "recovered a different number of records than survived");
+  for (size_t i = 0; i < keep; i++)
+    must(got[i].off == want[i].off && got[i].len == want[i].len && got[i].sum == want[i].sum,
+         "a surviving record came back different");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  static struct seen seen[MAX_SEEN];
+  setup();
+  if (size > 0 && (data[0] & 1)) {
+    structured(data, size);
+    return 0;
+  }
+  write_input(data, size);
+  check_file(data, size, seen);
   return 0;
 }
