@@ -172,7 +172,7 @@ void rpcsrv_set_log(struct rpcsrv *s, rpcsrv_log_fn fn, void *ctx)
   s->log_ctx = ctx;
 }
 
-__attribute__((format(printf, 2, 3))) static void logf_(struct rpcsrv *s, const char *fmt, ...)
+void rpcsrv_logf(struct rpcsrv *s, const char *fmt, ...)
 {
   if (!s->log)
     return;
@@ -252,18 +252,18 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   case ONCRPC_CALL_OK:
     break;
   case ONCRPC_CALL_NOT_A_CALL:
-    logf_(s, "%s: a %zu-byte record that is not an RPC call", who, len);
+    rpcsrv_logf(s, "%s: a %zu-byte record that is not an RPC call", who, len);
     return -BFS_EFORMAT;
   case ONCRPC_CALL_BAD_RPCVERS:
-    logf_(s, "%s: RPC version %u refused", who, c.rpcvers);
+    rpcsrv_logf(s, "%s: RPC version %u refused", who, c.rpcvers);
     oncrpc_enc_rpc_mismatch(out, c.xid);
     goto sent;
   case ONCRPC_CALL_BAD_CRED:
-    logf_(s, "%s: malformed credential", who);
+    rpcsrv_logf(s, "%s: malformed credential", who);
     oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADCRED);
     goto sent;
   case ONCRPC_CALL_BAD_VERF:
-    logf_(s, "%s: malformed verifier", who);
+    rpcsrv_logf(s, "%s: malformed verifier", who);
     oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADVERF);
     goto sent;
   }
@@ -271,7 +271,7 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   /* Authentication comes before the program lookup (RFC 5531 §9): we only
    * speak AUTH_NONE and AUTH_SYS, and say so the way Linux's nfsd does. */
   if (c.cred_flavor != ONCRPC_AUTH_NONE && c.cred_flavor != ONCRPC_AUTH_SYS) {
-    logf_(s, "%s: credential flavor %u (%s) refused", who, c.cred_flavor,
+    rpcsrv_logf(s, "%s: credential flavor %u (%s) refused", who, c.cred_flavor,
           flavor_name(c.cred_flavor));
     oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADCRED);
     goto sent;
@@ -304,7 +304,7 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   if (st == RPCSRV_OK && out->err == 0 && out->len - reply_start > RPCSRV_REPLY_MAX)
     st = RPCSRV_SYSTEM_ERR;
   if (st == RPCSRV_OK && out->err != 0) {
-    logf_(s, "%s: %u/%u %s: reply not encodable (%s)", who, c.prog, c.vers, proc->name,
+    rpcsrv_logf(s, "%s: %u/%u %s: reply not encodable (%s)", who, c.prog, c.vers, proc->name,
           bfs_strerror(out->err));
     st = RPCSRV_SYSTEM_ERR;
   }
@@ -315,7 +315,7 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   xdr_enc_truncate(out, results);
   switch (st) {
   case RPCSRV_GARBAGE_ARGS:
-    logf_(s, "%s: %u/%u %s: garbage arguments", who, c.prog, c.vers, proc->name);
+    rpcsrv_logf(s, "%s: %u/%u %s: garbage arguments", who, c.prog, c.vers, proc->name);
     xdr_enc_truncate(out, reply_start);
     oncrpc_enc_accepted(out, c.xid, ONCRPC_GARBAGE_ARGS);
     break;

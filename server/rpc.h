@@ -115,6 +115,8 @@ struct rpcsrv;
 typedef void (*rpcsrv_log_fn)(void *ctx, const char *line);
 
 int rpcsrv_new(struct rpcsrv **out);
+/* Writes one line to the log sink, if any (transports use it too). */
+void rpcsrv_logf(struct rpcsrv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rpcsrv_free(struct rpcsrv *s);
 void rpcsrv_set_log(struct rpcsrv *s, rpcsrv_log_fn fn, void *ctx);
 /* Registers procs[0..nprocs) as (prog, vers). The table is not copied and

@@ -176,6 +176,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
   if (nread < 0) {
     /* EOF in the middle of a record is a truncated record: nothing to
      * answer, nothing to keep. */
+    if (nread == UV_ENOBUFS)
+      rpcsrv_logf(c->srv->rpc, "%s: closing: no memory for the record", c->peer.name);
+    else if (nread == UV_EOF && rpcsrv_records_partial(&c->in))
+      rpcsrv_logf(c->srv->rpc, "%s: closed in the middle of a record", c->peer.name);
     conn_close(c);
     return;
   }
@@ -208,6 +212,9 @@ static void conn_pump(struct conn *c)
     int rc = rpcsrv_records_next(&c->in, &rec, &len);
     if (rc == 0)
       break;
+    if (rc == -BFS_ETOOBIG)
+      rpcsrv_logf(c->srv->rpc, "%s: closing: a record over %u bytes", c->peer.name,
+                  (unsigned)RPCSRV_RECORD_MAX);
     if (rc > 0)
       rc = rpcsrv_dispatch_record(c->srv->rpc, rec, len, &c->peer, &c->out);
     if (rc >= 0 && c->out.len >= FLUSH_AT)
@@ -249,6 +256,7 @@ static void on_connection(uv_stream_t *listener, int status)
   struct conn *c = calloc(1, sizeof *c);
   if (!c)
     return;
+  bool full = s->nconns >= TCPSRV_CONNS_MAX;
   c->srv = s;
   rpcsrv_records_init(&c->in, RPCSRV_RECORD_MAX);
   xdr_enc_init(&c->out, OUT_CAP);
@@ -269,6 +277,12 @@ static void on_connection(uv_stream_t *listener, int status)
   }
   uv_tcp_nodelay(&c->tcp, 1);
   peer_fill(c);
+  if (full) {
+    /* Accepted and closed at once: the client sees a reset, not a hang. */
+    rpcsrv_logf(s->rpc, "%s: refused: %u connections open", c->peer.name, TCPSRV_CONNS_MAX);
+    conn_close(c);
+    return;
+  }
   set_reading(c, true);
 }
 

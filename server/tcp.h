@@ -19,6 +19,9 @@
 #include "server/rpc.h"
 
 #define TCPSRV_QUEUE_MAX (8u << 20)
+/* Connections served at once; more are accepted and closed (each may hold
+ * a record buffer of up to RPCSRV_RECORD_MAX). */
+#define TCPSRV_CONNS_MAX 1024u
 
 struct tcpsrv;
 

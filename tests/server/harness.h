@@ -31,7 +31,33 @@ struct harness {
   struct tcpsrv *tcp;
   struct mountd *mountd;
   int port;
+  pthread_mutex_t log_lock;
+  char log[16384]; /* the server's log lines, newline-separated */
+  size_t log_len;
 };
+
+static inline void harness_log(void *ctx, const char *line)
+{
+  struct harness *h = ctx;
+  pthread_mutex_lock(&h->log_lock);
+  size_t n = strlen(line);
+  if (h->log_len + n + 2 < sizeof h->log) {
+    memcpy(h->log + h->log_len, line, n);
+    h->log_len += n;
+    h->log[h->log_len++] = '\n';
+    h->log[h->log_len] = 0;
+  }
+  pthread_mutex_unlock(&h->log_lock);
+}
+
+/* True when a logged line contains s. */
+static inline bool harness_logged(struct harness *h, const char *s)
+{
+  pthread_mutex_lock(&h->log_lock);
+  bool found = strstr(h->log, s) != NULL;
+  pthread_mutex_unlock(&h->log_lock);
+  return found;
+}
 
 /* The root handle MOUNT hands out in these tests. */
 static const uint8_t harness_root_fh[12] = {'b', 'f', 's', 1, 2, 3, 4, 5, 6, 7, 8, 9};
@@ -70,6 +96,8 @@ static inline void harness_start_with(struct harness *h, void (*extra)(struct rp
   memset(h, 0, sizeof *h);
   CHECK_OK(uv_loop_init(&h->loop));
   CHECK_OK(rpcsrv_new(&h->rpc));
+  pthread_mutex_init(&h->log_lock, NULL);
+  rpcsrv_set_log(h->rpc, harness_log, h);
   static const char *const groups[] = {"127.0.0.1/32", "::1/128", NULL};
   struct mountd_config mc = {.export_path = "/basefs", .groups = groups, .root_fh = harness_root};
   CHECK_OK(mountd_new(&mc, &h->mountd));

@@ -6,6 +6,8 @@
 #include <nfsc/libnfs.h>
 #include <nfsc/libnfs-raw.h>
 
+#include <sys/resource.h>
+
 #include "server/rpc.h"
 #include "store/error.h"
 #include "tests/server/harness.h"
@@ -581,6 +583,10 @@ TEST(tcp_protocol_violations_close_the_connection)
   null_ok(fd, 9);
   close(fd);
   harness_stop(&h);
+  /* And it said why it closed each connection. */
+  CHECK_MSG(harness_logged(&h, "127.0.0.1: closing: a record over"), "log:\n%s", h.log);
+  CHECK_MSG(harness_logged(&h, "127.0.0.1: a 28-byte record that is not an RPC call"), "log:\n%s", h.log);
+  CHECK_MSG(harness_logged(&h, "127.0.0.1: closed in the middle of a record"), "log:\n%s", h.log);
 }
 
 TEST(tcp_big_record_and_backpressure)
@@ -631,6 +637,49 @@ TEST(tcp_big_record_and_backpressure)
     free(rec);
   }
   close(fd);
+  harness_stop(&h);
+}
+
+TEST(tcp_connection_cap)
+{
+  /* Client and server ends live in this process: room for both. */
+  struct rlimit rl;
+  CHECK_OK(getrlimit(RLIMIT_NOFILE, &rl));
+  if (rl.rlim_max < 2 * TCPSRV_CONNS_MAX + 100) {
+    printf("# skipped: RLIMIT_NOFILE hard limit %llu\n", (unsigned long long)rl.rlim_max);
+    return;
+  }
+  rl.rlim_cur = 2 * TCPSRV_CONNS_MAX + 100;
+  CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
+  struct harness h;
+  harness_start(&h);
+  static int fds[TCPSRV_CONNS_MAX];
+  for (unsigned i = 0; i < TCPSRV_CONNS_MAX; i++)
+    fds[i] = raw_connect(h.port);
+  null_ok(fds[TCPSRV_CONNS_MAX - 1], 1); /* all of them are being served */
+  int extra = raw_connect(h.port);
+  CHECK(raw_closed(extra));
+  close(extra);
+  close(fds[0]);
+  /* A slot frees up once the server has seen the close. */
+  bool served = false;
+  for (int tries = 0; tries < 50 && !served; tries++) {
+    usleep(20 * 1000);
+    extra = raw_connect(h.port);
+    uint8_t probe[64];
+    struct xdr_enc e;
+    call_build(&e, 2, NFS3_PROGRAM, 3, 0, NULL, NULL, 0);
+    uint32_t mark = htonl(0x80000000u | (uint32_t)e.len);
+    send(extra, &mark, 4, MSG_NOSIGNAL);
+    send(extra, e.buf, e.len, MSG_NOSIGNAL);
+    xdr_enc_free(&e);
+    struct pollfd p = {.fd = extra, .events = POLLIN};
+    served = poll(&p, 1, 2000) == 1 && recv(extra, probe, sizeof probe, 0) > 0;
+    close(extra);
+  }
+  CHECK(served);
+  for (unsigned i = 1; i < TCPSRV_CONNS_MAX; i++)
+    close(fds[i]);
   harness_stop(&h);
 }
 
