@@ -2767,6 +2767,14 @@ int view_checkpoint_load(const char *path, struct view **out, uint64_t *opaque)
   int rc = read_file(path, &p, &len);
   if (rc < 0)
     return rc;
+  rc = view_checkpoint_parse(p, len, out, opaque);
+  free(p);
+  return rc;
+}
+
+int view_checkpoint_parse(const uint8_t *p, size_t len, struct view **out, uint64_t *opaque)
+{
+  int rc = 0;
   struct view *v = NULL;
   struct entry *in = malloc(sizeof *in);
   const size_t hdr = 8 + 4 + 4 + 8 + 8;
@@ -2813,7 +2821,7 @@ int view_checkpoint_load(const char *path, struct view **out, uint64_t *opaque)
   for (uint64_t i = 1; rc == 0 && i < nent; i++) {
     if ((rc = get_entry(p, end, &off, keys, nkeys, in, &kidx)) < 0)
       break;
-    if (find_entry(v, &in->id) || (in->action == ENTRY_MKDIR && hash_is_zero(&in->dir))) {
+    if (find_entry(v, &in->id) || !shape_ok(in)) {
       rc = -BFS_EFORMAT;
       break;
     }
@@ -2840,6 +2848,5 @@ int view_checkpoint_load(const char *path, struct view **out, uint64_t *opaque)
 out:
   view_free(v);
   free(in);
-  free(p);
   return rc;
 }
