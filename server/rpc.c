@@ -272,7 +272,7 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
    * speak AUTH_NONE and AUTH_SYS, and say so the way Linux's nfsd does. */
   if (c.cred_flavor != ONCRPC_AUTH_NONE && c.cred_flavor != ONCRPC_AUTH_SYS) {
     rpcsrv_logf(s, "%s: credential flavor %u (%s) refused", who, c.cred_flavor,
-          flavor_name(c.cred_flavor));
+                flavor_name(c.cred_flavor));
     oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADCRED);
     goto sent;
   }
@@ -301,11 +301,14 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   size_t results = out->len;
   struct rpcsrv_call call = {.hdr = &c, .args = d, .res = out, .peer = peer, .ctx = p->ctx};
   enum rpcsrv_status st = proc->handler(&call);
-  if (st == RPCSRV_OK && out->err == 0 && out->len - reply_start > RPCSRV_REPLY_MAX)
+  if (st == RPCSRV_OK && out->err == 0 && out->len - reply_start > RPCSRV_REPLY_MAX) {
+    rpcsrv_logf(s, "%s: %u/%u %s: a %zu-byte reply is over the cap", who, c.prog, c.vers,
+                proc->name, out->len - reply_start);
     st = RPCSRV_SYSTEM_ERR;
+  }
   if (st == RPCSRV_OK && out->err != 0) {
     rpcsrv_logf(s, "%s: %u/%u %s: reply not encodable (%s)", who, c.prog, c.vers, proc->name,
-          bfs_strerror(out->err));
+                bfs_strerror(out->err));
     st = RPCSRV_SYSTEM_ERR;
   }
   if (st == RPCSRV_OK)
