@@ -1276,6 +1276,8 @@ static void recompute_all(struct view *v)
   free(ids);
 }
 
+void view_recompute(struct view *v) { recompute_all(v); }
+
 /* ---------------------------------------------------------------- life cycle */
 
 int view_create(const struct entry *root, struct view **out)

@@ -171,6 +171,11 @@ enum view_apply_status {
  */
 int view_apply(struct view *v, const struct entry *e);
 
+/* Derives the whole state again from the stored entries, as a checkpoint
+ * load does. The result equals the incremental one (the tests check it);
+ * for tests and for repair after an allocation failure. */
+void view_recompute(struct view *v);
+
 /* Numbers of stored entries: counting, pending (both kinds). */
 size_t view_count(const struct view *v);
 size_t view_pending(const struct view *v);
