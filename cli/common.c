@@ -2,6 +2,10 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +102,82 @@ int cli_fail(int err, const char *what)
   return cli_error("%s", text);
 }
 
+/*
+ * The control socket's client end: DIR/ctl, reached through a path relative
+ * to DIR (sun_path holds 108 bytes; BASEFS_HOME may be deeper). Frames are
+ * a u32 little-endian length and the payload, both ways.
+ */
+struct ctl_conn {
+  int fd;
+};
+
+static int io_all(int fd, void *buf, size_t len, bool out)
+{
+  uint8_t *p = buf;
+  while (len) {
+    ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL) : read(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return -ECONNRESET;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int ctl_send(void *arg, const uint8_t *req, size_t len, uint8_t *resp, size_t cap)
+{
+  struct ctl_conn *c = arg;
+  uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+  int r = io_all(c->fd, hdr, 4, true);
+  if (r == 0)
+    r = io_all(c->fd, (void *)req, len, true);
+  if (r == 0)
+    r = io_all(c->fd, hdr, 4, false);
+  if (r < 0)
+    return r;
+  size_t n = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+  if (n > cap)
+    return -EPROTO;
+  r = io_all(c->fd, resp, n, false);
+  return r < 0 ? r : (int)n;
+}
+
+static struct ctl_conn ctl;
+
+/* Connects to the daemon serving NAME; -ENOENT if none listens. */
+static int ctl_connect(const char *name)
+{
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/fs/%s", cli_home(), name);
+  int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (here < 0)
+    return -errno;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int r = fd < 0 ? -errno : 0;
+  if (r == 0 && chdir(dir) < 0)
+    r = -errno;
+  if (r == 0) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, "ctl");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+      r = errno == ECONNREFUSED ? -ENOENT : -errno;
+  }
+  if (fchdir(here) < 0 && r == 0)
+    r = -errno;
+  close(here);
+  if (r < 0) {
+    if (fd >= 0)
+      close(fd);
+    return r;
+  }
+  ctl.fd = fd;
+  return 0;
+}
+
 struct fs *cli_open_fs(const char *name, bool writer)
 {
   struct fs *fs = NULL;
@@ -109,6 +189,14 @@ struct fs *cli_open_fs(const char *name, bool writer)
   if (r == -ENOENT) {
     cli_error("no filesystem named '%s' in %s (basefs list shows them)", name, cli_home());
     return NULL;
+  }
+  if (r == -EBUSY && ctl_connect(name) == 0) {
+    /* A daemon owns it: build and sign here, write through its control socket. */
+    if ((r = fs_open(cli_home(), name, false, &fs)) == 0 &&
+        (r = fs_set_forward(fs, ctl_send, &ctl)) == 0)
+      return fs;
+    fs_close(fs);
+    fs = NULL;
   }
   if (r == -EBUSY) {
     pid_t pid = fs_lock_owner(cli_home(), name);
@@ -130,7 +218,16 @@ struct fs *cli_open_fs(const char *name, bool writer)
 
 int cli_close_fs(struct fs *fs)
 {
-  int r = fs_close(fs);
+  int r = fs_commit(fs);
+  const char *reason = r < 0 ? fs_commit_reason(fs) : NULL;
+  if (r < 0 && reason) {
+    cli_error("%s", reason);
+    fs_close(fs);
+    return 1;
+  }
+  int c = fs_close(fs);
+  if (r == 0)
+    r = c;
   if (r < 0)
     return cli_fail(r, "cannot save the filesystem");
   return 0;

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,6 +46,12 @@ struct fs {
   /* The view holds something the log does not (a refused local entry, a
    * failed commit): it must not be checkpointed. */
   bool tainted;
+  /* Forwarding (fs_set_forward): entries go to the owner at commit. */
+  fs_forward_fn forward;
+  void *forward_arg;
+  struct blocks *fwd_blocks; /* private store for the blocks of forwarded contents */
+  char fwd_dir[PATH_MAX];
+  char reason[256]; /* why the last commit failed, from the owner */
   /* Entries submitted but not yet appended (group commit). */
   struct pending_rec *batch;
   size_t nbatch, capbatch;
@@ -281,6 +288,17 @@ int fs_list(const char *home, int (*fn)(const char *name, void *arg), void *arg)
 /* ... and by a writer that stays open, at a commit once this many have accumulated. */
 #define FS_CHECKPOINT_LIVE 65536
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+static void remove_tree(const char *dir) { nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
+
 static void fs_free(struct fs *fs)
 {
   if (!fs)
@@ -290,6 +308,9 @@ static void fs_free(struct fs *fs)
   free(fs->batch);
   view_free(fs->view);
   blocks_close(fs->blocks);
+  blocks_close(fs->fwd_blocks);
+  if (fs->fwd_dir[0])
+    remove_tree(fs->fwd_dir);
   log_close(fs->log);
   if (fs->lock_fd >= 0)
     close(fs->lock_fd); /* releases the flock */
@@ -550,8 +571,12 @@ int fs_create(const char *home, const char *name, const struct key *key, const v
   return 0;
 }
 
+static int forward_commit(struct fs *fs);
+
 int fs_commit(struct fs *fs)
 {
+  if (fs->forward && fs->nbatch)
+    return forward_commit(fs);
   if (!fs->writer || fs->nbatch == 0)
     return 0;
   /* Blocks are durable before the entries that reference them. */
@@ -618,6 +643,35 @@ int fs_close(struct fs *fs)
 
 struct view *fs_view(struct fs *fs) { return fs->view; }
 struct blocks *fs_blocks(struct fs *fs) { return blocks_of(fs, NULL); }
+
+/* Where new blocks go: the filesystem's store, or a forwarder's private one. */
+static struct blocks *write_store(struct fs *fs, int *err)
+{
+  if (!fs->forward)
+    return blocks_of(fs, err);
+  if (fs->fwd_blocks)
+    return fs->fwd_blocks;
+  const char *tmp = getenv("TMPDIR");
+  char dir[PATH_MAX];
+  if (snprintf(dir, sizeof dir, "%s/basefs-fwd-XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
+      (int)sizeof dir) {
+    *err = -ENAMETOOLONG;
+    return NULL;
+  }
+  if (!mkdtemp(dir)) {
+    *err = -errno;
+    return NULL;
+  }
+  snprintf(fs->fwd_dir, sizeof fs->fwd_dir, "%s", dir);
+  char store[PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s/blocks", dir);
+  int r = blocks_open(store, BLOCKS_CREATE, &fs->fwd_blocks);
+  if (r < 0) {
+    *err = r;
+    fs->fwd_blocks = NULL;
+  }
+  return fs->fwd_blocks;
+}
 const char *fs_dir(const struct fs *fs) { return fs->dir; }
 const hash_t *fs_root(const struct fs *fs) { return &fs->root; }
 
@@ -663,7 +717,7 @@ int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **rea
   if (!reason)
     reason = &dummy;
   *reason = NULL;
-  if (!fs->writer)
+  if (!fs->writer && !fs->forward)
     return -EBADF;
   int s = view_apply(fs->view, e);
   if (s < 0) {
@@ -1124,7 +1178,7 @@ static int op_begin(struct op *op, struct fs *fs, const struct key *key, const c
   op->start = fs->nbatch;
   op->reason = reason ? reason : &op->dummy;
   *op->reason = NULL;
-  if (!fs->writer)
+  if (!fs->writer && !fs->forward)
     return -EBADF;
   key_fp(key, &op->fp);
   if (!(op->e = malloc(sizeof *op->e)))
@@ -1289,11 +1343,11 @@ int fs_put(struct fs *fs, const struct key *key, const char *path, const void *d
   e->size = len;
   size_t out_len = 0;
   /* Small contents fit the entry and never need the block store. */
-  struct blocks *bs = len > ENTRY_CONTENT_MAX ? blocks_of(fs, &r) : NULL;
+  struct blocks *bs = len > ENTRY_CONTENT_MAX ? write_store(fs, &r) : NULL;
   if (len <= ENTRY_CONTENT_MAX || bs) {
     r = content_encode(bs, data, len, prev, prev_len, content_room(e), &e->content_kind,
                        e->content, &out_len);
-    if (r == -BFS_ETOOBIG && !bs && (bs = blocks_of(fs, &r)))
+    if (r == -BFS_ETOOBIG && !bs && (bs = write_store(fs, &r)))
       r = content_encode(bs, data, len, prev, prev_len, content_room(e), &e->content_kind,
                          e->content, &out_len);
   }
@@ -1696,4 +1750,280 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
   }
   free(v);
   return op_end(&op, r);
+}
+
+/* ---- forwarding to the owner (the control socket's two ends) ---- */
+
+#define CTL_MAGIC_REQ "BFSC"
+#define CTL_MAGIC_RESP "BFSR"
+#define CTL_VERSION 1
+#define CTL_OP_BLOCK 1
+#define CTL_OP_ENTRIES 2
+#define CTL_HEADER 6
+/* Entries per ENTRIES frame: one frame is one commit on the owner's side. */
+#define CTL_ENTRIES_MAX 16384
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int fs_set_forward(struct fs *fs, fs_forward_fn send, void *arg)
+{
+  if (fs->writer)
+    return -EINVAL; /* an owner writes itself */
+  fs->forward = send;
+  fs->forward_arg = arg;
+  return 0;
+}
+
+const char *fs_commit_reason(const struct fs *fs) { return fs->reason[0] ? fs->reason : NULL; }
+
+/* Sends one request frame and decodes the owner's answer. */
+static int forward_send(struct fs *fs, const uint8_t *req, size_t len)
+{
+  uint8_t resp[FS_CTL_RESP_MAX];
+  int n = fs->forward(fs->forward_arg, req, len, resp, sizeof resp);
+  if (n < 0) {
+    snprintf(fs->reason, sizeof fs->reason, "the daemon did not answer (%s)", bfs_strerror(n));
+    return n;
+  }
+  int status = 0;
+  int r = fs_ctl_response(resp, (size_t)n, &status, fs->reason, sizeof fs->reason);
+  if (r < 0) {
+    snprintf(fs->reason, sizeof fs->reason, "the daemon's answer is malformed");
+    return r;
+  }
+  return status;
+}
+
+/* Ships block H (if the owner's store lacks it) from the private store. */
+static int forward_block(struct fs *fs, const hash_t *h)
+{
+  struct blocks *main = blocks_of(fs, NULL);
+  if (main && blocks_has(main, h) == 1)
+    return 0;
+  uint8_t *file = NULL;
+  size_t len = 0;
+  int r = fs->fwd_blocks ? blocks_get_stored(fs->fwd_blocks, h, &file, &len) : -ENOENT;
+  if (r < 0)
+    return r;
+  uint8_t *req = malloc(CTL_HEADER + HASH_SIZE + len);
+  if (!req) {
+    free(file);
+    return -ENOMEM;
+  }
+  memcpy(req, CTL_MAGIC_REQ, 4);
+  req[4] = CTL_VERSION;
+  req[5] = CTL_OP_BLOCK;
+  memcpy(req + CTL_HEADER, h->bytes, HASH_SIZE);
+  memcpy(req + CTL_HEADER + HASH_SIZE, file, len);
+  r = forward_send(fs, req, CTL_HEADER + HASH_SIZE + len);
+  free(req);
+  free(file);
+  return r;
+}
+
+/* Ships every block a content needs (the list block first, then its blocks). */
+static int forward_content_blocks(struct fs *fs, const struct entry *e)
+{
+  const uint8_t *hashes = e->content;
+  size_t n = e->content_len / HASH_SIZE;
+  uint8_t *list = NULL;
+  int r = 0;
+  if (e->content_kind == ENTRY_CONTENT_BLOCKLIST) {
+    hash_t lh;
+    memcpy(lh.bytes, e->content, HASH_SIZE);
+    size_t len = 0;
+    if ((r = forward_block(fs, &lh)) < 0)
+      return r;
+    /* Known to the owner already, so in our view of its store too. */
+    struct blocks *bs = fs->fwd_blocks && blocks_has(fs->fwd_blocks, &lh) == 1 ? fs->fwd_blocks
+                                                                               : blocks_of(fs, NULL);
+    if (!bs || (r = blocks_get(bs, &lh, &list, &len)) < 0)
+      return r < 0 ? r : -ENOENT;
+    hashes = list;
+    n = len / HASH_SIZE;
+  }
+  for (size_t i = 0; i < n && r == 0; i++) {
+    hash_t h;
+    memcpy(h.bytes, hashes + i * HASH_SIZE, HASH_SIZE);
+    r = forward_block(fs, &h);
+  }
+  free(list);
+  return r;
+}
+
+static int forward_commit(struct fs *fs)
+{
+  int r = 0;
+  fs->reason[0] = '\0';
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return -ENOMEM;
+  for (size_t i = 0; i < fs->nbatch && r == 0; i++) {
+    if ((r = entry_decode(fs->batch[i].data, fs->batch[i].len, e)) < 0)
+      break;
+    if (e->content_kind == ENTRY_CONTENT_BLOCKS || e->content_kind == ENTRY_CONTENT_BLOCKLIST)
+      r = forward_content_blocks(fs, e);
+  }
+  free(e);
+  for (size_t at = 0; at < fs->nbatch && r == 0;) {
+    size_t n = fs->nbatch - at < CTL_ENTRIES_MAX ? fs->nbatch - at : CTL_ENTRIES_MAX;
+    size_t len = CTL_HEADER + 4;
+    for (size_t i = 0; i < n; i++)
+      len += 2 + fs->batch[at + i].len;
+    uint8_t *req = malloc(len);
+    if (!req) {
+      r = -ENOMEM;
+      break;
+    }
+    memcpy(req, CTL_MAGIC_REQ, 4);
+    req[4] = CTL_VERSION;
+    req[5] = CTL_OP_ENTRIES;
+    put_u32(req + CTL_HEADER, (uint32_t)n);
+    size_t o = CTL_HEADER + 4;
+    for (size_t i = 0; i < n; i++) {
+      const struct pending_rec *rec = &fs->batch[at + i];
+      req[o] = (uint8_t)rec->len;
+      req[o + 1] = (uint8_t)(rec->len >> 8);
+      memcpy(req + o + 2, rec->data, rec->len);
+      o += 2 + rec->len;
+    }
+    r = forward_send(fs, req, len);
+    free(req);
+    at += n;
+  }
+  /* Sent or refused, these entries are done with: never send them twice. */
+  for (size_t i = 0; i < fs->nbatch; i++)
+    free(fs->batch[i].data);
+  fs->nbatch = 0;
+  if (r < 0)
+    fs->tainted = true;
+  return r;
+}
+
+static int ctl_answer(uint8_t *out, size_t cap, int status, const char *reason)
+{
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 1024)
+    rl = 1024;
+  if (cap < CTL_HEADER - 1 + 4 + 2 + rl)
+    return -ERANGE;
+  memcpy(out, CTL_MAGIC_RESP, 4);
+  out[4] = CTL_VERSION;
+  put_u32(out + 5, (uint32_t)status);
+  out[9] = (uint8_t)rl;
+  out[10] = (uint8_t)(rl >> 8);
+  if (rl)
+    memcpy(out + 11, reason, rl);
+  return (int)(11 + rl);
+}
+
+int fs_ctl_response(const uint8_t *frame, size_t len, int *status, char *reason, size_t cap)
+{
+  if (len < 11 || memcmp(frame, CTL_MAGIC_RESP, 4) != 0 || frame[4] != CTL_VERSION)
+    return -BFS_EFORMAT;
+  size_t rl = (size_t)frame[9] | (size_t)frame[10] << 8;
+  if (len != 11 + rl)
+    return -BFS_EFORMAT;
+  *status = (int)get_u32(frame + 5);
+  if (*status > 0)
+    return -BFS_EFORMAT;
+  if (cap) {
+    size_t n = rl < cap - 1 ? rl : cap - 1;
+    memcpy(reason, frame + 11, n);
+    reason[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+      if (reason[i] == '\n' || reason[i] == '\0')
+        reason[i] = ' ';
+  }
+  return 0;
+}
+
+/* The owner's side of an ENTRIES frame: all verified first, then applied and committed. */
+static int ctl_entries(struct fs *fs, const uint8_t *p, size_t len, const char **reason)
+{
+  if (len < 4)
+    return -BFS_EFORMAT;
+  uint32_t n = get_u32(p);
+  if (n == 0 || n > CTL_ENTRIES_MAX)
+    return -BFS_EFORMAT;
+  struct entry *es = malloc((size_t)n * sizeof *es);
+  if (!es)
+    return -ENOMEM;
+  size_t o = 4;
+  int r = 0;
+  for (uint32_t i = 0; i < n && r == 0; i++) {
+    if (len - o < 2) {
+      r = -BFS_EFORMAT;
+      break;
+    }
+    size_t el = (size_t)p[o] | (size_t)p[o + 1] << 8;
+    o += 2;
+    if (el > len - o) {
+      r = -BFS_EFORMAT;
+      break;
+    }
+    if ((r = entry_decode(p + o, el, &es[i])) < 0)
+      *reason = "malformed entry";
+    else if ((r = entry_verify(&es[i])) < 0)
+      *reason = "bad signature";
+    o += el;
+  }
+  if (r == 0 && o != len)
+    r = -BFS_EFORMAT;
+  size_t start = fs->nbatch;
+  for (uint32_t i = 0; i < n && r == 0; i++)
+    r = fs_submit(fs, &es[i], true, reason);
+  if (r < 0 && fs->nbatch > start) {
+    /* Applied in memory only: drop them from the batch, never checkpoint this view. */
+    for (size_t i = start; i < fs->nbatch; i++)
+      free(fs->batch[i].data);
+    fs->appended -= fs->nbatch - start;
+    fs->since_ckpt -= fs->nbatch - start;
+    fs->nbatch = start;
+    fs->tainted = true;
+  }
+  free(es);
+  if (r == 0 && (r = fs_commit(fs)) < 0)
+    *reason = "the log could not be written";
+  return r;
+}
+
+int fs_ctl_handle(struct fs *fs, const uint8_t *req, size_t len, uint8_t *out, size_t cap)
+{
+  const char *reason = NULL;
+  int r;
+  if (len < CTL_HEADER || memcmp(req, CTL_MAGIC_REQ, 4) != 0) {
+    r = -BFS_EFORMAT;
+    reason = "not a basefs control request";
+  } else if (req[4] != CTL_VERSION) {
+    r = -BFS_EFORMAT;
+    reason = "unknown control protocol version";
+  } else if (!fs->writer) {
+    r = -EBADF;
+  } else if (req[5] == CTL_OP_BLOCK && len >= CTL_HEADER + HASH_SIZE) {
+    hash_t h;
+    memcpy(h.bytes, req + CTL_HEADER, HASH_SIZE);
+    struct blocks *bs = blocks_of(fs, &r);
+    r = bs ? blocks_put_stored(bs, req + CTL_HEADER + HASH_SIZE, len - CTL_HEADER - HASH_SIZE, &h)
+           : r;
+    if (r > 0)
+      r = 0;
+    if (r < 0)
+      reason = "block refused";
+  } else if (req[5] == CTL_OP_ENTRIES) {
+    r = ctl_entries(fs, req + CTL_HEADER, len - CTL_HEADER, &reason);
+  } else {
+    r = -BFS_EFORMAT;
+    reason = "unknown control request";
+  }
+  return ctl_answer(out, cap, r < 0 ? r : 0, reason);
 }

@@ -190,4 +190,39 @@ int fs_revoke(struct fs *fs, const struct key *key, const char *path, const char
 int fs_revert(struct fs *fs, const struct key *key, const char *path, const char *hex,
               const char **reason);
 
+/* ---- forwarding: writing through the filesystem's owner ----
+ *
+ * While a daemon owns a filesystem (holds its lock), a command writes through
+ * the daemon's control socket: it opens the filesystem read-only, calls
+ * fs_set_forward(), and uses the write helpers as usual. Entries are built
+ * against this handle's view, signed with the command's own key (private
+ * keys never cross the socket), applied to this handle's in-memory view (so
+ * a multi-entry command sees its own changes) and kept; blocks new contents
+ * need go to a private temporary store. fs_commit() (and fs_close()) then
+ * sends request frames through SEND: each block the owner lacks, then the
+ * entries (one frame per 16384 entries, each frame one commit on the
+ * owner's side). It returns 0 once the owner made them durable and applied;
+ * otherwise fs_commit_reason() says why.
+ *
+ * The owner feeds each request frame to fs_ctl_handle(), which always
+ * writes a response frame: a block is checked against its hash and stored;
+ * the entries are decoded and verified (all of them) before any is applied
+ * and committed, and refused all together with a reason. The frames are
+ * versioned; transport (length prefix, socket) is the caller's.
+ */
+#define FS_CTL_RESP_MAX 1100
+
+/* Sends REQ and receives the response into RESP (CAP bytes): its length or an error. */
+typedef int (*fs_forward_fn)(void *arg, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);
+
+/* Makes the write helpers of a read-only FS forward through SEND. */
+int fs_set_forward(struct fs *fs, fs_forward_fn send, void *arg);
+/* Why the last commit of a forwarding FS failed (the owner's reason), or NULL. */
+const char *fs_commit_reason(const struct fs *fs);
+/* The owner's side: handles one request frame; writes the response frame
+ * into OUT (at least FS_CTL_RESP_MAX bytes) and returns its length. */
+int fs_ctl_handle(struct fs *fs, const uint8_t *req, size_t len, uint8_t *out, size_t cap);
+/* Decodes a response frame: the status (0 or a negative error) and the reason. */
+int fs_ctl_response(const uint8_t *frame, size_t len, int *status, char *reason, size_t cap);
+
 #endif

@@ -12,6 +12,8 @@
 #include "store/log.h"
 #include "store/view.h"
 
+#define CTL_TEST_MAX 2048
+
 static struct key *new_key(void)
 {
   struct key *k = NULL;
@@ -645,4 +647,136 @@ TEST(checkpoint_off_a_record_boundary)
   free(want);
   free(got);
   key_free(k);
+}
+
+/* ---- forwarding through the owner (the control socket's two ends) ---- */
+
+static int direct_send(void *arg, const uint8_t *req, size_t len, uint8_t *resp, size_t cap)
+{
+  return fs_ctl_handle(arg, req, len, resp, cap);
+}
+
+static uint8_t *noise(size_t len)
+{
+  uint8_t *d = malloc(len);
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t x = test_rand();
+    memcpy(d + i, &x, len - i < 8 ? len - i : 8);
+  }
+  return d;
+}
+
+TEST(forwarded_writes_land_in_the_owner)
+{
+  struct key *k = new_key();
+  struct fs *owner = NULL, *client = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &owner));
+  CHECK_OK(fs_commit(owner));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &client));
+  CHECK_INT(fs_set_forward(owner, direct_send, owner), ==, -EINVAL);
+  CHECK_OK(fs_set_forward(client, direct_send, owner));
+
+  size_t big = 1 << 20, huge = 5 << 20; /* blocks, and a block list */
+  uint8_t *b1 = noise(big), *b2 = noise(huge);
+  CHECK_OK(fs_mkdir(client, k, "/d", NULL));
+  put_str(client, k, "/d/small", "small");
+  CHECK_OK(fs_put(client, k, "/d/big", b1, big, NULL));
+  CHECK_OK(fs_put(client, k, "/d/huge", b2, huge, NULL));
+  CHECK_OK(fs_mv(client, k, "/d/small", "/d/moved", NULL));
+  CHECK_OK(fs_commit(client));
+  CHECK(fs_commit_reason(client) == NULL);
+
+  /* The owner has it all, applied and durable. */
+  check_content(owner, "/d/moved", "small", 5);
+  check_content(owner, "/d/big", b1, big);
+  check_content(owner, "/d/huge", b2, huge);
+  CHECK_OK(fs_close(client));
+  CHECK_OK(fs_close(owner));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &client));
+  check_content(client, "/d/huge", b2, huge);
+  CHECK_OK(fs_close(client));
+  free(b1);
+  free(b2);
+  key_free(k);
+}
+
+TEST(forwarded_refusals_change_nothing)
+{
+  struct key *root = new_key(), *bob = new_key();
+  struct fs *owner = NULL, *client = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", root, NULL, 0, &owner));
+  CHECK_OK(fs_mkdir(owner, root, "/team", NULL));
+  CHECK_OK(fs_commit(owner));
+  char *before = dump(owner);
+
+  /* A key without grant fails before anything is sent. */
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &client));
+  CHECK_OK(fs_set_forward(client, direct_send, owner));
+  CHECK_INT(fs_put(client, bob, "/team/x", "x", 1, NULL), ==, -BFS_ENOGRANT);
+  CHECK_OK(fs_commit(client));
+  CHECK_OK(fs_close(client));
+
+  /* Hostile frames: each gets a negative answer, nothing changes. */
+  uint8_t resp[FS_CTL_RESP_MAX];
+  char reason[256];
+  int status = 0;
+  for (int i = 0; i < 500; i++) {
+    uint8_t req[300];
+    size_t len = test_rand() % sizeof req;
+    for (size_t j = 0; j < len; j++)
+      req[j] = (uint8_t)test_rand();
+    if (len >= 6 && i % 2) {
+      memcpy(req, "BFSC\x01", 5);
+      req[5] = (uint8_t)(1 + test_rand() % 3);
+    }
+    int n = fs_ctl_handle(owner, req, len, resp, sizeof resp);
+    CHECK_INT(n, >, 0);
+    CHECK_OK(fs_ctl_response(resp, (size_t)n, &status, reason, sizeof reason));
+    CHECK_INT(status, <, 0);
+  }
+  /* A well-formed frame carrying a forged entry. */
+  struct entry e;
+  memset(&e, 0, sizeof e);
+  e.action = ENTRY_MKDIR;
+  e.dir = *fs_root(owner);
+  strcpy(e.name, "evil");
+  e.name_len = 4;
+  CHECK_OK(entry_sign(&e, root));
+  uint8_t req[CTL_TEST_MAX];
+  memcpy(req, "BFSC\x01\x02\x01\x00\x00\x00", 10);
+  int el = entry_encode(&e, req + 12, sizeof req - 12);
+  CHECK_INT(el, >, 0);
+  req[10] = (uint8_t)el;
+  req[11] = (uint8_t)(el >> 8);
+  req[12 + el - 1] ^= 1;
+  int n = fs_ctl_handle(owner, req, 12 + (size_t)el, resp, sizeof resp);
+  CHECK_OK(fs_ctl_response(resp, (size_t)n, &status, reason, sizeof reason));
+  CHECK_INT(status, <, 0);
+  CHECK(strstr(reason, "signature") != NULL);
+  /* The same frame, intact, goes in. */
+  req[12 + el - 1] ^= 1;
+  n = fs_ctl_handle(owner, req, 12 + (size_t)el, resp, sizeof resp);
+  CHECK_OK(fs_ctl_response(resp, (size_t)n, &status, reason, sizeof reason));
+  CHECK_INT(status, ==, 0);
+  struct fs_stat st;
+  CHECK_OK(fs_stat(owner, "/evil", &st));
+
+  /* bob's entry, signed and well-formed, is refused by the owner (no grant). */
+  memset(&e, 0, sizeof e);
+  e.action = ENTRY_MKDIR;
+  e.dir = *fs_root(owner);
+  strcpy(e.name, "bobs");
+  e.name_len = 4;
+  CHECK_OK(entry_sign(&e, bob));
+  el = entry_encode(&e, req + 12, sizeof req - 12);
+  req[10] = (uint8_t)el;
+  req[11] = (uint8_t)(el >> 8);
+  n = fs_ctl_handle(owner, req, 12 + (size_t)el, resp, sizeof resp);
+  CHECK_OK(fs_ctl_response(resp, (size_t)n, &status, reason, sizeof reason));
+  CHECK_INT(status, ==, -BFS_ENOGRANT);
+  CHECK_INT(fs_stat(owner, "/bobs", &st), ==, -ENOENT);
+  CHECK_OK(fs_close(owner));
+  free(before);
+  key_free(root);
+  key_free(bob);
 }
