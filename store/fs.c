@@ -1761,7 +1761,7 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
 #define CTL_OP_ENTRIES 2
 #define CTL_HEADER 6
 /* Entries per ENTRIES frame: one frame is one commit on the owner's side. */
-#define CTL_ENTRIES_MAX 16384
+#define CTL_ENTRIES_MAX 8192
 
 static void put_u32(uint8_t *p, uint32_t v)
 {

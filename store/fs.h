@@ -52,6 +52,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "store/blocks.h"
 #include "store/entry.h"
 #include "store/hash.h"
 #include "store/key.h"
@@ -200,7 +201,7 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
  * a multi-entry command sees its own changes) and kept; blocks new contents
  * need go to a private temporary store. fs_commit() (and fs_close()) then
  * sends request frames through SEND: each block the owner lacks, then the
- * entries (one frame per 16384 entries, each frame one commit on the
+ * entries (one frame per 8192 entries, each frame one commit on the
  * owner's side). It returns 0 once the owner made them durable and applied;
  * otherwise fs_commit_reason() says why.
  *
@@ -211,6 +212,8 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
  * versioned; transport (length prefix, socket) is the caller's.
  */
 #define FS_CTL_RESP_MAX 1100
+/* The largest request frame (one stored block and its header). */
+#define FS_CTL_FRAME_MAX (BLOCKS_MAX_SIZE + 4096)
 
 /* Sends REQ and receives the response into RESP (CAP bytes): its length or an error. */
 typedef int (*fs_forward_fn)(void *arg, const uint8_t *req, size_t len, uint8_t *resp, size_t cap);

@@ -2,6 +2,7 @@
 #include "tests/test.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -779,4 +780,130 @@ TEST(forwarded_refusals_change_nothing)
   free(before);
   key_free(root);
   key_free(bob);
+}
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+static int read_full(int fd, void *buf, size_t len)
+{
+  uint8_t *p = buf;
+  while (len) {
+    ssize_t n = read(fd, p, len);
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* A minimal owner: holds the filesystem and answers frames on DIR/ctl, one
+ * connection at a time, as the daemon's control socket does. */
+static void fake_daemon(int ready_fd)
+{
+  struct fs *fs = NULL;
+  if (fs_open(test_tmpdir(), "t", true, &fs) < 0)
+    _exit(2);
+  char dir[4096];
+  path_of("", dir, sizeof dir);
+  if (chdir(dir) < 0)
+    _exit(3);
+  int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  strcpy(sa.sun_path, "ctl");
+  unlink("ctl");
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 4) < 0)
+    _exit(4);
+  if (write(ready_fd, "x", 1) != 1)
+    _exit(5);
+  uint8_t *req = malloc(FS_CTL_FRAME_MAX);
+  for (;;) {
+    int c = accept(ls, NULL, NULL);
+    if (c < 0)
+      continue;
+    uint8_t hdr[4];
+    while (read_full(c, hdr, 4) == 0) {
+      size_t len = (size_t)hdr[0] | (size_t)hdr[1] << 8 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 24;
+      if (len > FS_CTL_FRAME_MAX || read_full(c, req, len) < 0)
+        break;
+      uint8_t resp[FS_CTL_RESP_MAX + 4];
+      int n = fs_ctl_handle(fs, req, len, resp + 4, FS_CTL_RESP_MAX);
+      if (n < 0)
+        break;
+      resp[0] = (uint8_t)n;
+      resp[1] = (uint8_t)(n >> 8);
+      resp[2] = resp[3] = 0;
+      if (write(c, resp, 4 + (size_t)n) != 4 + n)
+        break;
+    }
+    close(c);
+  }
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+  char cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int r = system(cmd);
+  return r == -1 ? -1 : WEXITSTATUS(r);
+}
+
+TEST(cli_writes_through_the_control_socket)
+{
+  const char *basefs = getenv("BASEFS");
+  if (!basefs || access(basefs, X_OK) != 0) {
+    fprintf(stderr, "# skipped: BASEFS is not set to the basefs binary\n");
+    return;
+  }
+  const char *home = test_tmpdir();
+  CHECK_INT(sh("BASEFS_HOME=%s %s bootstrap t 2>/dev/null", home, basefs), ==, 0);
+  CHECK_INT(sh("BASEFS_HOME=%s %s genkey --key %s/bob >/dev/null 2>&1", home, basefs, home), ==, 0);
+  int pfd[2];
+  CHECK_OK(pipe(pfd));
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(pfd[0]);
+    fake_daemon(pfd[1]);
+    _exit(0);
+  }
+  close(pfd[1]);
+  char c;
+  CHECK_INT(read(pfd[0], &c, 1), ==, 1);
+  close(pfd[0]);
+
+  /* Every write command works while the owner holds the lock. */
+  int rc = sh("cd %s && head -c 3000000 /dev/urandom > big && echo hello > small && "
+              "BASEFS_HOME=%s %s mkdir t /d && BASEFS_HOME=%s %s put t /d/small < small && "
+              "BASEFS_HOME=%s %s put t /d/big < big && BASEFS_HOME=%s %s mv t /d/small /d/s2 && "
+              "BASEFS_HOME=%s %s grant t /d bob.pub && "
+              "BASEFS_HOME=%s %s put --key bob t /d/bobs < small && "
+              "BASEFS_HOME=%s %s cat t /d/big | cmp - big && "
+              "BASEFS_HOME=%s %s cat t /d/s2 | cmp - small",
+              home, home, basefs, home, basefs, home, basefs, home, basefs, home, basefs, home, basefs,
+              home, basefs, home, basefs);
+  CHECK_INT(rc, ==, 0);
+  /* A refused write: one line, non-zero, nothing changes. */
+  rc = sh("cd %s && BASEFS_HOME=%s %s put --key bob t /outside < small 2> err; test $? -ne 0 && "
+          "test $(wc -l < err) -eq 1 && grep -q grant err",
+          home, home, basefs);
+  CHECK_INT(rc, ==, 0);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+
+  /* What the commands were told is durable is there after the owner died. */
+  struct fs *fs = NULL;
+  CHECK_OK(fs_open(home, "t", true, &fs));
+  check_content(fs, "/d/s2", "hello\n", 6);
+  check_content(fs, "/d/bobs", "hello\n", 6);
+  struct fs_stat st;
+  CHECK_INT(fs_stat(fs, "/outside", &st), ==, -ENOENT);
+  CHECK_OK(fs_stat(fs, "/d/big", &st));
+  CHECK_INT(st.size, ==, 3000000);
+  CHECK_OK(fs_close(fs));
 }
