@@ -14,14 +14,25 @@
 
 #include "store/content.h"
 
+static struct blocks *bs;
+static char dir[] = "/tmp/fuzz_content.XXXXXX";
+
+static void cleanup(void)
+{
+  char path[sizeof dir + 32];
+  blocks_close(bs);
+  snprintf(path, sizeof path, "%s/pack-00000001", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
 static struct blocks *store(void)
 {
-  static struct blocks *bs;
-  static char dir[] = "/tmp/fuzz_content.XXXXXX";
   if (bs)
     return bs;
   if (!mkdtemp(dir) || blocks_open(dir, BLOCKS_CREATE, &bs) != 0)
     abort();
+  atexit(cleanup);
   /* Blocks the seeds refer to: 3 x 20000 bytes of a pattern, and their list. */
   uint8_t *b = malloc(20000), list[3 * HASH_SIZE];
   for (int k = 0; k < 3; k++) {
