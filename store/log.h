@@ -67,7 +67,9 @@
  *   LOG_READ: never writes, never truncates, takes no lock and so never
  *     waits for a writer. It sees records appended by a live writer; a record
  *     still being written looks like a bad record, so iteration stops there
- *     and may be resumed later. Opening is O(1): no scan.
+ *     and may be resumed later. It may see a record a moment before its
+ *     append returns (written, not yet durable); only a power cut at that
+ *     moment takes such a record back. Opening is O(1): no scan.
  *
  * Threads. Appends may run concurrently with each other and with cursors on
  * the same log. log_close() must not race with anything on the log.
