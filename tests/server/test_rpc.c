@@ -474,6 +474,26 @@ TEST(tcp_statuses_on_the_wire)
   uint8_t two[2] = {0};
   free(call_raw(fd, 5, TESTPROG, 7, 1, two, 2, &r, &res));
   CHECK_INT(r.accept_stat, ==, ONCRPC_GARBAGE_ARGS);
+  /* Denials: rpcvers 3, an AUTH_DH credential. */
+  for (int which = 0; which < 2; which++) {
+    struct xdr_enc e;
+    call_build(&e, 10 + which, NFS3_PROGRAM, 3, 0, NULL, NULL, 0);
+    xdr_enc_patch_u32(&e, which == 0 ? 8 : 24, which == 0 ? 3 : ONCRPC_AUTH_DH);
+    raw_send_record(fd, e.buf, e.len, 1 << 20);
+    xdr_enc_free(&e);
+    size_t len;
+    uint8_t *rec = raw_recv_record(fd, &len);
+    CHECK(rec != NULL);
+    xdr_dec_init(&res, rec, len);
+    CHECK_OK(oncrpc_dec_reply(&res, &r));
+    CHECK_INT(r.xid, ==, 10 + which);
+    CHECK_INT(r.reply_stat, ==, ONCRPC_MSG_DENIED);
+    if (which == 0)
+      CHECK(r.reject_stat == ONCRPC_RPC_MISMATCH && r.low == 2 && r.high == 2);
+    else
+      CHECK(r.reject_stat == ONCRPC_AUTH_ERROR && r.auth_stat == ONCRPC_AUTH_BADCRED);
+    free(rec);
+  }
   /* The connection survives every one of those. */
   null_ok(fd, 6);
   close(fd);
