@@ -558,6 +558,9 @@ int log_open(const char *path, int flags, struct log **out, struct log_info *inf
     rc = pwrite_full(log->fd, h, sizeof h, 0);
     if (rc == 0 && fdatasync(log->fd) < 0)
       rc = -errno;
+    /* Whoever made the file may not have made its name durable. */
+    if (rc == 0)
+      rc = fsync_dir_of(path);
     if (rc < 0)
       goto fail;
     st.st_size = LOG_HEADER_SIZE;
