@@ -6,17 +6,15 @@
  * key. The RNG (getrandom) only blinds the scalar multiplication against side
  * channels.
  *
- * Verification keeps one loaded P-256 group per thread. Loading the group is
- * cheap, but mbedTLS caches the comb table of the base point inside the group
- * on first use, and that table costs about one scalar multiplication to
- * build; a per-thread group makes every verify after the first reuse it, with
- * no locks.
+ * Verification is lock-free and keeps its curve tables per thread (see
+ * "Per-thread verification state" below).
  */
 #include "store/key.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,58 +440,200 @@ int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNAT
   return rc;
 }
 
-static pthread_key_t group_tls;
-static pthread_once_t group_once = PTHREAD_ONCE_INIT;
-static int group_tls_ok;
+/*
+ * Per-thread verification state.
+ *
+ * ECDSA verification computes u1*G + u2*Q. mbedTLS caches the comb table of
+ * a group's base point G inside the group, so u1*G is cheap after the first
+ * use, but mbedtls_ecdsa_verify() rebuilds Q's table on every call. Entries
+ * come from few authors, so each thread also keeps a small cache of author
+ * groups: a P-256 group whose base point is replaced by the author's point
+ * Q, so that u2*Q reuses Q's cached table too (about 1.6x faster verify).
+ * An author enters the cache on its second signature within the last
+ * CANDIDATES distinct keys, so a stream of one-off keys never pays for
+ * tables it will not reuse; those take mbedtls_ecdsa_verify() as is.
+ */
+#define AUTHORS 8
+#define CANDIDATES 16
 
-static void group_destroy(void *p)
+struct author {
+  bool live;
+  uint64_t used; /* for least-recently-used replacement */
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  mbedtls_ecp_group grp; /* P-256 with G := the author's point */
+};
+
+struct verify_state {
+  mbedtls_ecp_group grp; /* plain P-256, its G table cached */
+  uint64_t clock;
+  struct author authors[AUTHORS];
+  uint8_t candidates[CANDIDATES][KEY_PUBLIC_SIZE];
+  unsigned next_candidate;
+};
+
+static pthread_key_t state_tls;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+static int state_tls_ok;
+
+/* Frees an author group: its G is ours (allocated), the rest is the static curve. */
+static void author_free(struct author *a)
 {
-  mbedtls_ecp_group_free(p);
-  free(p);
+  if (!a->live)
+    return;
+  mbedtls_ecp_point_free(&a->grp.G);
+  mbedtls_ecp_point_init(&a->grp.G);
+  mbedtls_ecp_group_free(&a->grp);
+  a->live = false;
 }
 
-static void group_tls_init(void)
+static void state_destroy(void *p)
 {
-  group_tls_ok = pthread_key_create(&group_tls, group_destroy) == 0;
+  struct verify_state *st = p;
+  for (int i = 0; i < AUTHORS; i++)
+    author_free(&st->authors[i]);
+  mbedtls_ecp_group_free(&st->grp);
+  free(st);
 }
 
-/* This thread's P-256 group (with its cached base-point table), or NULL. */
-static mbedtls_ecp_group *thread_group(void)
+static void state_tls_init(void)
 {
-  pthread_once(&group_once, group_tls_init);
-  if (!group_tls_ok)
+  state_tls_ok = pthread_key_create(&state_tls, state_destroy) == 0;
+}
+
+/* This thread's verification state, or NULL. */
+static struct verify_state *thread_state(void)
+{
+  pthread_once(&state_once, state_tls_init);
+  if (!state_tls_ok)
     return NULL;
-  mbedtls_ecp_group *g = pthread_getspecific(group_tls);
-  if (g)
-    return g;
-  g = malloc(sizeof *g);
-  if (!g)
+  struct verify_state *st = pthread_getspecific(state_tls);
+  if (st)
+    return st;
+  st = calloc(1, sizeof *st);
+  if (!st)
     return NULL;
-  mbedtls_ecp_group_init(g);
-  if (mbedtls_ecp_group_load(g, MBEDTLS_ECP_DP_SECP256R1) != 0 || pthread_setspecific(group_tls, g) != 0) {
-    group_destroy(g);
+  mbedtls_ecp_group_init(&st->grp);
+  if (mbedtls_ecp_group_load(&st->grp, MBEDTLS_ECP_DP_SECP256R1) != 0 || pthread_setspecific(state_tls, st) != 0) {
+    mbedtls_ecp_group_free(&st->grp);
+    free(st);
     return NULL;
   }
-  return g;
+  return st;
+}
+
+/* The cached group of author PUB (point Q), or NULL to take the plain path. */
+static mbedtls_ecp_group *author_group(struct verify_state *st, const uint8_t pub[KEY_PUBLIC_SIZE],
+                                       const mbedtls_ecp_point *Q)
+{
+  st->clock++;
+  struct author *victim = &st->authors[0];
+  for (int i = 0; i < AUTHORS; i++) {
+    struct author *a = &st->authors[i];
+    if (a->live && memcmp(a->pub, pub, KEY_PUBLIC_SIZE) == 0) {
+      a->used = st->clock;
+      return &a->grp;
+    }
+    if (!a->live || (victim->live && a->used < victim->used))
+      victim = a;
+  }
+  bool seen = false;
+  for (int i = 0; i < CANDIDATES && !seen; i++)
+    seen = memcmp(st->candidates[i], pub, KEY_PUBLIC_SIZE) == 0;
+  if (!seen) {
+    memcpy(st->candidates[st->next_candidate++ % CANDIDATES], pub, KEY_PUBLIC_SIZE);
+    return NULL;
+  }
+  author_free(victim);
+  mbedtls_ecp_group_init(&victim->grp);
+  if (mbedtls_ecp_group_load(&victim->grp, MBEDTLS_ECP_DP_SECP256R1) != 0)
+    return NULL;
+  /* The loaded G points into mbedTLS's static curve data: drop it, never write it. */
+  mbedtls_ecp_point_init(&victim->grp.G);
+  victim->live = true; /* from here author_free() releases G */
+  if (mbedtls_ecp_copy(&victim->grp.G, Q) != 0) {
+    author_free(victim);
+    return NULL;
+  }
+  memcpy(victim->pub, pub, KEY_PUBLIC_SIZE);
+  victim->used = st->clock;
+  return &victim->grp;
+}
+
+/*
+ * ECDSA verification (SEC 1, 4.1.4) with both scalar multiplications on
+ * cached base points: R = u1*G + u2*Q with u1 = e/s, u2 = r/s (mod n); valid
+ * iff R is not infinity and R.x mod n == r. P-256's n has 256 bits, as many
+ * as the digest, so e is the digest itself. Returns 0, -BFS_ESIGNATURE, or 1
+ * to ask for the plain path (u1 == 0, which mbedTLS's scalar checks refuse).
+ */
+static int verify_cached(mbedtls_ecp_group *grp, mbedtls_ecp_group *agrp, const hash_t *digest, const mbedtls_mpi *r,
+                         const mbedtls_mpi *s)
+{
+  mbedtls_mpi e, w, u1, u2, v, one;
+  mbedtls_ecp_point A, B, R;
+  mbedtls_mpi_init(&e);
+  mbedtls_mpi_init(&w);
+  mbedtls_mpi_init(&u1);
+  mbedtls_mpi_init(&u2);
+  mbedtls_mpi_init(&v);
+  mbedtls_mpi_init(&one);
+  mbedtls_ecp_point_init(&A);
+  mbedtls_ecp_point_init(&B);
+  mbedtls_ecp_point_init(&R);
+  int rc = -BFS_ESIGNATURE;
+  if (mbedtls_mpi_cmp_int(r, 1) < 0 || mbedtls_mpi_cmp_mpi(r, &grp->N) >= 0 || mbedtls_mpi_cmp_int(s, 1) < 0 ||
+      mbedtls_mpi_cmp_mpi(s, &grp->N) >= 0)
+    goto out;
+  if (mbedtls_mpi_read_binary(&e, digest->bytes, HASH_SIZE) != 0 || mbedtls_mpi_inv_mod(&w, s, &grp->N) != 0 ||
+      mbedtls_mpi_mul_mpi(&u1, &e, &w) != 0 || mbedtls_mpi_mod_mpi(&u1, &u1, &grp->N) != 0 ||
+      mbedtls_mpi_mul_mpi(&u2, r, &w) != 0 || mbedtls_mpi_mod_mpi(&u2, &u2, &grp->N) != 0)
+    goto out;
+  if (mbedtls_mpi_cmp_int(&u1, 0) == 0) {
+    rc = 1;
+    goto out;
+  }
+  /* Public scalars: no blinding needed (mbedTLS still blinds internally without an RNG). */
+  if (mbedtls_ecp_mul(grp, &A, &u1, &grp->G, NULL, NULL) != 0 ||
+      mbedtls_ecp_mul(agrp, &B, &u2, &agrp->G, NULL, NULL) != 0 || mbedtls_mpi_lset(&one, 1) != 0 ||
+      mbedtls_ecp_muladd(grp, &R, &one, &A, &one, &B) != 0) /* A + B */
+    goto out;
+  if (mbedtls_ecp_is_zero(&R))
+    goto out;
+  if (mbedtls_mpi_mod_mpi(&v, &R.X, &grp->N) != 0)
+    goto out;
+  rc = mbedtls_mpi_cmp_mpi(&v, r) == 0 ? 0 : -BFS_ESIGNATURE;
+out:
+  mbedtls_mpi_free(&e);
+  mbedtls_mpi_free(&w);
+  mbedtls_mpi_free(&u1);
+  mbedtls_mpi_free(&u2);
+  mbedtls_mpi_free(&v);
+  mbedtls_mpi_free(&one);
+  mbedtls_ecp_point_free(&A);
+  mbedtls_ecp_point_free(&B);
+  mbedtls_ecp_point_free(&R);
+  return rc;
 }
 
 int key_check_public(const uint8_t pub[KEY_PUBLIC_SIZE])
 {
-  mbedtls_ecp_group *grp = thread_group();
-  if (!grp)
+  struct verify_state *st = thread_state();
+  if (!st)
     return -ENOMEM;
   mbedtls_ecp_point Q;
   mbedtls_ecp_point_init(&Q);
-  int rc = read_point(grp, pub, &Q);
+  int rc = read_point(&st->grp, pub, &Q);
   mbedtls_ecp_point_free(&Q);
   return rc;
 }
 
-int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const uint8_t sig[KEY_SIGNATURE_SIZE])
+static int verify_with(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const uint8_t sig[KEY_SIGNATURE_SIZE],
+                       bool use_cache)
 {
-  mbedtls_ecp_group *grp = thread_group();
-  if (!grp)
+  struct verify_state *st = thread_state();
+  if (!st)
     return -ENOMEM;
+  mbedtls_ecp_group *grp = &st->grp;
   mbedtls_ecp_point Q;
   mbedtls_mpi r, s;
   mbedtls_ecp_point_init(&Q);
@@ -505,11 +645,23 @@ int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const u
   rc = -ENOMEM;
   if (mbedtls_mpi_read_binary(&r, sig, 32) != 0 || mbedtls_mpi_read_binary(&s, sig + 32, 32) != 0)
     goto out;
-  /* mbedtls_ecdsa_verify rejects r or s outside [1, n-1] itself. */
-  rc = mbedtls_ecdsa_verify(grp, digest->bytes, HASH_SIZE, &Q, &r, &s) == 0 ? 0 : -BFS_ESIGNATURE;
+  mbedtls_ecp_group *agrp = use_cache ? author_group(st, pub, &Q) : NULL;
+  rc = agrp ? verify_cached(grp, agrp, digest, &r, &s) : 1;
+  if (rc == 1) /* mbedtls_ecdsa_verify rejects r or s outside [1, n-1] itself. */
+    rc = mbedtls_ecdsa_verify(grp, digest->bytes, HASH_SIZE, &Q, &r, &s) == 0 ? 0 : -BFS_ESIGNATURE;
 out:
   mbedtls_ecp_point_free(&Q);
   mbedtls_mpi_free(&r);
   mbedtls_mpi_free(&s);
   return rc;
+}
+
+int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  return verify_with(pub, digest, sig, true);
+}
+
+int key_verify_plain(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest, const uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  return verify_with(pub, digest, sig, false);
 }

@@ -49,5 +49,10 @@ int key_check_public(const uint8_t pub[KEY_PUBLIC_SIZE]);
 /* 0 if SIG is PUB's signature of DIGEST, -BFS_ESIGNATURE if not, -BFS_EKEY if PUB is no point. */
 int key_verify(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest,
                const uint8_t sig[KEY_SIGNATURE_SIZE]);
+/* key_verify() through mbedtls_ecdsa_verify() alone, without the per-thread
+ * cache of frequent authors' tables: the reference the tests and the
+ * benchmark compare key_verify() against. */
+int key_verify_plain(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest,
+                     const uint8_t sig[KEY_SIGNATURE_SIZE]);
 
 #endif

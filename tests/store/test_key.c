@@ -361,3 +361,73 @@ TEST(verify_is_thread_safe)
   }
   key_free(k);
 }
+
+/*
+ * key_verify() caches frequent authors' tables and computes the ECDSA
+ * equation itself; it must agree with mbedtls_ecdsa_verify() (key_verify_plain)
+ * on good signatures, on every kind of bad one, and across cache evictions.
+ */
+TEST(cached_verify_agrees_with_mbedtls)
+{
+  enum { KEYS = 12 };
+  struct key *keys[KEYS];
+  uint8_t pubs[KEYS][KEY_PUBLIC_SIZE];
+  for (int i = 0; i < KEYS; i++) {
+    CHECK_OK(key_generate(&keys[i]));
+    key_public(keys[i], pubs[i]);
+  }
+  /* The order n of P-256, and n - 1. */
+  static const uint8_t n[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+                                0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+                                0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+  int good = 0, bad = 0;
+  for (int round = 0; round < 400; round++) {
+    /* Mostly the first three keys (cached), sometimes the others (evictions). */
+    int k = round % 5 == 4 ? 3 + (int)(test_rand() % (KEYS - 3)) : (int)(test_rand() % 3);
+    int signer = k;
+    hash_t d;
+    uint64_t x = test_rand();
+    hash_buf(&x, sizeof x, &d);
+    uint8_t sig[KEY_SIGNATURE_SIZE];
+    int kind = (int)(test_rand() % 8);
+    if (kind == 1)
+      signer = (k + 1) % KEYS; /* someone else's signature */
+    CHECK_OK(key_sign(keys[signer], &d, sig));
+    switch (kind) {
+    case 2:
+      sig[test_rand() % 64] ^= (uint8_t)(1u << (test_rand() % 8));
+      break;
+    case 3:
+      d.bytes[test_rand() % 32] ^= 1;
+      break;
+    case 4: /* r = n, or s = n */
+      memcpy(sig + (test_rand() % 2) * 32, n, 32);
+      break;
+    case 5: { /* s' = n - s: the other valid signature (ECDSA malleability) */
+      uint8_t *s = sig + 32;
+      int borrow = 0;
+      for (int i = 31; i >= 0; i--) {
+        int v = n[i] - s[i] - borrow;
+        borrow = v < 0;
+        s[i] = (uint8_t)(v + (borrow ? 256 : 0));
+      }
+      break;
+    }
+    case 6: /* r = 0 */
+      memset(sig, 0, 32);
+      break;
+    default:
+      break;
+    }
+    int fast = key_verify(pubs[k], &d, sig), plain = key_verify_plain(pubs[k], &d, sig);
+    CHECK_MSG(fast == plain, "round %d kind %d: key_verify %d, mbedtls %d", round, kind, fast, plain);
+    if (fast == 0)
+      good++;
+    else
+      bad++;
+  }
+  CHECK_INT(good, >, 100);
+  CHECK_INT(bad, >, 100);
+  for (int i = 0; i < KEYS; i++)
+    key_free(keys[i]);
+}
