@@ -190,6 +190,7 @@ struct ventry {
   /* Where it stands. */
   uint8_t state, thread;
   bool counting;
+  bool was_counting; /* before a recompute, to tell the listener */
   bool revoked;     /* GRANT: a counting REVOKE targets it */
   bool active;      /* GRANT: counts and not revoked */
   uint32_t index;   /* in view->all */
@@ -285,6 +286,8 @@ struct view {
   bool need_full;
   bool bulk; /* checkpoint load: derive everything once at the end */
   bool merkle_defer; /* full recompute: build the trie once at the end */
+  view_listener_fn listener;
+  void *listener_arg;
 };
 
 static const hash_t zero_hash;
@@ -485,6 +488,8 @@ static void make_counting(struct view *v, struct ventry *e)
       v->npending--;
       if (!v->merkle_defer)
         merkle_add(v->merkle, &e->id);
+      if (v->listener && !v->merkle_defer && !v->bulk)
+        v->listener(v->listener_arg, &e->id, true);
       struct vobj *o = e->obj;
       if (e->thread != TH_NONE && o) {
         bump(&o->ctime, e->mtime_ns);
@@ -1219,6 +1224,7 @@ static void recompute_all(struct view *v)
   v->npending = v->all.n;
   for (uint32_t i = 0; i < v->all.n; i++) {
     struct ventry *e = v->all.v[i];
+    e->was_counting = e->counting;
     e->counting = false;
   }
   for (uint32_t i = 0; i < v->breakers.n; i++)
@@ -1274,9 +1280,20 @@ static void recompute_all(struct view *v)
       if (((struct ventry *)v->all.v[i])->counting)
         merkle_add(v->merkle, &((struct ventry *)v->all.v[i])->id);
   free(ids);
+  for (uint32_t i = 0; v->listener && !v->bulk && i < v->all.n; i++) {
+    struct ventry *e = v->all.v[i];
+    if (e->counting != e->was_counting)
+      v->listener(v->listener_arg, &e->id, e->counting);
+  }
 }
 
 void view_recompute(struct view *v) { recompute_all(v); }
+
+void view_set_listener(struct view *v, view_listener_fn fn, void *arg)
+{
+  v->listener = fn;
+  v->listener_arg = arg;
+}
 
 /* ---------------------------------------------------------------- life cycle */
 

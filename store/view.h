@@ -171,6 +171,18 @@ enum view_apply_status {
  */
 int view_apply(struct view *v, const struct entry *e);
 
+/*
+ * Called for every stored entry that starts counting (COUNTING true: it
+ * was pending, or was just applied) or stops counting (false: a revoke
+ * left it unacknowledged), during view_apply()/view_recompute(), after the
+ * view is consistent for a full recompute but possibly before the end of
+ * an incremental apply: do not call into the view from it. For event
+ * handlers and for re-announcing entries that became valid. Not called
+ * while a checkpoint loads.
+ */
+typedef void (*view_listener_fn)(void *arg, const hash_t *id, bool counting);
+void view_set_listener(struct view *v, view_listener_fn fn, void *arg);
+
 /* Derives the whole state again from the stored entries, as a checkpoint
  * load does. The result equals the incremental one (the tests check it);
  * for tests and for repair after an allocation failure. */

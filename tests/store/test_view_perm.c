@@ -392,3 +392,52 @@ TEST(pending_set_is_bounded)
   free(e), free(ok), free(no);
   done(v);
 }
+
+struct events {
+  hash_t id[16];
+  bool on[16];
+  int n;
+};
+
+static void on_event(void *arg, const hash_t *id, bool counting)
+{
+  struct events *ev = arg;
+  if (ev->n < 16) {
+    ev->id[ev->n] = *id;
+    ev->on[ev->n++] = counting;
+  }
+}
+
+static bool saw(const struct events *ev, const hash_t *id, bool on)
+{
+  for (int i = 0; i < ev->n; i++)
+    if (hash_eq(&ev->id[i], id) && ev->on[i] == on)
+      return true;
+  return false;
+}
+
+TEST(listener_hears_entries_start_and_stop_counting)
+{
+  struct view *v = fresh();
+  struct events ev = {0};
+  view_set_listener(v, on_event, &ev);
+  struct entry *a = e_mkdir(&R, &ROOT->id, "a");
+  struct entry *g = e_grant(&R, &a->id, &K, "k");
+  struct entry *f = e_create(&K, &a->id, "f", "x");
+  struct entry *rv = e_revoke(&R, &a->id, &g->id);
+  CHECK_INT(tv_apply(v, a), ==, VIEW_APPLIED);
+  CHECK(saw(&ev, &a->id, true));
+  CHECK_INT(tv_apply(v, f), ==, VIEW_PENDING_GRANT);
+  CHECK(!saw(&ev, &f->id, true));
+  CHECK_INT(tv_apply(v, g), ==, VIEW_APPLIED);
+  CHECK(saw(&ev, &g->id, true));
+  CHECK(saw(&ev, &f->id, true)); /* the held entry counts now */
+  int before = ev.n;
+  CHECK_INT(tv_apply(v, rv), ==, VIEW_APPLIED);
+  CHECK(saw(&ev, &rv->id, true));
+  CHECK(saw(&ev, &f->id, false)); /* unacknowledged after the revoke */
+  CHECK(!saw(&ev, &a->id, false));
+  CHECK_INT(ev.n, ==, before + 2);
+  free(a), free(g), free(f), free(rv);
+  done(v);
+}
