@@ -330,6 +330,18 @@ static int key_check(struct nfsd *d, const struct view_node *n)
   return r;
 }
 
+/* May the serving key remove node N's name (DELETE, a RENAME's source)?
+ * Names belong to the directory holding them (view_check_unlink). */
+static int key_check_unlink(struct nfsd *d, const struct view_node *n)
+{
+  if (!writable_node(n) || !d->key)
+    return -EROFS;
+  int r = view_check_unlink(d->view, &d->fp, n);
+  if (r == -BFS_ENOGRANT)
+    return key_granted_somewhere(d) ? -EACCES : -EROFS;
+  return r == -EINVAL ? -EBUSY : r; /* "/" has no name to remove */
+}
+
 /* ---- names ---- */
 
 enum name_class { NAME_OK, NAME_DOT, NAME_DOTDOT };
@@ -1481,7 +1493,7 @@ static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
       r = -EISDIR;
     else if (!writable_node(&n) || hash_is_zero(&head))
       r = -EROFS; /* /.basefs */
-    else if ((r = key_check(d, &n)) < 0) /* a DELETE is a version of the object */
+    else if ((r = key_check_unlink(d, &n)) < 0)
       ;
     else if ((r = may_unlink(&c, &dir, &o)) < 0)
       ;
@@ -1576,9 +1588,11 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
       r = lr;
     }
   }
-  /* The RENAME is a version of the object (and a DELETE one of what it
-   * replaces); view_check_move() says whether the key may take it there. */
-  if (r == 0 && ((r = key_check(d, &n)) < 0 || (have_old && (r = key_check(d, &on)) < 0)))
+  /* The source's name and a replaced target's are removed from their
+   * directories; view_check_move() says whether the key may take the
+   * object there. */
+  if (r == 0 && ((r = key_check_unlink(d, &n)) < 0 ||
+                 (have_old && (r = key_check_unlink(d, &on)) < 0)))
     ;
   else if (r == 0)
     r = move_status(view_check_move(d->view, &d->fp, &n, &to.node));

@@ -1075,6 +1075,16 @@ TEST(nfs3_key_grants_acces_and_xdev)
   CHECK_INT(r.status, ==, NFS3ERR_ACCES);
   c3_rename(&c, a, alen, "f", a, alen, "g", &r);
   CHECK_INT(r.status, ==, NFS3_OK);
+  /* A grant on /b lets the key change inside /b, not remove /b's name
+   * (it belongs to "/"). */
+  c3_rmdir(&c, ROOT, "b", &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ACCES);
+  c3_rename(&c, ROOT, "b", ROOT, "b2", &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ACCES);
+  c3_mkdir(&c, b, blen, "sub", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_rmdir(&c, b, blen, "sub", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
   cl_close(&c);
   srv_stop(&s, true);
   size_t n;
