@@ -8,10 +8,11 @@
 
 #include "store/fs.h"
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+static int write_out(void *arg, const uint8_t *p, size_t n)
 {
+  (void)arg;
   while (n) {
-    ssize_t w = write(fd, p, n);
+    ssize_t w = write(1, p, n);
     if (w < 0 && errno == EINTR)
       continue;
     if (w < 0)
@@ -31,15 +32,10 @@ static int run_cat(int argc, char **argv)
   struct fs *fs = cli_open_fs(a.pos[0], false);
   if (!fs)
     return 1;
-  uint8_t *data = NULL;
-  size_t len = 0;
   int status = 0;
-  int r = fs_read(fs, a.pos[1], &data, &len);
+  int r = fs_stream(fs, a.pos[1], write_out, NULL);
   if (r < 0)
     status = cli_fail(r, a.pos[1]);
-  else if ((r = write_all(1, data, len)) < 0)
-    status = cli_fail(r, "standard output");
-  free(data);
   if (cli_close_fs(fs))
     status = 1;
   return status;

@@ -934,6 +934,59 @@ int fs_read(struct fs *fs, const char *path, uint8_t **data, size_t *len)
   return decode_content(fs, &vs.content, 0, data, len);
 }
 
+int fs_stream(struct fs *fs, const char *path, int (*fn)(void *arg, const uint8_t *p, size_t n),
+              void *arg)
+{
+  struct view_node n;
+  struct view_stat vs;
+  int r = resolve(fs, path, &n, NULL);
+  if (r == 0)
+    r = view_stat(fs->view, &n, &vs);
+  if (r < 0)
+    return r;
+  if (vs.type == VIEW_DIR)
+    return -EISDIR;
+  if (hash_is_zero(&vs.content))
+    return 0;
+  struct entry *e = malloc(sizeof *e);
+  if (!e)
+    return -ENOMEM;
+  if ((r = view_entry(fs->view, &vs.content, e)) == 0 &&
+      (e->content_kind == ENTRY_CONTENT_BLOCKS || e->content_kind == ENTRY_CONTENT_BLOCKLIST)) {
+    /* Block by block: a large file never sits in memory whole. */
+    struct blocks *bs = blocks_of(fs, &r);
+    struct content_reader *cr = NULL;
+    if (bs)
+      r = content_open(bs, e->content_kind, e->content, e->content_len, e->size, NULL, 0, &cr);
+    uint8_t *buf = r == 0 ? malloc(1 << 20) : NULL;
+    if (r == 0 && !buf)
+      r = -ENOMEM;
+    for (uint64_t off = 0; r == 0 && off < e->size;) {
+      ssize_t got = content_read(cr, off, buf, 1 << 20);
+      if (got <= 0) {
+        r = got < 0 ? (int)got : -BFS_EFORMAT;
+        break;
+      }
+      r = fn(arg, buf, (size_t)got);
+      off += (uint64_t)got;
+    }
+    free(buf);
+    if (cr)
+      content_close(cr);
+    free(e);
+    return r;
+  }
+  free(e);
+  if (r < 0)
+    return r;
+  uint8_t *data = NULL;
+  size_t len = 0;
+  if ((r = decode_content(fs, &vs.content, 0, &data, &len)) == 0 && len)
+    r = fn(arg, data, len);
+  free(data);
+  return r;
+}
+
 int fs_read_version(struct fs *fs, const hash_t *version, uint8_t **data, size_t *len)
 {
   *data = NULL;

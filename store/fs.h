@@ -130,6 +130,10 @@ int fs_resolve(struct fs *fs, const char *path, hash_t *object);
 int fs_stat(struct fs *fs, const char *path, struct fs_stat *st);
 /* A file's content (malloc'd; *DATA may be NULL when *LEN is 0), or a symlink's target. */
 int fs_read(struct fs *fs, const char *path, uint8_t **data, size_t *len);
+/* Like fs_read(), but hands the content to FN piece by piece (large files are
+ * read block by block, never whole in memory); FN's non-zero return stops it. */
+int fs_stream(struct fs *fs, const char *path, int (*fn)(void *arg, const uint8_t *p, size_t n),
+              void *arg);
 /* The content of one version (a WRITE/REVERT/MODE entry id) of a file. */
 int fs_read_version(struct fs *fs, const hash_t *version, uint8_t **data, size_t *len);
 /* The names in directory PATH, sorted bytewise; free with fs_names_free(). */

@@ -271,6 +271,20 @@ TEST(uncommitted_entries_are_not_in_the_log)
   key_free(k);
 }
 
+struct collected {
+  uint8_t *data;
+  size_t len;
+};
+
+static int collect_bytes(void *arg, const uint8_t *p, size_t n)
+{
+  struct collected *c = arg;
+  c->data = realloc(c->data, c->len + n);
+  memcpy(c->data + c->len, p, n);
+  c->len += n;
+  return 0;
+}
+
 TEST(contents_small_delta_and_blocks)
 {
   struct key *k = new_key();
@@ -298,6 +312,17 @@ TEST(contents_small_delta_and_blocks)
   }
   CHECK_OK(fs_put(fs, k, "/big", data, big, NULL));
   check_content(fs, "/big", data, big);
+  struct collected got = {0};
+  CHECK_OK(fs_stream(fs, "/big", collect_bytes, &got));
+  CHECK_INT(got.len, ==, big);
+  CHECK_MEM(got.data, data, big);
+  free(got.data);
+  memset(&got, 0, sizeof got);
+  CHECK_OK(fs_stream(fs, "/conf", collect_bytes, &got));
+  CHECK_INT(got.len, ==, len);
+  CHECK_MEM(got.data, text, len);
+  free(got.data);
+  CHECK_INT(fs_stream(fs, "/", collect_bytes, &got), ==, -EISDIR);
   CHECK_OK(fs_close(fs));
   CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
   check_content(fs, "/big", data, big);
