@@ -173,7 +173,7 @@ struct res {
   size_t len;
   /* READDIR(PLUS) */
   int n;
-  char names[256][64];
+  char names[256][80];
   uint64_t cookies[256];
   uint64_t fileids[256];
   bool has_fhs[256];
@@ -424,7 +424,7 @@ static inline void cp_readdir(void *d, struct res *r)
     entry3 *e = &node;
     p = node.nextentry;
     CHECK(r->n < 256);
-    snprintf(r->names[r->n], 64, "%s", e->name);
+    snprintf(r->names[r->n], sizeof r->names[0], "%s", e->name);
     r->cookies[r->n] = e->cookie;
     r->fileids[r->n] = e->fileid;
     r->n++;
@@ -446,7 +446,7 @@ static inline void cp_readdirplus(void *d, struct res *r)
     entryplus3 *e = &node;
     p = node.nextentry;
     CHECK(r->n < 256);
-    snprintf(r->names[r->n], 64, "%s", e->name);
+    snprintf(r->names[r->n], sizeof r->names[0], "%s", e->name);
     r->cookies[r->n] = e->cookie;
     r->fileids[r->n] = e->fileid;
     r->has_fhs[r->n] = e->name_handle.handle_follows;

@@ -1330,3 +1330,68 @@ TEST(nfs3_small_updates_are_deltas_and_read_back)
   fs_close(fs);
   srv_free(&s);
 }
+
+TEST(nfs3_history_is_readable_and_read_only)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "f", fh, &len);
+  put(&c, fh, len, "version one");
+  c3_write(&c, fh, len, 8, "two", 3, UNSTABLE, &r);
+  c3_commit(&c, fh, len, &r);
+  /* The object id is in the handle (fh.h): /.basefs/history/<hex>. */
+  char hex[65];
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", fh[12 + i]);
+  uint8_t h[64];
+  uint32_t hlen;
+  c3_walk(&c, &s, "/.basefs/history", h, &hlen);
+  c3_lookup(&c, h, hlen, hex, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_INT(r.obj.type, ==, NF3DIR);
+  uint8_t dir[64];
+  uint32_t dlen = r.fh_len;
+  memcpy(dir, r.fh, dlen);
+  c3_readdirplus(&c, dir, dlen, 0, 65536, 1 << 20, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  /* ".", "..", "tree" and one file per content version (3: create, two writes). */
+  int versions = 0;
+  bool one = false, two = false;
+  struct res list = r;
+  for (int i = 0; i < list.n; i++) {
+    if (strlen(list.names[i]) != 64)
+      continue;
+    versions++;
+    struct res v;
+    c3_read(&c, list.fhs[i], list.fh_lens[i], 0, 100, &v);
+    CHECK_INT(v.status, ==, NFS3_OK);
+    one |= v.count == 11 && memcmp(v.data, "version one", 11) == 0;
+    two |= v.count == 11 && memcmp(v.data, "version two", 11) == 0;
+    res_free(&v);
+    c3_write(&c, list.fhs[i], list.fh_lens[i], 0, "x", 1, UNSTABLE, &v);
+    CHECK_INT(v.status, ==, NFS3ERR_ROFS);
+    sattr3 sa;
+    sattr_none(&sa);
+    sa.mode.set_it = 1;
+    sa.mode.set_mode3_u.mode = 0777;
+    c3_setattr(&c, list.fhs[i], list.fh_lens[i], &sa, NULL, &v);
+    CHECK_INT(v.status, ==, NFS3ERR_ROFS);
+    c3_access(&c, list.fhs[i], list.fh_lens[i], 0x3f, &v);
+    CHECK_INT(v.access & (ACCESS3_MODIFY | ACCESS3_EXTEND), ==, 0);
+  }
+  CHECK_INT(versions, ==, 3);
+  CHECK(one && two);
+  c3_remove(&c, dir, dlen, list.names[list.n - 1], &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ROFS);
+  c3_lookup(&c, h, hlen, "0000", &r);
+  CHECK_INT(r.status, ==, NFS3ERR_NOENT);
+  cl_close(&c);
+  srv_stop(&s, true);
+  srv_free(&s);
+}
