@@ -1,7 +1,8 @@
 /*
  * basefs show NAME [PATH]: the log as a tree. Each path of the tree (from
  * PATH, default "/") with its versions below it, oldest first; "*" marks the
- * current version of each thread, "!" a leaf that lost a conflict.
+ * current version of each thread, "!" a leaf that lost a conflict. For "/",
+ * the objects with losers follow, as /.basefs/conflicts lists them.
  */
 #include "cli/cli.h"
 
@@ -53,6 +54,30 @@ static int show_path(struct fs *fs, const char *path, const char *name, int dept
   return r;
 }
 
+/* Objects with losing versions or bindings, under /.basefs/conflicts. */
+static void show_conflicts(struct fs *fs)
+{
+  char **objs = NULL;
+  size_t n = 0;
+  if (fs_readdir(fs, "/.basefs/conflicts", &objs, &n) < 0 || n == 0) {
+    fs_names_free(objs, n);
+    return;
+  }
+  printf("/.basefs/conflicts/\n");
+  for (size_t i = 0; i < n; i++) {
+    char dir[FS_PATH_MAX];
+    snprintf(dir, sizeof dir, "/.basefs/conflicts/%s", objs[i]);
+    printf("  %s/\n", objs[i]);
+    char **names = NULL;
+    size_t count = 0;
+    if (fs_readdir(fs, dir, &names, &count) == 0)
+      for (size_t j = 0; j < count; j++)
+        printf("    %c %s\n", strcmp(names[j], "tree") ? '!' : ' ', names[j]);
+    fs_names_free(names, count);
+  }
+  fs_names_free(objs, n);
+}
+
 static int run_show(int argc, char **argv)
 {
   struct cli_args a;
@@ -67,6 +92,8 @@ static int run_show(int argc, char **argv)
   int r = show_path(fs, path, path, 0);
   if (r < 0)
     status = cli_fail(r, path);
+  else if (strcmp(path, "/") == 0)
+    show_conflicts(fs);
   if (cli_close_fs(fs))
     status = 1;
   return status;

@@ -932,3 +932,71 @@ TEST(cli_writes_through_the_control_socket)
   CHECK_INT(st.size, ==, 3000000);
   CHECK_OK(fs_close(fs));
 }
+
+/* Two versions with the same parent (as two peers make them): one wins, the
+ * other is kept, marked a loser, and readable. */
+TEST(conflicting_versions_are_marked_and_kept)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  put_str(fs, k, "/f", "base");
+  struct fs_version *v = NULL;
+  size_t n = 0;
+  CHECK_OK(fs_versions(fs, "/f", &v, &n));
+  CHECK_INT(n, ==, 1);
+  hash_t base = v[0].id;
+  free(v);
+  hash_t ids[2];
+  const char *texts[2] = {"left", "right"};
+  for (int i = 0; i < 2; i++) {
+    struct entry e;
+    memset(&e, 0, sizeof e);
+    e.action = ENTRY_WRITE;
+    e.parent = base;
+    e.mode = 0644;
+    e.mtime_ns = 1000 + (uint64_t)i;
+    e.content_kind = ENTRY_CONTENT_INLINE;
+    e.content_len = (uint16_t)strlen(texts[i]);
+    e.size = e.content_len;
+    memcpy(e.content, texts[i], e.content_len);
+    CHECK_OK(entry_sign(&e, k));
+    ids[i] = e.id;
+    CHECK_OK(fs_submit(fs, &e, true, NULL));
+  }
+  CHECK_OK(fs_versions(fs, "/f", &v, &n));
+  CHECK_INT(n, ==, 3);
+  int current = 0, losers = 0;
+  hash_t loser = {{0}};
+  for (size_t i = 0; i < n; i++) {
+    current += v[i].current;
+    if (v[i].loser) {
+      losers++;
+      loser = v[i].id;
+    }
+  }
+  free(v);
+  CHECK_INT(current, ==, 1);
+  CHECK_INT(losers, ==, 1);
+  int li = hash_eq(&loser, &ids[0]) ? 0 : 1;
+  CHECK(hash_eq(&loser, &ids[li]));
+  check_content(fs, "/f", texts[1 - li], strlen(texts[1 - li]));
+  uint8_t *data = NULL;
+  size_t len = 0;
+  CHECK_OK(fs_read_version(fs, &loser, &data, &len));
+  CHECK_INT(len, ==, strlen(texts[li]));
+  CHECK_MEM(data, texts[li], len);
+  free(data);
+  /* Listed under /.basefs/conflicts, and revertible. */
+  char **names = NULL;
+  size_t count = 0;
+  CHECK_OK(fs_readdir(fs, "/.basefs/conflicts", &names, &count));
+  CHECK_INT(count, ==, 1);
+  fs_names_free(names, count);
+  char hex[HASH_HEX_SIZE];
+  hash_to_hex(&loser, hex);
+  CHECK_OK(fs_revert(fs, k, "/f", hex, NULL));
+  check_content(fs, "/f", texts[li], strlen(texts[li]));
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
