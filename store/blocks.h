@@ -30,9 +30,12 @@
  * Pack file: a 16-byte header ("BFSP", format version 1, zeros), then
  * records: the block's 32-byte SHA-256, then its stored form.
  *
- * The XXH64 only detects torn or damaged records cheaply (a store that finds
- * a block already present checks it before trusting it); the identity check
- * is always the SHA-256 of the decoded bytes, on every read.
+ * The XXH64 only detects torn or damaged records cheaply: a store that finds
+ * a block already present checks it once before trusting it (records it
+ * wrote itself are trusted), and a record that fails a read is rewritten by
+ * the next store of that block. The identity check is always the SHA-256 of
+ * the decoded bytes, on every read. Superseded and torn records are not
+ * reclaimed yet (no garbage collection).
  *
  * Durability and ordering. Appends are serialized, so a pack is whole
  * records plus at most a torn tail, which the writer truncates when it opens
@@ -46,8 +49,8 @@
  *
  * Processes and threads: one process writes a store (the filesystem's
  * owner, BLOCKS_WRITE); others open it read-only and see blocks appended
- * later (an index miss rescans the packs' new tails). A struct blocks may be used from
- * several threads at once.
+ * later (an index miss rescans the packs' new tails). A struct blocks may be
+ * used from several threads at once. Memory: ~80 bytes of index per block.
  */
 #ifndef BASEFS_STORE_BLOCKS_H
 #define BASEFS_STORE_BLOCKS_H
