@@ -4,9 +4,10 @@
  * An entry is verified once, when it arrives (signature, and for GRANT the
  * granted key), and ECDSA verification is the expensive step (about 1 ms per
  * P-256 signature here), so a batch is spread over the cores. The calling
- * thread works too and keeps its cached curve tables; THREADS - 1 helper
- * threads live only for the call, so nothing global is left running.
- * Batches of one or two entries, or THREADS == 1, stay on the caller.
+ * thread works too and keeps its cached curve tables (store/key.c); THREADS - 1
+ * helper threads live only for the call, so nothing global is left running.
+ * A helper starts with cold tables, so each thread gets at least 8 entries:
+ * batches under 16 entries, or THREADS == 1, stay on the caller.
  */
 #ifndef BASEFS_STORE_VERIFY_H
 #define BASEFS_STORE_VERIFY_H
