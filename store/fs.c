@@ -1018,21 +1018,28 @@ void fs_names_free(char **names, size_t count) { view_names_free(names, count); 
 
 /* ---- keys and versions ---- */
 
-void fs_key_name(struct fs *fs, const hash_t *fp, char out[ENTRY_NAME_MAX + 1])
+/* The label of FP among grants G: the root key is "root"; else the latest
+ * active grant's label, else any label the key was given. */
+static void name_in(struct fs *fs, const struct view_grant *g, size_t n, const hash_t *fp,
+                    char out[ENTRY_NAME_MAX + 1])
 {
   out[0] = '\0';
   if (hash_eq(fp, view_root_key(fs->view))) {
     strcpy(out, "root");
     return;
   }
-  struct view_grant *g = NULL;
-  size_t n = 0;
-  if (view_grants(fs->view, &g, &n) < 0)
-    return;
-  /* The latest active grant's label, else any label the key was given. */
   for (size_t i = 0; i < n; i++)
     if (hash_eq(&g[i].key, fp) && (g[i].active || !out[0]))
       snprintf(out, ENTRY_NAME_MAX + 1, "%s", g[i].name);
+}
+
+void fs_key_name(struct fs *fs, const hash_t *fp, char out[ENTRY_NAME_MAX + 1])
+{
+  struct view_grant *g = NULL;
+  size_t n = 0;
+  if (view_grants(fs->view, &g, &n) < 0)
+    n = 0;
+  name_in(fs, g, n, fp, out);
   free(g);
 }
 
@@ -1055,7 +1062,10 @@ int fs_versions(struct fs *fs, const char *path, struct fs_version **out, size_t
   struct view_node live = {.kind = VIEW_NODE_OBJECT, .id = n.id};
   bool have_head = view_stat(fs->view, &live, &vs) == 0;
   struct fs_version *fv = calloc(nv ? nv : 1, sizeof *fv);
-  if (!fv) {
+  struct view_grant *g = NULL;
+  size_t ng = 0;
+  if (!fv || view_grants(fs->view, &g, &ng) < 0) {
+    free(fv);
     free(v);
     return -ENOMEM;
   }
@@ -1064,7 +1074,7 @@ int fs_versions(struct fs *fs, const char *path, struct fs_version **out, size_t
     fv[i].action = v[i].action;
     fv[i].mtime_ns = v[i].mtime_ns;
     fv[i].author = v[i].author;
-    fs_key_name(fs, &v[i].author, fv[i].keyname);
+    name_in(fs, g, ng, &v[i].author, fv[i].keyname);
     /* The creating entry roots both threads: it is "current" only as the
      * content head, not merely for never having been renamed. */
     fv[i].current = (v[i].flags & VIEW_V_HEAD) &&
@@ -1074,6 +1084,7 @@ int fs_versions(struct fs *fs, const char *path, struct fs_version **out, size_t
     fv[i].loser = v[i].flags & VIEW_V_LOSER;
   }
   free(v);
+  free(g);
   *out = fv;
   *count = nv;
   return 0;
