@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/fs.h"
@@ -48,9 +49,12 @@ static int run_put(int argc, char **argv)
   CLI_PARSE(argc, argv, "key", 2, 2, &a);
   if (cli_bad_path(a.pos[1]))
     return 1;
+  /* A regular file on standard input streams into blocks; anything else is read first. */
+  struct stat st;
+  bool from_file = fstat(0, &st) == 0 && S_ISREG(st.st_mode) && lseek(0, 0, SEEK_CUR) == 0;
   uint8_t *data = NULL;
   size_t len = 0;
-  int r = read_all(0, &data, &len);
+  int r = from_file ? 0 : read_all(0, &data, &len);
   if (r < 0)
     return cli_fail(r, "cannot read standard input");
   struct key *key = cli_load_key(&a);
@@ -65,7 +69,8 @@ static int run_put(int argc, char **argv)
     return 1;
   }
   const char *reason = NULL;
-  r = fs_put(fs, key, a.pos[1], data, len, &reason);
+  r = from_file ? fs_put_fd(fs, key, a.pos[1], 0, &reason)
+                : fs_put(fs, key, a.pos[1], data, len, &reason);
   free(data);
   key_free(key);
   int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;

@@ -1355,11 +1355,21 @@ static void delta_base(struct fs *fs, const struct view_stat *vs, size_t len, ui
   }
 }
 
-int fs_put(struct fs *fs, const struct key *key, const char *path, const void *data, size_t len,
-           const char **reason)
+/* fs_put() and fs_put_fd(): the content is DATA/LEN, or FD (>= 0) from offset 0 to EOF. */
+static int put_common(struct fs *fs, const struct key *key, const char *path, const void *data,
+                      size_t len, int fd, const char **reason)
 {
   struct op op;
   int r = op_begin(&op, fs, key, reason);
+  if (r == 0 && fd >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+      r = -errno;
+    else if (!S_ISREG(st.st_mode))
+      r = -EINVAL; /* read at offsets: a regular file only */
+    else
+      len = (size_t)st.st_size;
+  }
   struct view_node dir, obj;
   struct view_stat vs;
   char name[ENTRY_NAME_MAX + 1];
@@ -1408,7 +1418,18 @@ int fs_put(struct fs *fs, const struct key *key, const char *path, const void *d
   size_t out_len = 0;
   /* Small contents fit the entry and never need the block store. */
   struct blocks *bs = len > ENTRY_CONTENT_MAX ? write_store(fs, &r) : NULL;
-  if (len <= ENTRY_CONTENT_MAX || bs) {
+  if (fd >= 0 && (len <= ENTRY_CONTENT_MAX || bs)) {
+    uint64_t size = 0;
+    r = content_encode_fd(bs, fd, prev, prev_len, content_room(e), &e->content_kind, e->content,
+                          &out_len, &size);
+    if (r == -BFS_ETOOBIG && !bs && (bs = write_store(fs, &r)))
+      r = content_encode_fd(bs, fd, prev, prev_len, content_room(e), &e->content_kind, e->content,
+                            &out_len, &size);
+    if (r == 0 && size != len) {
+      *op.reason = "the file changed while it was read";
+      r = -EAGAIN;
+    }
+  } else if (len <= ENTRY_CONTENT_MAX || bs) {
     r = content_encode(bs, data, len, prev, prev_len, content_room(e), &e->content_kind,
                        e->content, &out_len);
     if (r == -BFS_ETOOBIG && !bs && (bs = write_store(fs, &r)))
@@ -1421,6 +1442,17 @@ int fs_put(struct fs *fs, const struct key *key, const char *path, const void *d
     r = op_submit(&op, key);
   }
   return op_end(&op, r);
+}
+
+int fs_put(struct fs *fs, const struct key *key, const char *path, const void *data, size_t len,
+           const char **reason)
+{
+  return put_common(fs, key, path, data, len, -1, reason);
+}
+
+int fs_put_fd(struct fs *fs, const struct key *key, const char *path, int fd, const char **reason)
+{
+  return put_common(fs, key, path, NULL, 0, fd, reason);
 }
 
 int fs_mkdir(struct fs *fs, const struct key *key, const char *path, const char **reason)

@@ -174,6 +174,9 @@ int fs_foreach_entry(struct fs *fs, int (*fn)(const struct entry *e, void *arg),
 /* Creates or updates the file PATH (its parent must exist). */
 int fs_put(struct fs *fs, const struct key *key, const char *path, const void *data, size_t len,
            const char **reason);
+/* The same with the content of the regular file FD, offset 0 to EOF, streamed
+ * into blocks (never whole in memory); -EINVAL if FD is no regular file. */
+int fs_put_fd(struct fs *fs, const struct key *key, const char *path, int fd, const char **reason);
 int fs_mkdir(struct fs *fs, const struct key *key, const char *path, const char **reason);
 /* Removes PATH; a non-empty directory needs RECURSIVE (deleted bottom-up). */
 int fs_rm(struct fs *fs, const struct key *key, const char *path, bool recursive,

@@ -1000,3 +1000,32 @@ TEST(conflicting_versions_are_marked_and_kept)
   CHECK_OK(fs_close(fs));
   key_free(k);
 }
+
+TEST(put_from_a_file_descriptor)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  size_t sizes[] = {0, 10, 3000, 3 << 20};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/src%zu", test_tmpdir(), i);
+    uint8_t *d = noise(sizes[i] ? sizes[i] : 1);
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    CHECK_INT(write(fd, d, sizes[i]), ==, (ssize_t)sizes[i]);
+    const char *reason = NULL;
+    int r = fs_put_fd(fs, k, "/f", fd, &reason);
+    CHECK_MSG(r == 0, "put_fd %zu: %d %s", sizes[i], r, reason ? reason : "");
+    close(fd);
+    check_content(fs, "/f", d, sizes[i]);
+    free(d);
+  }
+  int pfd[2];
+  CHECK_OK(pipe(pfd));
+  CHECK_INT(fs_put_fd(fs, k, "/g", pfd[0], NULL), ==, -EINVAL);
+  close(pfd[0]);
+  close(pfd[1]);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
