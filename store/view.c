@@ -281,6 +281,7 @@ struct view {
   struct vec work;     /* entries to (re)try */
   struct merkle *merkle;
   size_t ncounting, npending;
+  size_t pending_bytes; /* memory held by pending entries (entry_cost) */
   uint64_t rseq;
   uint32_t gen;
   bool need_full;
@@ -371,6 +372,24 @@ static struct dslot *find_slot(const struct vobj *d, const char *name)
 
 static bool in_content(const struct ventry *e) { return e->thread == TH_CONTENT || e->thread == TH_BOTH; }
 static bool in_name(const struct ventry *e) { return e->thread == TH_NAME || e->thread == TH_BOTH; }
+
+/* What a stored entry costs in memory, for the pending bound. */
+static size_t entry_cost(size_t name_len, size_t content_len)
+{
+  return sizeof(struct ventry) + name_len + 1 + content_len;
+}
+
+static void pending_add(struct view *v, const struct ventry *e, int sign)
+{
+  size_t c = entry_cost(e->name_len, e->content_len);
+  if (sign > 0) {
+    v->npending++;
+    v->pending_bytes += c;
+  } else {
+    v->npending--;
+    v->pending_bytes -= c;
+  }
+}
 
 static void mark_dirty(struct view *v, struct vobj *o)
 {
@@ -485,7 +504,7 @@ static void make_counting(struct view *v, struct ventry *e)
         break; /* never rescued by acknowledgement */
       e->counting = true;
       v->ncounting++;
-      v->npending--;
+      pending_add(v, e, -1);
       if (!v->merkle_defer)
         merkle_add(v->merkle, &e->id);
       if (v->listener && !v->merkle_defer && !v->bulk)
@@ -574,7 +593,7 @@ static void compute_grants(struct view *v)
     struct ventry *e = g->v[i];
     if (e->counting) {
       v->ncounting++;
-      v->npending--;
+      pending_add(v, e, -1);
       if (!v->merkle_defer)
         merkle_add(v->merkle, &e->id);
     }
@@ -1115,7 +1134,7 @@ static void drop(struct view *v, struct ventry *e)
     v->all.v[e->index] = last;
     last->index = e->index;
   }
-  v->npending--;
+  pending_add(v, e, -1);
   entry_free_mem(e);
 }
 
@@ -1164,7 +1183,7 @@ static int store(struct view *v, struct ventry *e)
     v->all.n--;
     return -ENOMEM;
   }
-  v->npending++;
+  pending_add(v, e, 1);
   return 0;
 }
 
@@ -1222,6 +1241,11 @@ static void recompute_all(struct view *v)
   v->merkle_defer = true;
   v->ncounting = 0;
   v->npending = v->all.n;
+  v->pending_bytes = 0;
+  for (uint32_t i = 0; i < v->all.n; i++) {
+    const struct ventry *e = v->all.v[i];
+    v->pending_bytes += entry_cost(e->name_len, e->content_len);
+  }
   for (uint32_t i = 0; i < v->all.n; i++) {
     struct ventry *e = v->all.v[i];
     e->was_counting = e->counting;
@@ -1234,7 +1258,7 @@ static void recompute_all(struct view *v)
   /* The root entry always counts: it defines the filesystem. */
   v->rootent->counting = true;
   v->ncounting++;
-  v->npending--;
+  pending_add(v, v->rootent, -1);
   compute_grants(v);
   for (size_t i = 0; i < v->objects.cap; i++) {
     struct vobj *o = v->objects.v[i];
@@ -1335,6 +1359,7 @@ int view_create(const struct entry *root, struct view **out)
   e->counting = true;
   v->ncounting = 1;
   v->npending = 0;
+  v->pending_bytes = 0;
   merkle_add(v->merkle, &e->id);
   v->root->ctime = e->mtime_ns;
   v->root->chead = e;
@@ -1480,7 +1505,9 @@ int view_apply(struct view *v, const struct entry *in)
     return -BFS_EKIND; /* a second root */
   if (!shape_ok(in))
     return -BFS_EKIND;
-  if (v->npending >= VIEW_PENDING_MAX && !would_count(v, in))
+  if ((v->npending >= VIEW_PENDING_MAX ||
+       v->pending_bytes + entry_cost(in->name_len, in->content_len) > VIEW_PENDING_BYTES_MAX) &&
+      !would_count(v, in))
     return -ENOSPC;
   struct ventry *e = ventry_new(v, in);
   if (!e)

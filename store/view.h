@@ -60,7 +60,8 @@
  * parent, do not count. An entry that resolves but does not count is
  * held (VIEW_PENDING_GRANT) and counts as soon as a grant or an
  * acknowledgement arrives. The pending set (both kinds) is bounded by
- * VIEW_PENDING_MAX entries: beyond it view_apply() refuses new pending
+ * VIEW_PENDING_MAX entries and VIEW_PENDING_BYTES_MAX bytes of memory:
+ * beyond either, view_apply() refuses new pending
  * entries with -ENOSPC (no eviction, so what is held never depends on
  * timing; a peer resends later by sync).
  *
@@ -138,6 +139,7 @@
 #include "store/hash.h"
 
 #define VIEW_PENDING_MAX 65536
+#define VIEW_PENDING_BYTES_MAX (64u << 20) /* memory held by pending entries */
 #define VIEW_MERKLE_LEAF 16
 #define VIEW_CHECKPOINT_VERSION 1
 #define VIEW_BASEFS_NAME ".basefs"

@@ -441,3 +441,34 @@ TEST(listener_hears_entries_start_and_stop_counting)
   free(a), free(g), free(f), free(rv);
   done(v);
 }
+
+TEST(pending_bytes_are_bounded)
+{
+  tv_fast = true;
+  struct view *v = fresh();
+  struct entry *e = calloc(1, sizeof *e);
+  int held = 0, refused = 0;
+  for (int i = 0; i < VIEW_PENDING_MAX && refused < 10; i++) {
+    memset(e, 0, sizeof *e);
+    e->action = ENTRY_WRITE;
+    e->parent.bytes[0] = 2;
+    memcpy(e->parent.bytes + 1, &i, sizeof i);
+    e->content_kind = ENTRY_CONTENT_INLINE;
+    e->content_len = 1000;
+    e->size = 1000;
+    memset(e->content, 'y', 1000);
+    e->mtime_ns = 1;
+    tv_seal(e, &L);
+    int rc = view_apply(v, e);
+    if (rc == -ENOSPC)
+      refused++;
+    else
+      held += rc == VIEW_PENDING_REF;
+  }
+  CHECK_INT(refused, ==, 10);
+  CHECK_INT(held, <, VIEW_PENDING_MAX);
+  CHECK_INT((long long)held * 1000, <=, VIEW_PENDING_BYTES_MAX);
+  CHECK_INT((long long)held * 2000, >, VIEW_PENDING_BYTES_MAX); /* the bound is not far off */
+  free(e);
+  done(v);
+}
