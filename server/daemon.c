@@ -17,7 +17,7 @@
 #include "store/key.h"
 #include "store/view.h"
 
-#define TICK_MS 500
+#define TICK_MS 100
 
 struct daemon {
   const struct daemon_config *cfg;

@@ -700,10 +700,12 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m)
   return r;
 }
 
+enum tick_mode { TICK_TIMERS, TICK_ALL, TICK_MARKED };
+
 struct tick_arg {
   struct nfsd *d;
   uint64_t now;
-  bool all;
+  enum tick_mode mode;
   int sealed;
   int err;
 };
@@ -711,8 +713,14 @@ struct tick_arg {
 static int tick_one(void *arg, struct stage_file *f)
 {
   struct tick_arg *a = arg;
-  if (!a->all && stage_last_write(f) + NFSD_IDLE_NS > a->now)
+  uint64_t last = stage_last_write(f);
+  if (a->mode == TICK_TIMERS && last + NFSD_QUIET_NS > a->now)
     return 1; /* oldest first: the rest are younger */
+  if (a->mode == TICK_TIMERS && last + NFSD_IDLE_NS > a->now &&
+      (!stage_mark(f) || stage_size(f) < 2 * stage_base_size(f)))
+    return 0;
+  if (a->mode == TICK_MARKED && !stage_mark(f))
+    return 0;
   int r = seal(a->d, f, NULL);
   if (r < 0 && a->err == 0)
     a->err = r;
@@ -723,14 +731,21 @@ static int tick_one(void *arg, struct stage_file *f)
 
 int nfsd_tick(struct nfsd *d, uint64_t now)
 {
-  struct tick_arg a = {d, now, false, 0, 0};
+  struct tick_arg a = {d, now, TICK_TIMERS, 0, 0};
+  stage_foreach(d->stage, tick_one, &a);
+  return a.err ? a.err : a.sealed;
+}
+
+int nfsd_flush(struct nfsd *d)
+{
+  struct tick_arg a = {d, 0, TICK_MARKED, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
 }
 
 int nfsd_seal_all(struct nfsd *d)
 {
-  struct tick_arg a = {d, 0, true, 0, 0};
+  struct tick_arg a = {d, 0, TICK_ALL, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
 }
@@ -1899,10 +1914,16 @@ static enum rpcsrv_status proc_commit(struct rpcsrv_call *call)
       r = -EISDIR;
     else if (o.st.type != VIEW_FILE)
       r = -EINVAL;
-    else
+    else if (o.sf && stage_size(o.sf) > NFSD_SEAL_NOW_MAX) {
+      /* A large file: durable now (recovered and sealed at start if we
+       * crash), sealed by the timer (see NFSD_SEAL_NOW_MAX). */
+      if ((r = stage_sync(d->stage, o.sf)) == 0)
+        stage_set_mark(o.sf, true);
+    } else {
+      /* A seal that cannot happen (the key lost its grant) must not look
+       * like success: the client keeps its data and reports the error. */
       r = obj_seal(d, &o, NULL);
-    /* A seal that cannot happen (the key lost its grant) must not look
-     * like success: the client keeps its data and reports the error. */
+    }
   }
   res.status = status_of(r);
   if (res.wcc.before.present)

@@ -28,7 +28,9 @@
  *    NFSD_IDLE_NS without writes (nfsd_tick), on RENAME or SETATTR of the
  *    file, and at nfsd_seal_all() (shutdown). The new version's parent is
  *    the version the staging started from, so a concurrent replicated
- *    update becomes a visible conflict instead of a lost update.
+ *    update becomes a visible conflict instead of a lost update. A COMMIT
+ *    of a large file that is still being written only makes it durable;
+ *    the seal follows when the writes pause (NFSD_SEAL_NOW_MAX below).
  *    UNSTABLE writes are acknowledged once in the staging file; FILE_SYNC
  *    and DATA_SYNC ones after fdatasync (and are answered FILE_SYNC).
  *  - The write verifier (writeverf3) is 8 random bytes drawn at every
@@ -67,6 +69,16 @@
 
 /* Staged writes older than this are sealed by nfsd_tick(). */
 #define NFSD_IDLE_NS (2ull * 1000000000ull)
+/* COMMIT seals a staged file up to NFSD_SEAL_NOW_MAX at once. A larger one
+ * is made durable (fdatasync; recovered and sealed at start after a crash)
+ * and sealed by nfsd_tick() once it has been quiet for NFSD_QUIET_NS and
+ * has at least doubled since its staging began (else after NFSD_IDLE_NS).
+ * Linux COMMITs every few MiB during a large sequential write: sealing each
+ * time would cost O(size^2) and make dozens of versions of one copy; this
+ * way a streaming write is one version, a client that pauses makes at most
+ * log2(size / 4 MiB) of them, and the work stays O(size). */
+#define NFSD_SEAL_NOW_MAX (4u << 20)
+#define NFSD_QUIET_NS (300ull * 1000000ull)
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */
 #define NFSD_STAGED_MAX 256
@@ -96,9 +108,13 @@ int nfsd_register(struct rpcsrv *rpc, void *ctx);
 /* The root handle, for MOUNT (mountd_root_fh_fn; ctx is the struct nfsd *). */
 int nfsd_root_fh(void *ctx, uint8_t fh[64], uint32_t *len);
 
-/* Seals every staged file idle for NFSD_IDLE_NS at NOW_NS (CLOCK_REALTIME).
+/* Seals every staged file idle for NFSD_IDLE_NS at NOW_NS (CLOCK_REALTIME),
+ * and every COMMITted one quiet for NFSD_QUIET_NS. Call it every ~100 ms.
  * Returns the number sealed or the first error. */
 int nfsd_tick(struct nfsd *d, uint64_t now_ns);
+/* Seals every file a COMMIT asked to seal, now (for readers outside NFS,
+ * e.g. the control socket, before they look at the view). */
+int nfsd_flush(struct nfsd *d);
 /* Seals every staged file (shutdown). Returns the number sealed or the
  * first error (the others are still tried). */
 int nfsd_seal_all(struct nfsd *d);

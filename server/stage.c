@@ -17,7 +17,9 @@ struct stage_file {
   hash_t base;
   int fd;
   bool durable; /* renamed to .s */
+  bool mark;
   uint64_t size;
+  uint64_t base_size;
   uint64_t mtime_ns;
   uint64_t last_write;
 };
@@ -192,6 +194,7 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
   f->base = *base;
   f->fd = fd;
   f->size = (uint64_t)st.st_size;
+  f->base_size = f->size;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
   list_add(s, f);
@@ -233,6 +236,7 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
     f->size = off + len;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
+  f->mark = false;
   list_touch(s, f);
   return sync ? stage_sync(s, f) : 0;
 }
@@ -274,12 +278,15 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
 }
 
 uint64_t stage_size(const struct stage_file *f) { return f->size; }
+uint64_t stage_base_size(const struct stage_file *f) { return f->base_size; }
 uint64_t stage_mtime(const struct stage_file *f) { return f->mtime_ns; }
 int stage_fd(const struct stage_file *f) { return f->fd; }
 const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
 const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
 size_t stage_count(const struct stage *s) { return s->count; }
+void stage_set_mark(struct stage_file *f, bool mark) { f->mark = mark; }
+bool stage_mark(const struct stage_file *f) { return f->mark; }
 
 void stage_drop(struct stage *s, struct stage_file *f)
 {

@@ -65,8 +65,15 @@ int stage_fd(const struct stage_file *f);
 const hash_t *stage_object(const struct stage_file *f);
 /* The version the staged content is based on (zero after recovery). */
 const hash_t *stage_base(const struct stage_file *f);
+/* The size of the content it started from (0 after recovery). */
+uint64_t stage_base_size(const struct stage_file *f);
 /* When the file was last written (ns, caller's clock). */
 uint64_t stage_last_write(const struct stage_file *f);
+
+/* A mark the caller keeps per file (nfs3.c: "a COMMIT asked for a seal");
+ * cleared by every write. */
+void stage_set_mark(struct stage_file *f, bool mark);
+bool stage_mark(const struct stage_file *f);
 
 /* Deletes the staged file of F (after sealing, or to discard it). */
 void stage_drop(struct stage *s, struct stage_file *f);

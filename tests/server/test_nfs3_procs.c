@@ -1395,3 +1395,76 @@ TEST(nfs3_history_is_readable_and_read_only)
   srv_stop(&s, true);
   srv_free(&s);
 }
+
+TEST(nfs3_commits_during_a_large_write_make_one_version)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, true);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "big", fh, &len);
+  size_t mb = 1u << 20, n = 13;
+  uint8_t *data = malloc(n * mb);
+  for (size_t i = 0; i < n * mb; i++)
+    data[i] = (uint8_t)(test_rand() >> 17);
+  /* 5 MiB, then COMMIT after every further MiB, as Linux does under
+   * writeback: each COMMIT answers at once (durable), none seals yet. */
+  for (size_t i = 0; i < n; i++) {
+    c3_write(&c, fh, len, i * mb, data + i * mb, (uint32_t)mb, UNSTABLE, &r);
+    CHECK_INT(r.status, ==, NFS3_OK);
+    if (i >= 5) {
+      c3_commit(&c, fh, len, &r);
+      CHECK_INT(r.status, ==, NFS3_OK);
+    }
+  }
+  usleep(700 * 1000); /* quiet: the timer seals once */
+  cl_close(&c);
+  srv_stop(&s, false);
+  CHECK_INT(writes_of(&s, "/big"), ==, 2);
+  size_t got;
+  char *back = cat(&s, "/big", &got);
+  CHECK(back != NULL);
+  CHECK_INT(got, ==, n * mb);
+  CHECK_MEM(back, data, n * mb);
+  free(back);
+  free(data);
+  srv_free(&s);
+}
+
+TEST(nfs3_deferred_commit_survives_a_crash)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "big", fh, &len);
+  size_t mb = 1u << 20, n = 6;
+  uint8_t *data = malloc(n * mb);
+  for (size_t i = 0; i < n * mb; i++)
+    data[i] = (uint8_t)(test_rand() >> 9);
+  for (size_t i = 0; i < n; i++)
+    c3_write(&c, fh, len, i * mb, data + i * mb, (uint32_t)mb, UNSTABLE, &r);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  cl_close(&c);
+  srv_stop(&s, false); /* crash right after the COMMIT reply */
+  srv_start(&s, false); /* recovery seals the durable staged file */
+  srv_stop(&s, false);
+  size_t got;
+  char *back = cat(&s, "/big", &got);
+  CHECK(back != NULL);
+  CHECK_INT(got, ==, n * mb);
+  CHECK_MEM(back, data, n * mb);
+  free(back);
+  free(data);
+  CHECK_INT(writes_of(&s, "/big"), ==, 2);
+  srv_free(&s);
+}
