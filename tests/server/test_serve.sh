@@ -22,7 +22,7 @@ start_serve() {
   PID=$!
   pids+=("$PID")
   for _ in $(seq 100); do
-    PORT=$(sed -n 's/^info: serving \/basefs of .* on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$log")
+    PORT=$(sed -n 's/^info: serving \/basefs of .* on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$log" 2>/dev/null)
     [ -n "$PORT" ] && return 0
     kill -0 "$PID" 2>/dev/null || return 1
     sleep 0.05
