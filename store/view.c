@@ -2415,7 +2415,9 @@ struct pathbuf {
 
 static int dump_tree(struct view *v, FILE *f, struct vobj *d, struct pathbuf *pb, unsigned depth)
 {
-  if (depth > 65536)
+  /* One stack frame per level: bound it (a path is at most 4096 bytes,
+   * so no reachable tree is this deep for a client anyway). */
+  if (depth > 4096)
     return -ELOOP;
   struct view_node dn;
   mknode(&dn, VIEW_NODE_OBJECT, false, &d->id);

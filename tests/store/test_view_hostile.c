@@ -194,3 +194,31 @@ TEST(colliding_names_and_cycles_stay_consistent)
   free(b), free(c), free(ra), free(rb), free(out);
   teardown();
 }
+
+TEST(a_very_deep_tree_does_not_crash)
+{
+  tv_fast = true;
+  setup();
+  hash_t dir = ROOT->id;
+  struct entry *last = NULL;
+  for (int i = 0; i < 5000; i++) {
+    struct entry *d = e_mkdir(&R, &dir, "d");
+    CHECK_INT(tv_apply(V, d), ==, VIEW_APPLIED);
+    dir = d->id;
+    free(last);
+    last = d;
+  }
+  struct view_node n = {VIEW_NODE_OBJECT, 0, dir};
+  struct view_stat st;
+  CHECK_OK(view_stat(V, &n, &st));
+  struct view_node up;
+  CHECK_OK(view_parent(V, &n, &up));
+  char *d;
+  size_t len;
+  int rc = view_dump(V, &d, &len);
+  CHECK(rc == 0 || rc == -ELOOP);
+  if (rc == 0)
+    free(d);
+  free(last);
+  teardown();
+}
