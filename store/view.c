@@ -191,6 +191,7 @@ struct ventry {
   uint8_t state, thread;
   bool counting;
   bool was_counting; /* before a recompute, to tell the listener */
+  bool incomplete;   /* local: its blocks are not all here (view_set_incomplete) */
   bool revoked;     /* GRANT: a counting REVOKE targets it */
   bool active;      /* GRANT: counts and not revoked */
   uint32_t index;   /* in view->all */
@@ -1313,6 +1314,17 @@ static void recompute_all(struct view *v)
 
 void view_recompute(struct view *v) { recompute_all(v); }
 
+int view_set_incomplete(struct view *v, const hash_t *id, bool incomplete)
+{
+  struct ventry *e = find_entry(v, id);
+  if (!e)
+    return -ENOENT;
+  e->incomplete = incomplete;
+  if (e->obj && e->obj->type != VIEW_DIR)
+    e->obj->listing_stale = true; /* nothing cached depends on it otherwise */
+  return 0;
+}
+
 void view_set_listener(struct view *v, view_listener_fn fn, void *arg)
 {
   v->listener = fn;
@@ -1807,13 +1819,17 @@ int view_stat(struct view *v, const struct view_node *n, struct view_stat *st)
   case VIEW_NODE_OBJECT: {
     if ((rc = node_obj(v, n, &o)) < 0)
       return rc;
-    const struct ventry *h = o->chead;
+    const struct ventry *h = o->chead, *shown = h;
+    /* BaseFS's first rule: a version whose blocks are missing is not
+     * shown; readers see the nearest complete version below it. */
+    while (shown->csrc->incomplete && shown->pe && in_content(shown->pe))
+      shown = shown->pe;
     st->type = o->type;
     st->mode = h->c_mode;
     st->uid = h->c_uid;
     st->gid = h->c_gid;
-    st->size = o->type == VIEW_DIR ? 4096 : h->c_size;
-    st->mtime_ns = obj_mtime(o);
+    st->size = o->type == VIEW_DIR ? 4096 : shown->c_size;
+    st->mtime_ns = o->type == VIEW_DIR ? obj_mtime(o) : shown->c_mtime;
     st->ctime_ns = o->ctime > st->mtime_ns ? o->ctime : st->mtime_ns;
     if (o->type == VIEW_DIR) {
       st->nlink = 2 + o->nsubdirs;
@@ -1824,7 +1840,7 @@ int view_stat(struct view *v, const struct view_node *n, struct view_stat *st)
     st->object = o->id;
     st->version = h->id;
     if (o->type != VIEW_DIR)
-      st->content = h->csrc->id;
+      st->content = shown->csrc->id;
     break;
   }
   case VIEW_NODE_VERSION: {

@@ -185,6 +185,16 @@ int view_apply(struct view *v, const struct entry *e);
 typedef void (*view_listener_fn)(void *arg, const hash_t *id, bool counting);
 void view_set_listener(struct view *v, view_listener_fn fn, void *arg);
 
+/*
+ * BaseFS's first rule, as local state: marks the entry ID (a WRITE whose
+ * blocks are not all present yet) incomplete, or complete again. view_stat()
+ * of its object then shows the nearest complete version below the head
+ * (content, size), while st.version stays the real head (the parent for the
+ * next write). Not part of the Merkle tree, the dump's ids or checkpoints:
+ * the caller marks again after opening. -ENOENT if ID is not stored.
+ */
+int view_set_incomplete(struct view *v, const hash_t *id, bool incomplete);
+
 /* Derives the whole state again from the stored entries, as a checkpoint
  * load does. The result equals the incremental one (the tests check it);
  * for tests and for repair after an allocation failure. */

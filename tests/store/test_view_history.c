@@ -186,3 +186,29 @@ TEST(content_base_for_delta_chains)
   free(f), free(m), free(u);
   done(v);
 }
+
+TEST(incomplete_versions_are_not_shown)
+{
+  struct view *v = fresh();
+  struct entry *f = e_create(&R, &ROOT->id, "f", "complete");
+  struct entry *u = e_write(&R, &f->id, "blocks missing");
+  CHECK_INT(tv_apply(v, f), ==, VIEW_APPLIED);
+  CHECK_INT(tv_apply(v, u), ==, VIEW_APPLIED);
+  CHECK_OK(view_set_incomplete(v, &u->id, true));
+  char buf[32];
+  CHECK(strcmp(tv_cat(v, "/f", buf, sizeof buf), "complete") == 0);
+  struct view_node n = tv_path(v, "/f");
+  struct view_stat st;
+  CHECK_OK(view_stat(v, &n, &st));
+  CHECK(hash_eq(&st.version, &u->id)); /* the next write still descends from the head */
+  CHECK_INT(st.size, ==, 8);
+  CHECK_INT(st.mtime_ns, ==, f->mtime_ns); /* completing it changes mtime: caches notice */
+  CHECK_OK(view_set_incomplete(v, &u->id, false));
+  CHECK_OK(view_stat(v, &n, &st));
+  CHECK_INT(st.mtime_ns, ==, u->mtime_ns);
+  CHECK(strcmp(tv_cat(v, "/f", buf, sizeof buf), "blocks missing") == 0);
+  hash_t nowhere = {{7}};
+  CHECK_INT(view_set_incomplete(v, &nowhere, true), ==, -ENOENT);
+  free(f), free(u);
+  done(v);
+}
