@@ -273,8 +273,10 @@ int view_stat(struct view *v, const struct view_node *n, struct view_stat *st);
 
 /*
  * Lists directory DIR in cookie order, starting after COOKIE (0 = from the
- * start). A name's cookie is a 63-bit hash of the name (never 0), so a
- * cookie stays valid whatever changes in between. CB gets each name, its
+ * start). A name's cookie is a 63-bit hash of the name (XXH3, never 0), so a
+ * cookie stays valid whatever changes in between. (Two names of one
+ * directory with equal cookies, odds about n^2 / 2^64, could make a resumed
+ * listing skip the second: accepted.) CB gets each name, its
  * node and its cookie; a non-zero return stops the listing and is
  * returned. "." and ".." are not listed. -ENOTDIR, -ESTALE.
  */
