@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/drc.h"
 #include "store/error.h"
 
 /* ---- record marking ---- */
@@ -150,7 +151,29 @@ struct rpcsrv {
   size_t nprogs;
   rpcsrv_log_fn log;
   void *log_ctx;
+  const struct exports *exports;
+  struct drc *drc;
+  /* Addresses refused and logged already (a ring). */
+  struct drc_key refused[RPCSRV_REFUSED_SEEN];
+  unsigned nrefused;
 };
+
+void rpcsrv_set_exports(struct rpcsrv *s, const struct exports *ex) { s->exports = ex; }
+void rpcsrv_set_drc(struct rpcsrv *s, struct drc *drc) { s->drc = drc; }
+
+/* True the first time (recently) ADDR is refused. */
+static bool refusal_is_new(struct rpcsrv *s, const struct sockaddr *addr)
+{
+  struct drc_key k;
+  struct oncrpc_call none = {0};
+  drc_key_make(&k, addr, &none, NULL, 0); /* only the address part matters */
+  unsigned n = s->nrefused < RPCSRV_REFUSED_SEEN ? s->nrefused : RPCSRV_REFUSED_SEEN;
+  for (unsigned i = 0; i < n; i++)
+    if (memcmp(&s->refused[i], &k, sizeof k) == 0)
+      return false;
+  s->refused[s->nrefused++ % RPCSRV_REFUSED_SEEN] = k;
+  return true;
+}
 
 int rpcsrv_new(struct rpcsrv **out)
 {
@@ -246,6 +269,9 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   struct xdr_dec d;
   size_t reply_start = out->len;
   const char *who = peer ? peer->name : "?";
+  struct rpcsrv_peer local;
+  struct drc_key key;
+  bool cached = false;
   xdr_dec_init(&d, rec, len);
 
   switch (oncrpc_dec_call(&d, &c)) {
@@ -266,6 +292,20 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
     rpcsrv_logf(s, "%s: malformed verifier", who);
     oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADVERF);
     goto sent;
+  }
+
+  /* Who may call at all (exports.h). */
+  if (peer) {
+    local = *peer;
+    exports_check(s->exports, (const struct sockaddr *)&peer->addr, &local.access);
+    peer = &local;
+    if (local.access.refused) {
+      if (refusal_is_new(s, (const struct sockaddr *)&peer->addr))
+        rpcsrv_logf(s, "%s: refused by the exports%s", who,
+                    local.access.line ? " (a deny line)" : " (no line for this address)");
+      oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_TOOWEAK);
+      goto sent;
+    }
   }
 
   /* Authentication comes before the program lookup (RFC 5531 §9): we only
@@ -297,6 +337,23 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
     goto sent;
   }
 
+  if (s->drc && (proc->flags & RPCSRV_NONIDEMPOTENT)) {
+    const uint8_t *old;
+    size_t oldlen;
+    drc_key_make(&key, peer ? (const struct sockaddr *)&peer->addr : NULL, &c, d.buf + d.pos,
+                 xdr_dec_left(&d));
+    switch (drc_begin(s->drc, &key, &old, &oldlen)) {
+    case DRC_IN_PROGRESS:
+      return 0;
+    case DRC_REPLAY:
+      xdr_enc_fixed(out, old, oldlen);
+      goto sent;
+    case DRC_NEW:
+      cached = true;
+      break;
+    }
+  }
+
   oncrpc_enc_accepted(out, c.xid, ONCRPC_SUCCESS);
   size_t results = out->len;
   struct rpcsrv_call call = {.hdr = &c, .args = d, .res = out, .peer = peer, .ctx = p->ctx};
@@ -311,8 +368,11 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
                 bfs_strerror(out->err));
     st = RPCSRV_SYSTEM_ERR;
   }
-  if (st == RPCSRV_OK)
+  if (st == RPCSRV_OK) {
+    if (cached)
+      drc_done(s->drc, &key, out->buf + reply_start, out->len - reply_start);
     return 1;
+  }
   /* Whatever the handler wrote goes; the error reply replaces it. */
   out->err = 0;
   xdr_enc_truncate(out, results);
@@ -328,6 +388,8 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
     break;
   case RPCSRV_DROP:
     xdr_enc_truncate(out, reply_start);
+    if (cached)
+      drc_done(s->drc, &key, NULL, 0);
     return 0;
   case RPCSRV_SYSTEM_ERR:
   default:
@@ -340,8 +402,12 @@ sent:
     int err = out->err;
     out->err = 0;
     xdr_enc_truncate(out, reply_start);
+    if (cached)
+      drc_done(s->drc, &key, NULL, 0);
     return err;
   }
+  if (cached) /* a failed call is run again when retransmitted */
+    drc_done(s->drc, &key, NULL, 0);
   return 1;
 }
 

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "server/exports.h"
 #include "xdr/oncrpc.h"
 #include "xdr/xdr.h"
 
@@ -74,6 +75,10 @@ struct rpcsrv_peer {
   socklen_t addrlen;
   char name[64]; /* numeric address, for logs and MOUNT's DUMP */
   bool stream;   /* TCP (true) or UDP */
+  /* What the exports grant this client (server/exports.h). The dispatcher
+   * fills it for every call from the address (see rpcsrv_set_exports);
+   * transports leave it alone. */
+  struct exports_access access;
 };
 
 /* One call, as a procedure handler sees it. The argument bytes (and any
@@ -123,6 +128,19 @@ void rpcsrv_set_log(struct rpcsrv *s, rpcsrv_log_fn fn, void *ctx);
  * must outlive s. -EEXIST if registered already, -ENOMEM. */
 int rpcsrv_register(struct rpcsrv *s, uint32_t prog, uint32_t vers, const struct rpcsrv_proc *procs,
                     size_t nprocs, void *ctx);
+
+struct drc;
+/* Decides who may call (server/exports.h; not copied, must outlive s).
+ * A client the exports refuse gets MSG_DENIED AUTH_ERROR AUTH_TOOWEAK for
+ * every call, and one log line the first time (per address, among the
+ * last RPCSRV_REFUSED_SEEN). Without exports every client is allowed, and
+ * peer->access is exports_check(NULL, addr). */
+void rpcsrv_set_exports(struct rpcsrv *s, const struct exports *ex);
+#define RPCSRV_REFUSED_SEEN 64
+/* Consults the duplicate-request cache (server/drc.h; not copied) for
+ * every procedure flagged RPCSRV_NONIDEMPOTENT: a retransmission of a call
+ * in progress is dropped, one of a finished call gets its first reply. */
+void rpcsrv_set_drc(struct rpcsrv *s, struct drc *drc);
 
 /* Handles one call record: appends the whole reply message to out (no
  * record mark) and returns 1, returns 0 when nothing is to be sent, or

@@ -1,0 +1,242 @@
+/* server/exports: the file format, its errors, and the matching rules. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server/exports.h"
+#include "store/error.h"
+#include "tests/test.h"
+
+static struct sockaddr_storage addr(const char *s)
+{
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, s, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(812);
+  } else {
+    CHECK_MSG(inet_pton(AF_INET6, s, &a6->sin6_addr) == 1, "bad test address %s", s);
+    a6->sin6_family = AF_INET6;
+  }
+  return ss;
+}
+
+static struct exports_access check(const struct exports *ex, const char *a)
+{
+  struct sockaddr_storage ss = addr(a);
+  struct exports_access acc;
+  exports_check(ex, (struct sockaddr *)&ss, &acc);
+  return acc;
+}
+
+static struct exports *parse_ok(const char *text)
+{
+  struct exports *ex = NULL;
+  char err[256];
+  int rc = exports_parse(text, strlen(text), &ex, err, sizeof err);
+  CHECK_MSG(rc == 0, "parse failed: %s (%s)", err, bfs_strerror(rc));
+  return ex;
+}
+
+/* Parsing TEXT fails and the message contains WANT. */
+static void parse_bad(const char *text, const char *want)
+{
+  struct exports *ex = (struct exports *)1;
+  char err[256] = "";
+  int rc = exports_parse(text, strlen(text), &ex, err, sizeof err);
+  CHECK_MSG(rc < 0, "'%s' parsed", text);
+  CHECK(ex == NULL);
+  CHECK_MSG(strstr(err, want) != NULL, "'%s': message '%s' lacks '%s'", text, err, want);
+}
+
+TEST(empty_file_trusts_loopback_only)
+{
+  struct exports *ex = parse_ok("# nothing exported\n\n   \n");
+  CHECK_INT(exports_rules(ex), ==, 0);
+  struct exports_access a = check(ex, "127.0.0.1");
+  CHECK(!a.refused && !a.readonly && a.squash == EXPORTS_SQUASH_NONE && a.line == 0);
+  a = check(ex, "127.9.8.7");
+  CHECK(!a.refused);
+  a = check(ex, "::1");
+  CHECK(!a.refused && a.squash == EXPORTS_SQUASH_NONE);
+  a = check(ex, "::ffff:127.0.0.1");
+  CHECK(!a.refused);
+  CHECK(check(ex, "10.0.0.1").refused);
+  CHECK(check(ex, "192.168.1.1").refused);
+  CHECK(check(ex, "::2").refused);
+  CHECK(check(ex, "fe80::1").refused);
+  CHECK(check(ex, "128.0.0.1").refused);
+  exports_free(ex);
+}
+
+TEST(no_exports_is_the_old_behaviour)
+{
+  struct exports_access a = check(NULL, "127.0.0.1");
+  CHECK(!a.refused && !a.readonly && a.squash == EXPORTS_SQUASH_NONE);
+  a = check(NULL, "10.1.1.1");
+  CHECK(!a.refused && !a.readonly && a.squash == EXPORTS_SQUASH_ROOT);
+  exports_check(NULL, NULL, &a);
+  CHECK(!a.refused && a.squash == EXPORTS_SQUASH_ROOT);
+}
+
+TEST(defaults_of_a_line)
+{
+  struct exports *ex = parse_ok("10.0.0.0/8\n");
+  struct exports_access a = check(ex, "10.200.3.4");
+  CHECK(!a.refused);
+  CHECK(a.readonly);
+  CHECK_INT(a.squash, ==, EXPORTS_SQUASH_ROOT);
+  CHECK_INT(a.anonuid, ==, 65534);
+  CHECK_INT(a.anongid, ==, 65534);
+  CHECK_INT(a.line, ==, 1);
+  CHECK(check(ex, "11.0.0.1").refused);
+  exports_free(ex);
+}
+
+TEST(options_and_longest_prefix)
+{
+  struct exports *ex = parse_ok("# lab\n"
+                                "10.0.0.0/8      ro\n"
+                                "10.1.0.0/16     rw,no_root_squash   # admins\n"
+                                "10.1.2.3        rw all_squash, anonuid=1000,anongid=100\n"
+                                "fd00::/8        rw\n"
+                                "fd00:1::/32     deny\n"
+                                "\t192.168.0.0/24 rw,root_squash,ro\n");
+  CHECK_INT(exports_rules(ex), ==, 6);
+  struct exports_access a = check(ex, "10.9.9.9");
+  CHECK(a.readonly && a.squash == EXPORTS_SQUASH_ROOT && a.line == 2);
+  a = check(ex, "10.1.9.9");
+  CHECK(!a.readonly && a.squash == EXPORTS_SQUASH_NONE && a.line == 3);
+  a = check(ex, "10.1.2.3");
+  CHECK(!a.readonly && a.squash == EXPORTS_SQUASH_ALL && a.anonuid == 1000 && a.anongid == 100);
+  CHECK_INT(a.line, ==, 4);
+  a = check(ex, "::ffff:10.1.2.3"); /* IPv4-mapped matches IPv4 lines */
+  CHECK_INT(a.line, ==, 4);
+  a = check(ex, "fd00:2::1");
+  CHECK(!a.refused && !a.readonly && a.line == 5);
+  a = check(ex, "fd00:1::5");
+  CHECK(a.refused && a.line == 6);
+  a = check(ex, "192.168.0.77"); /* later options win: ro */
+  CHECK(a.readonly && a.squash == EXPORTS_SQUASH_ROOT);
+  CHECK(check(ex, "192.168.1.1").refused);
+  CHECK(!check(ex, "127.0.0.1").refused); /* loopback still trusted */
+  exports_free(ex);
+}
+
+TEST(equal_prefixes_first_line_wins_and_star)
+{
+  struct exports *ex = parse_ok("* ro\n10.0.0.0/8 rw\n10.0.0.0/8 deny\n");
+  struct exports_access a = check(ex, "8.8.8.8");
+  CHECK(!a.refused && a.readonly && a.line == 1);
+  a = check(ex, "2001:db8::1");
+  CHECK(!a.refused && a.readonly && a.line == 1);
+  a = check(ex, "10.0.0.1");
+  CHECK(!a.refused && !a.readonly && a.line == 2);
+  /* '*' covers loopback too: a line overrides the loopback default. */
+  a = check(ex, "127.0.0.1");
+  CHECK(a.readonly && a.line == 1);
+  exports_free(ex);
+}
+
+TEST(loopback_lines_override_the_default)
+{
+  struct exports *ex = parse_ok("127.0.0.1/32 ro\n::1 deny\n");
+  struct exports_access a = check(ex, "127.0.0.1");
+  CHECK(!a.refused && a.readonly && a.squash == EXPORTS_SQUASH_ROOT);
+  a = check(ex, "127.0.0.2"); /* not covered by the /32: the trusted default */
+  CHECK(!a.refused && !a.readonly && a.squash == EXPORTS_SQUASH_NONE);
+  CHECK(check(ex, "::1").refused);
+  exports_free(ex);
+}
+
+TEST(prefix_bits)
+{
+  struct exports *ex = parse_ok("192.168.4.0/22 rw\n2001:db8:8000::/33 rw\n0.0.0.0/0 ro\n");
+  CHECK(!check(ex, "192.168.7.255").readonly);
+  CHECK(check(ex, "192.168.8.0").readonly);
+  CHECK(check(ex, "192.168.3.255").readonly);
+  CHECK(!check(ex, "2001:db8:ffff::1").refused);
+  CHECK(check(ex, "2001:db8:7fff::1").refused);
+  CHECK(check(ex, "8.8.8.8").readonly);
+  exports_free(ex);
+}
+
+TEST(squash_cred)
+{
+  struct exports_access a = {.squash = EXPORTS_SQUASH_ROOT, .anonuid = 7, .anongid = 8};
+  uint32_t uid = 0, gid = 0;
+  CHECK(exports_squash_cred(&a, &uid, &gid));
+  CHECK(uid == 7 && gid == 8);
+  uid = 1000, gid = 1000;
+  CHECK(!exports_squash_cred(&a, &uid, &gid));
+  CHECK(uid == 1000 && gid == 1000);
+  uid = 1000, gid = 0;
+  CHECK(exports_squash_cred(&a, &uid, &gid));
+  CHECK(uid == 1000 && gid == 8);
+  a.squash = EXPORTS_SQUASH_ALL;
+  uid = 1000, gid = 1000;
+  CHECK(exports_squash_cred(&a, &uid, &gid));
+  CHECK(uid == 7 && gid == 8);
+  a.squash = EXPORTS_SQUASH_NONE;
+  uid = 0, gid = 0;
+  CHECK(!exports_squash_cred(&a, &uid, &gid));
+  CHECK(uid == 0 && gid == 0);
+}
+
+TEST(errors_name_the_line_and_reason)
+{
+  parse_bad("10.0.0.0/8 rw\n\n10.0.0.0/33 rw\n", "line 3: '10.0.0.0/33': prefix length 33 is over 32");
+  parse_bad("::/129\n", "line 1: '::/129': prefix length 129 is over 128");
+  parse_bad("10.0.0.1/8\n", "line 1: '10.0.0.1/8': address bits set past the /8 prefix");
+  parse_bad("localhost rw\n", "line 1: 'localhost' is not an IPv4 or IPv6 address");
+  parse_bad("10.0.0.0/x\n", "the prefix length is not a number");
+  parse_bad("10.0.0.0/\n", "the prefix length is not a number");
+  parse_bad("# ok\n10.0.0.0/8 rw,sync\n", "line 2: unknown option 'sync'");
+  parse_bad("10.0.0.0/8 anonuid=-1\n", "line 1: 'anonuid=-1': anonuid wants a number");
+  parse_bad("10.0.0.0/8 anongid=4294967296\n", "anongid wants a number");
+  parse_bad("10.0.0.0/8 anonuid=\n", "unknown option 'anonuid='");
+  parse_bad("1.2.3.4.5\n", "not an IPv4 or IPv6 address");
+  parse_bad("/8\n", "not an IPv4 or IPv6 address");
+  char nul[] = "10.0.0.0/8 rw\n\0\n";
+  struct exports *ex = NULL;
+  char err[128];
+  CHECK(exports_parse(nul, sizeof nul - 1, &ex, err, sizeof err) < 0);
+  CHECK_MSG(strstr(err, "line 2: a NUL byte") != NULL, "%s", err);
+  char longline[EXPORTS_LINE_MAX + 10];
+  memset(longline, ' ', sizeof longline);
+  memcpy(longline, "10.0.0.0/8", 10);
+  CHECK(exports_parse(longline, sizeof longline, &ex, err, sizeof err) < 0);
+  CHECK_MSG(strstr(err, "line 1: longer than") != NULL, "%s", err);
+  /* A tiny error buffer is not overrun. */
+  char tiny[8];
+  CHECK(exports_parse("x\n", 2, &ex, tiny, sizeof tiny) < 0);
+  CHECK_INT(strlen(tiny), <, sizeof tiny);
+}
+
+TEST(load_from_a_file)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/exports", test_tmpdir());
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs("10.0.0.0/8 rw\n10.0.0.0/99\n", f);
+  fclose(f);
+  struct exports *ex = NULL;
+  char err[512];
+  CHECK(exports_load(path, &ex, err, sizeof err) == -EINVAL);
+  CHECK_MSG(strstr(err, path) && strstr(err, "line 2:"), "%s", err);
+  f = fopen(path, "w");
+  fputs("10.0.0.0/8 rw", f); /* no final newline */
+  fclose(f);
+  CHECK_OK(exports_load(path, &ex, err, sizeof err));
+  CHECK(!check(ex, "10.3.3.3").readonly);
+  exports_free(ex);
+  char missing[600];
+  snprintf(missing, sizeof missing, "%s/nope", test_tmpdir());
+  CHECK(exports_load(missing, &ex, err, sizeof err) == -ENOENT);
+  CHECK_MSG(strstr(err, "cannot read") != NULL, "%s", err);
+}
