@@ -538,6 +538,7 @@ static int commit(struct nfsd *d)
 struct fill_arg {
   struct nfsd *d;
   const struct obj *o;
+  uint64_t limit; /* copy no more than this */
 };
 
 /* Copies the object's stored content into a new staging file. */
@@ -549,8 +550,9 @@ static int fill_from_store(void *arg, int fd)
   if (!buf)
     return -ENOMEM;
   int r = 0;
-  for (uint64_t off = 0; off < a->o->st.size;) {
-    ssize_t n = obj_read(a->d, a->o, off, buf, chunk);
+  uint64_t end = a->o->st.size < a->limit ? a->o->st.size : a->limit;
+  for (uint64_t off = 0; off < end;) {
+    ssize_t n = obj_read(a->d, a->o, off, buf, end - off < chunk ? (size_t)(end - off) : chunk);
     if (n <= 0) {
       r = n < 0 ? (int)n : -EIO;
       break;
@@ -586,8 +588,9 @@ static int seal_first(void *arg, struct stage_file *f)
   return 1;
 }
 
-/* Starts staging O (a file) unless it is staged already. */
-static int obj_stage(struct nfsd *d, struct obj *o)
+/* Starts staging O (a file) unless it is staged already, copying at most
+ * LIMIT bytes of its content (a truncate needs no more). */
+static int obj_stage_upto(struct nfsd *d, struct obj *o, uint64_t limit)
 {
   if (o->sf)
     return 0;
@@ -595,11 +598,13 @@ static int obj_stage(struct nfsd *d, struct obj *o)
    * least recently is sealed first. */
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
     stage_foreach(d->stage, seal_first, d);
-  struct fill_arg a = {d, o};
+  struct fill_arg a = {d, o, limit};
   int r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
                        o->st.mtime_ns, &o->sf);
   return r;
 }
+
+static int obj_stage(struct nfsd *d, struct obj *o) { return obj_stage_upto(d, o, UINT64_MAX); }
 
 /* How many DELTA links lead from content entry ID to a full version. */
 static int delta_depth(struct nfsd *d, const hash_t *id)
@@ -945,7 +950,7 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
     m.mode &= ~02000u;
   if (set_size) {
     /* A truncate is a new content: stage, cut, seal with the attributes. */
-    if ((r = obj_stage(d, &o)) == 0 &&
+    if ((r = obj_stage_upto(d, &o, s->size)) == 0 &&
         (r = stage_truncate(d->stage, o.sf, s->size, now)) == 0) {
       if (!m.set_mtime) {
         m.set_mtime = true;
@@ -1297,7 +1302,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
       if ((r = key_check(d, &o.node)) == 0 && !may(&c, &o.st, MAY_W) && c.uid != o.st.uid)
         r = -EACCES;
       if (r == 0 && (a.attr.size != o.st.size || o.sf) &&
-          (r = obj_stage(d, &o)) == 0 &&
+          (r = obj_stage_upto(d, &o, a.attr.size)) == 0 &&
           (r = stage_truncate(d->stage, o.sf, a.attr.size, now_ns())) == 0)
         r = obj_seal(d, &o, NULL);
     }
