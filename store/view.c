@@ -2257,7 +2257,8 @@ int view_check_move(struct view *v, const hash_t *fp, const struct view_node *ob
     return -ENOTDIR;
   if (o == v->root)
     return -EINVAL;
-  for (const struct vobj *p = d; p; p = p->pdir)
+  uint32_t steps = 0;
+  for (const struct vobj *p = d; p && steps < WALK_LIMIT; p = p->pdir, steps++)
     if (p == o)
       return -EINVAL;
   const struct vkey *k = find_key(v, fp);
