@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/exports.h"
 #include "server/fh.h"
 #include "server/stage.h"
 #include "store/blocks.h"
@@ -33,6 +34,9 @@
 #define DELTA_MAX (64u << 10)
 #define DELTA_CHAIN_MAX 16
 #define MAX_FILE_SIZE (32ull << 30)
+/* READ/WRITE/READDIR sizes for UDP clients: a reply must fit one datagram
+ * (server/udp.h's UDPSRV_IO_MAX; Linux's nfsd uses 32 KiB too). */
+#define UDP_IO_MAX 32768u
 
 struct rcache {
   hash_t content;          /* the content entry read */
@@ -227,39 +231,38 @@ struct cred {
   uint32_t ngids;
   uint32_t gids[ONCRPC_AUTH_SYS_GIDS_MAX];
   bool root;
+  bool ro; /* the client's export is read-only */
 };
 
-static bool peer_loopback(const struct rpcsrv_peer *p)
-{
-  if (!p)
-    return false;
-  if (p->addr.ss_family == AF_INET) {
-    const struct sockaddr_in *s = (const struct sockaddr_in *)&p->addr;
-    return (ntohl(s->sin_addr.s_addr) >> 24) == 127;
-  }
-  if (p->addr.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&p->addr;
-    if (IN6_IS_ADDR_LOOPBACK(&s->sin6_addr))
-      return true;
-    return IN6_IS_ADDR_V4MAPPED(&s->sin6_addr) && s->sin6_addr.s6_addr[12] == 127;
-  }
-  return false;
-}
-
+/* The caller's identity after the exports' squashing (server/exports.h:
+ * by default uid 0 is root from loopback and nobody from elsewhere), and
+ * whether its export is read-only. AUTH_NONE is nobody. */
 static void cred_of(const struct rpcsrv_call *call, struct cred *c)
 {
   memset(c, 0, sizeof *c);
-  c->uid = c->gid = NOBODY;
+  struct exports_access acc = {0};
+  if (call->peer)
+    acc = call->peer->access;
+  c->ro = acc.readonly;
+  c->uid = c->gid = acc.anonuid ? acc.anonuid : NOBODY;
+  if (acc.anongid)
+    c->gid = acc.anongid;
   if (call->hdr->cred_flavor != ONCRPC_AUTH_SYS)
     return;
   const struct oncrpc_auth_sys *s = &call->hdr->sys;
-  if (s->uid == 0 && !peer_loopback(call->peer))
-    return; /* root squash */
-  c->uid = s->uid;
-  c->gid = s->gid;
-  c->ngids = s->ngids < ONCRPC_AUTH_SYS_GIDS_MAX ? s->ngids : ONCRPC_AUTH_SYS_GIDS_MAX;
-  memcpy(c->gids, s->gids, c->ngids * sizeof c->gids[0]);
-  c->root = s->uid == 0;
+  uint32_t uid = s->uid, gid = s->gid;
+  if (!call->peer) {
+    /* No transport (unit tests): trust nothing but the credential. */
+    acc.squash = EXPORTS_SQUASH_NONE;
+  }
+  bool mapped = exports_squash_cred(&acc, &uid, &gid);
+  c->uid = uid;
+  c->gid = gid;
+  if (!mapped) {
+    c->ngids = s->ngids < ONCRPC_AUTH_SYS_GIDS_MAX ? s->ngids : ONCRPC_AUTH_SYS_GIDS_MAX;
+    memcpy(c->gids, s->gids, c->ngids * sizeof c->gids[0]);
+  }
+  c->root = uid == 0;
 }
 
 static bool in_group(const struct cred *c, uint32_t gid)
@@ -340,6 +343,18 @@ static int key_check_unlink(struct nfsd *d, const struct view_node *n)
   if (r == -BFS_ENOGRANT)
     return key_granted_somewhere(d) ? -EACCES : -EROFS;
   return r == -EINVAL ? -EBUSY : r; /* "/" has no name to remove */
+}
+
+/* key_check() and key_check_unlink() for a caller whose export may be
+ * read-only. */
+static int write_check(struct nfsd *d, const struct cred *c, const struct view_node *n)
+{
+  return c->ro ? -EROFS : key_check(d, n);
+}
+
+static int unlink_check(struct nfsd *d, const struct cred *c, const struct view_node *n)
+{
+  return c->ro ? -EROFS : key_check_unlink(d, n);
 }
 
 /* ---- names ---- */
@@ -929,7 +944,7 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
     r = -EFBIG;
   else if (!change && !set_size)
     goto done; /* atime only, or nothing: nothing is stored */
-  else if ((r = key_check(d, &o.node)) < 0)
+  else if ((r = write_check(d, &c, &o.node)) < 0)
     ;
   else if ((m.set_mode || m.set_gid) && !owner)
     r = -EPERM;
@@ -1064,7 +1079,7 @@ static enum rpcsrv_status proc_access(struct rpcsrv_call *call)
     }
     /* The key decides too: no grant, no write bits. */
     if ((ok & (NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE)) &&
-        key_check(d, &o.node) < 0)
+        write_check(d, &c, &o.node) < 0)
       ok &= ~(uint32_t)(NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE);
     res.access = ok & a.access;
   }
@@ -1123,7 +1138,8 @@ static enum rpcsrv_status proc_read(struct rpcsrv_call *call)
     nfs3_enc_read_res(call->res, &res);
     return RPCSRV_OK;
   }
-  uint32_t count = a.count > NFS3_IO_MAX ? NFS3_IO_MAX : a.count;
+  uint32_t io = call->peer && !call->peer->stream ? UDP_IO_MAX : NFS3_IO_MAX;
+  uint32_t count = a.count > io ? io : a.count;
   uint64_t size = o.st.size;
   if (a.offset >= size)
     count = 0;
@@ -1164,7 +1180,7 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
       r = -EISDIR;
     else if (o.st.type != VIEW_FILE)
       r = -EINVAL;
-    else if ((r = key_check(d, &o.node)) < 0)
+    else if ((r = write_check(d, &c, &o.node)) < 0)
       ;
     else if (!may(&c, &o.st, MAY_W) && c.uid != o.st.uid)
       r = -EACCES;
@@ -1205,7 +1221,7 @@ static int create_check(struct nfsd *d, const struct cred *c, struct obj *dir,
     return -EEXIST; /* "/.basefs" */
   if (r < 0)
     return r;
-  if ((r = key_check(d, &dir->node)) < 0)
+  if ((r = write_check(d, c, &dir->node)) < 0)
     return r;
   if (!may(c, &dir->st, MAY_W | MAY_X))
     return -EACCES;
@@ -1299,7 +1315,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
       free(e);
       r = same ? 0 : -EEXIST;
     } else if (r == 0 && a.attr.set_size) {
-      if ((r = key_check(d, &o.node)) == 0 && !may(&c, &o.st, MAY_W) && c.uid != o.st.uid)
+      if ((r = write_check(d, &c, &o.node)) == 0 && !may(&c, &o.st, MAY_W) && c.uid != o.st.uid)
         r = -EACCES;
       if (r == 0 && (a.attr.size != o.st.size || o.sf) &&
           (r = obj_stage_upto(d, &o, a.attr.size)) == 0 &&
@@ -1513,7 +1529,7 @@ static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
       r = -EISDIR;
     else if (!writable_node(&n) || hash_is_zero(&head))
       r = -EROFS; /* /.basefs */
-    else if ((r = key_check_unlink(d, &n)) < 0)
+    else if ((r = unlink_check(d, &c, &n)) < 0)
       ;
     else if ((r = may_unlink(&c, &dir, &o)) < 0)
       ;
@@ -1611,8 +1627,8 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
   /* The source's name and a replaced target's are removed from their
    * directories; view_check_move() says whether the key may take the
    * object there. */
-  if (r == 0 && ((r = key_check_unlink(d, &n)) < 0 ||
-                 (have_old && (r = key_check_unlink(d, &on)) < 0)))
+  if (r == 0 && ((r = unlink_check(d, &c, &n)) < 0 ||
+                 (have_old && (r = unlink_check(d, &c, &on)) < 0)))
     ;
   else if (r == 0)
     r = move_status(view_check_move(d->view, &d->fp, &n, &to.node));
@@ -1802,7 +1818,8 @@ static enum rpcsrv_status readdir_common(struct rpcsrv_call *call, bool plus)
     nfs3_enc_readdir_fail(call->res, r == 1 ? NFS3_ERR_BAD_COOKIE : status_of(r), &dattr);
     return RPCSRV_OK;
   }
-  size_t max = a.maxcount > NFS3_IO_MAX ? NFS3_IO_MAX : a.maxcount;
+  uint32_t io = call->peer && !call->peer->stream ? UDP_IO_MAX : NFS3_IO_MAX;
+  size_t max = a.maxcount > io ? io : a.maxcount;
   size_t start = call->res->len;
   struct rd s = {.d = d, .res = call->res, .plus = plus, .max = max,
                  .dirmax = a.dircount ? a.dircount : max};
@@ -1870,8 +1887,9 @@ static enum rpcsrv_status proc_fsinfo(struct rpcsrv_call *call)
   res.status = status_of(r);
   if (r == 0) {
     res.attr = post_of(d, &o);
-    res.rtmax = res.rtpref = NFS3_IO_MAX;
-    res.wtmax = res.wtpref = NFS3_IO_MAX;
+    uint32_t io = call->peer && !call->peer->stream ? UDP_IO_MAX : NFS3_IO_MAX;
+    res.rtmax = res.rtpref = io;
+    res.wtmax = res.wtpref = io;
     res.rtmult = res.wtmult = 4096;
     res.dtpref = 64 * 1024;
     res.maxfilesize = MAX_FILE_SIZE;

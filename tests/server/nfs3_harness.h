@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "server/exports.h"
 #include "server/mount.h"
 #include "server/nfs3.h"
 #include "server/rpc.h"
@@ -48,6 +49,8 @@ struct srv {
   int port;
   uint8_t root[64];
   uint32_t root_len;
+  const char *exports; /* exports file text (NULL: none) */
+  struct exports *ex;
 };
 
 static inline void srv_stopped(void *arg)
@@ -103,6 +106,12 @@ static inline void srv_start(struct srv *s, bool tick)
   CHECK_OK(mountd_new(&mc, &s->mountd));
   CHECK_OK(mountd_register(s->mountd, s->rpc));
   CHECK_OK(nfsd_register(s->rpc, s->nfsd));
+  if (s->exports) {
+    char err[256];
+    CHECK_MSG(exports_parse(s->exports, strlen(s->exports), &s->ex, err, sizeof err) == 0, "%s",
+              err);
+    rpcsrv_set_exports(s->rpc, s->ex);
+  }
   struct sockaddr_storage ss;
   CHECK_OK(tcpsrv_parse_addr("127.0.0.1:0", &ss));
   CHECK_OK(tcpsrv_start(&s->loop, s->rpc, (struct sockaddr *)&ss, &s->tcp));
@@ -130,6 +139,8 @@ static inline void srv_stop(struct srv *s, bool seal)
   nfsd_free(s->nfsd);
   mountd_free(s->mountd);
   rpcsrv_free(s->rpc);
+  exports_free(s->ex);
+  s->ex = NULL;
   CHECK_OK(fs_close(s->fs));
   s->fs = NULL;
   s->nfsd = NULL;

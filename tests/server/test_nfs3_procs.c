@@ -1468,3 +1468,63 @@ TEST(nfs3_deferred_commit_survives_a_crash)
   CHECK_INT(writes_of(&s, "/big"), ==, 2);
   srv_free(&s);
 }
+
+TEST(nfs3_exports_read_only_and_squash)
+{
+  struct srv s;
+  srv_init(&s);
+  s.exports = "127.0.0.1/32 ro\n";
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  c3_access(&c, ROOT, 0x3f, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_INT(r.access, ==, ACCESS3_READ | ACCESS3_LOOKUP);
+  c3_mkdir(&c, ROOT, "d", &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ROFS);
+  c3_create(&c, ROOT, "f", GUARDED, NULL, NULL, &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ROFS);
+  c3_lookup(&c, ROOT, ".basefs", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  cl_close(&c);
+  srv_stop(&s, true);
+
+  /* root_squash: root is nobody and may not create in root's 0755 "/". */
+  s.exports = "127.0.0.1/32 rw,root_squash\n";
+  srv_start(&s, false);
+  cl_open(&c, s.port);
+  c3_mkdir(&c, ROOT, "d", &r);
+  CHECK_INT(r.status, ==, NFS3ERR_ACCES);
+  cl_close(&c);
+  srv_stop(&s, true);
+
+  /* all_squash with an anonuid: what anyone creates belongs to it. */
+  s.exports = "127.0.0.1/32 rw,no_root_squash\n";
+  srv_start(&s, false);
+  cl_open(&c, s.port);
+  c3_mkdir(&c, ROOT, "pub", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  uint8_t pub[64];
+  uint32_t plen = r.fh_len;
+  memcpy(pub, r.fh, plen);
+  sattr3 sa;
+  sattr_none(&sa);
+  sa.mode.set_it = 1;
+  sa.mode.set_mode3_u.mode = 0777;
+  c3_setattr(&c, pub, plen, &sa, NULL, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  cl_close(&c);
+  srv_stop(&s, true);
+  s.exports = "127.0.0.1/32 rw,all_squash,anonuid=1234,anongid=4321\n";
+  srv_start(&s, false);
+  struct cl u;
+  cl_open_as(&u, s.port, 1000, 1000, 0, NULL);
+  c3_create(&u, pub, plen, "mine", GUARDED, NULL, NULL, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_INT(r.obj.uid, ==, 1234);
+  CHECK_INT(r.obj.gid, ==, 4321);
+  cl_close(&u);
+  srv_stop(&s, true);
+  srv_free(&s);
+}
