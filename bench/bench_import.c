@@ -5,7 +5,7 @@
  * open time (checkpoint + tail) for the imported filesystem, and, with
  * --open N, for a filesystem of N entries.
  *
- *   bench_import [--src DIR] [--no-import] [--home DIR] [--open N]...
+ *   bench_import [--src DIR] [--rounds N] [--no-import] [--home DIR] [--open N]...
  *
  * Without --src, /etc is copied first (cp -a, errors ignored) to a temp dir,
  * so both sides read the same files from the page cache.
@@ -46,7 +46,7 @@ static int run(const char *cmd)
   return r == -1 ? -1 : WEXITSTATUS(r);
 }
 
-#define ROUNDS 3
+static int rounds = 3;
 
 static struct fs *g_fs;
 static struct key *g_key;
@@ -176,12 +176,14 @@ int main(int argc, char **argv)
       src = argv[++i];
     else if (!strcmp(argv[i], "--home") && i + 1 < argc)
       keep_home = argv[++i];
+    else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+      rounds = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-import"))
       no_import = 1;
     else if (!strcmp(argv[i], "--open") && i + 1 < argc && nopens < 8)
       opens[nopens++] = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_import [--src DIR] [--no-import] [--home DIR] [--open N]...\n");
+      fprintf(stderr, "usage: bench_import [--src DIR] [--rounds N] [--no-import] [--home DIR] [--open N]...\n");
       return 2;
     }
   }
@@ -212,11 +214,11 @@ int main(int argc, char **argv)
   g_src = src;
   g_src_len = src ? strlen(src) : 0;
 
-  /* ROUNDS alternating rounds of each; the best of each side is compared, so a
+  /* rounds alternating rounds of each; the best of each side is compared, so a
    * burst of load from other processes does not decide the ratio. */
   double best_cp = 1e9, best_fs = 1e9;
   int r = 0;
-  for (int round = 0; round < (no_import ? 0 : ROUNDS); round++) {
+  for (int round = 0; round < (no_import ? 0 : rounds); round++) {
     /* Anchor: cp -a + sync. */
     snprintf(cmd, sizeof cmd, "rm -rf %s; sync", target);
     run(cmd);
@@ -256,8 +258,8 @@ int main(int argc, char **argv)
   }
   if (no_import)
     goto opens;
-  printf("cp -a + sync (best of %d): %.3f s\n", ROUNDS, best_cp);
-  printf("basefs import, durable (best of %d): %.3f s\n", ROUNDS, best_fs);
+  printf("cp -a + sync (best of %d): %.3f s\n", rounds, best_cp);
+  printf("basefs import, durable (best of %d): %.3f s\n", rounds, best_fs);
   printf("ratio basefs / (cp -a + sync): %.2fx (target <= 3x)\n", best_fs / best_cp);
   uint64_t ckpt = 0, tail = 0;
   double t_open = time_open(home, "etc0", &ckpt, &tail);
