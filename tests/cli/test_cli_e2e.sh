@@ -15,6 +15,13 @@ release() {
   wait "$holder" 2>/dev/null
   holder=
 }
+# Waits until someone holds the lock (under load a background start is slow).
+wait_held() {
+  for i in $(seq 200); do
+    flock -n "$lock" true 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
 cleanup() {
   release
   rm -rf "$BASEFS_HOME" "$work"
@@ -187,7 +194,7 @@ grep -q hist "$work/out" && ok "show lists paths" || fail "show lists paths"
 lock="$BASEFS_HOME/fs/fs1/lock"
 flock -o "$lock" sleep 30 &
 holder=$!
-sleep 0.5
+wait_held
 must_fail "second writer refused" "busy: another basefs process is writing it" b put fs1 /x <"$work/small"
 check "reader works while a writer holds the lock" b cat fs1 /small
 same "reader content under lock" "$work/small" "$work/out"
@@ -195,9 +202,11 @@ check "ls under lock" b ls fs1 /etc
 release
 check "writer works after release" b put fs1 /x <"$work/small"
 # A holder that also writes its pid, as a basefs writer does: the message names it.
+: >"$lock" # forget the last writer's pid, so we wait for the holder's
 flock -o "$lock" sh -c 'echo $$ >"$1"; exec sleep 30' sh "$lock" &
 holder=$!
-sleep 0.5
+wait_held
+for i in $(seq 100); do grep -q . "$lock" && break; sleep 0.05; done
 must_fail "second writer names the holder's pid" "busy.*pid [0-9]+" b mkdir fs1 /y
 release
 
