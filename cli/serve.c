@@ -4,7 +4,10 @@
  * Serves filesystem NAME over NFSv3 (+ MOUNT on the same port) in the
  * foreground until SIGTERM or SIGINT, which seal staged writes and exit 0.
  * --nfs may be repeated; without it the peer listens on 127.0.0.1:2049 and,
- * if the host has IPv6, [::1]:2049.
+ * if the host has IPv6, [::1]:2049; each address serves TCP and (unless
+ * --no-udp) UDP on the same port. --exports FILE says which other clients
+ * may mount and how (server/exports.h); without it only loopback clients
+ * are served.
  * Log lines go to stderr as "LEVEL: message". --key signs NFS writes
  * (default $BASEFS_HOME/id_ec); without a key file the peer serves
  * read-only. --verbose adds debug lines (one per sealed version).
@@ -38,6 +41,8 @@ static int run_serve(int argc, char **argv)
   static const struct option options[] = {
       {"nfs", required_argument, NULL, 'n'},
       {"key", required_argument, NULL, 'k'},
+      {"exports", required_argument, NULL, 'e'},
+      {"no-udp", no_argument, NULL, 'U'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -47,7 +52,7 @@ static int run_serve(int argc, char **argv)
   int max_level = NFSD_LOG_INFO;
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":n:k:vh", options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":n:k:e:Uvh", options, NULL)) != -1) {
     switch (c) {
     case 'n':
       if (cfg.naddrs == DAEMON_ADDRS_MAX)
@@ -55,6 +60,8 @@ static int run_serve(int argc, char **argv)
       cfg.addrs[cfg.naddrs++] = optarg;
       break;
     case 'k': key = optarg; break;
+    case 'e': cfg.exports_path = optarg; break;
+    case 'U': cfg.no_udp = true; break;
     case 'v': max_level = NFSD_LOG_DEBUG; break;
     case 'h': return cli_usage(0);
     case ':': return cli_error("option '%s' needs a value", argv[optind - 1]);
@@ -94,12 +101,14 @@ static int run_serve(int argc, char **argv)
     return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", what);
   if (why && strcmp(why, "listen") == 0)
     return cli_error("cannot listen on %s: %s", what, bfs_strerror(r));
+  if (why && strcmp(why, "exports") == 0)
+    return cli_error("%s", what);
   if (why && strcmp(why, "key") == 0)
     return cli_error("cannot load key %s: %s", cfg.key_path, bfs_strerror(r));
   return cli_error("%s%s%s", why ? why : "", why ? ": " : "", bfs_strerror(r));
 }
 
-CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT]... [--key FILE] [--verbose]",
+CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--verbose]",
             "serve a filesystem over NFSv3 in the foreground", run_serve)
-CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT]... [--key FILE] [--verbose]",
+CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--verbose]",
             "the same as serve (BaseFS's name)", run_serve)

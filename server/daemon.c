@@ -1,7 +1,9 @@
 /* The serving loop; see daemon.h. */
 #include "server/daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,9 +11,12 @@
 #include <time.h>
 #include <uv.h>
 
+#include "server/drc.h"
+#include "server/exports.h"
 #include "server/mount.h"
 #include "server/rpc.h"
 #include "server/tcp.h"
+#include "server/udp.h"
 #include "store/error.h"
 #include "store/fs.h"
 #include "store/key.h"
@@ -27,6 +32,8 @@ struct daemon {
   uv_timer_t timer;
   struct tcpsrv *tcp[DAEMON_ADDRS_MAX];
   int ntcp;
+  struct udpsrv *udp[DAEMON_ADDRS_MAX];
+  int nudp;
   int stopped; /* transports fully stopped */
   struct nfsd *nfsd;
   bool stopping;
@@ -63,7 +70,7 @@ static void rpc_log(void *ctx, const char *line)
 static void on_stopped(void *arg)
 {
   struct daemon *dm = arg;
-  if (++dm->stopped < dm->ntcp)
+  if (++dm->stopped < dm->ntcp + dm->nudp)
     return;
   uv_close((uv_handle_t *)&dm->sigterm, NULL);
   uv_close((uv_handle_t *)&dm->sigint, NULL);
@@ -79,6 +86,8 @@ static void on_signal(uv_signal_t *s, int signum)
   dlog(dm, NFSD_LOG_INFO, "%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   for (int i = 0; i < dm->ntcp; i++)
     tcpsrv_stop(dm->tcp[i], on_stopped, dm);
+  for (int i = 0; i < dm->nudp; i++)
+    udpsrv_stop(dm->udp[i], on_stopped, dm);
 }
 
 static void checkpoint(struct daemon *dm, uint64_t now)
@@ -125,6 +134,9 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   struct key *key = NULL;
   struct rpcsrv *rpc = NULL;
   struct mountd *mountd = NULL;
+  struct exports *ex = NULL;
+  struct drc *drc = NULL;
+  static char exports_err[512];
   bool loop_init = false;
   struct sockaddr_storage ss[DAEMON_ADDRS_MAX];
   int r = 0;
@@ -136,6 +148,12 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
       *what = cfg->addrs[i];
       return r;
     }
+  if (cfg->exports_path &&
+      (r = exports_load(cfg->exports_path, &ex, exports_err, sizeof exports_err)) < 0) {
+    *why = "exports";
+    *what = exports_err;
+    return r;
+  }
   signal(SIGPIPE, SIG_IGN);
   if ((r = fs_open(cfg->home, cfg->name, true, &dm.fs)) < 0) {
     *why = "open";
@@ -161,6 +179,11 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if ((r = rpcsrv_new(&rpc)) < 0)
     goto out;
   rpcsrv_set_log(rpc, rpc_log, &dm);
+  if (ex)
+    rpcsrv_set_exports(rpc, ex);
+  if ((r = drc_new(DRC_ENTRIES_DEFAULT, DRC_BYTES_DEFAULT, &drc)) < 0)
+    goto out;
+  rpcsrv_set_drc(rpc, drc);
   struct mountd_config mc = {.export_path = "/basefs", .root_fh = nfsd_root_fh, .ctx = dm.nfsd};
   if ((r = mountd_new(&mc, &mountd)) < 0 || (r = mountd_register(mountd, rpc)) < 0 ||
       (r = nfsd_register(rpc, dm.nfsd)) < 0)
@@ -186,6 +209,23 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
     dm.tcp[dm.ntcp++] = t;
     char one[64];
     addr_name(cfg->addrs[i], tcpsrv_port(t), one, sizeof one);
+    if (!cfg->no_udp) {
+      /* UDP on the same port as TCP (the one bound, when 0 was asked). */
+      struct sockaddr_storage us = ss[i];
+      uint16_t port = htons((uint16_t)tcpsrv_port(t));
+      if (us.ss_family == AF_INET)
+        ((struct sockaddr_in *)&us)->sin_port = port;
+      else
+        ((struct sockaddr_in6 *)&us)->sin6_port = port;
+      struct udpsrv *u = NULL;
+      int ur = udpsrv_start(&dm.loop, rpc, (struct sockaddr *)&us, &u);
+      if (ur < 0) {
+        uv_run(&dm.loop, UV_RUN_NOWAIT);
+        dlog(&dm, NFSD_LOG_WARN, "no UDP on %s: %s", one, bfs_strerror(ur));
+      } else {
+        dm.udp[dm.nudp++] = u;
+      }
+    }
     size_t l = strlen(names);
     snprintf(names + l, sizeof names - l, "%s%s", l ? " and " : "", one);
   }
@@ -197,6 +237,8 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if (r < 0) {
     for (int i = 0; i < dm.ntcp; i++)
       tcpsrv_stop(dm.tcp[i], NULL, NULL);
+    for (int i = 0; i < dm.nudp; i++)
+      udpsrv_stop(dm.udp[i], NULL, NULL);
     uv_run(&dm.loop, UV_RUN_DEFAULT);
     goto out;
   }
@@ -211,6 +253,8 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   view_merkle_root(fs_view(dm.fs), &dm.ckpt_root);
   dlog(&dm, NFSD_LOG_INFO, "serving /basefs of %s on %s (%s)", cfg->name, names,
        nfsd_readonly(dm.nfsd) ? "read-only" : "read-write");
+  dlog(&dm, NFSD_LOG_INFO, "TCP%s; exports: %s", dm.nudp ? " and UDP" : " only",
+       cfg->exports_path ? cfg->exports_path : "none (loopback clients only)");
   uv_run(&dm.loop, UV_RUN_DEFAULT);
   int sealed = nfsd_seal_all(dm.nfsd);
   if (sealed < 0)
@@ -225,6 +269,8 @@ out:
   nfsd_free(dm.nfsd);
   mountd_free(mountd);
   rpcsrv_free(rpc);
+  drc_free(drc);
+  exports_free(ex);
   int cr = fs_close(dm.fs);
   if (r == 0 && cr < 0) {
     *why = "close";

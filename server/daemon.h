@@ -1,7 +1,9 @@
 /*
  * The serving loop: one filesystem (store/fs.h, held open for writing, so
  * its lock keeps a second daemon out) served over NFSv3 + MOUNT on one or
- * more TCP addresses, on a libuv loop, until SIGTERM or SIGINT. Every
+ * more addresses, TCP and UDP on the same port, with the exports deciding
+ * who may call and a duplicate-request cache for retransmissions, on a
+ * libuv loop, until SIGTERM or SIGINT. Every
  * DAEMON_CHECKPOINT_S seconds (when something changed) the view is
  * checkpointed, so a restart replays little of the log. On the way out
  * every staged write is sealed into a version and the filesystem is closed
@@ -24,13 +26,16 @@ struct daemon_config {
   bool optional[DAEMON_ADDRS_MAX];
   int naddrs;
   const char *key_path; /* the key that signs NFS writes; a missing file = read-only */
+  const char *exports_path; /* exports file (server/exports.h); NULL: loopback only */
+  bool no_udp;          /* TCP only */
   nfsd_log_fn log;      /* level + line */
   void *log_ctx;
 };
 
 /* Runs until a signal stops it. 0 after a clean stop; a negative error if
  * it could not start (*WHY, if given, says what failed: "address", "open",
- * "key", "listen", ...; *WHAT the address concerned). -EBUSY: another
+ * "key", "exports", "listen", ...; *WHAT the address, or the exports
+ * error text). -EBUSY: another
  * process holds the filesystem. */
 int daemon_run(const struct daemon_config *cfg, const char **why, const char **what);
 

@@ -91,6 +91,18 @@ if ip -6 addr show lo 2>/dev/null | grep -q "::1"; then
   stop_serve || fail "stop (two addresses)"
 fi
 
+# Exports: a bad file refuses to start; a read-only one refuses writes.
+printf '127.0.0.1/33 rw\n' >"$T/bad.exports"
+"$B" serve t --nfs 127.0.0.1:0 --exports "$T/bad.exports" 2>"$T/err4" && fail "bad exports accepted"
+grep -q "line 1" "$T/err4" || fail "bad exports message: $(cat "$T/err4")"
+printf '127.0.0.1/32 ro,no_root_squash\n' >"$T/ro.exports"
+start_serve "$T/log4" serve t --nfs 127.0.0.1:0 --exports "$T/ro.exports" || fail "serve with exports"
+grep -q "^info: TCP and UDP; exports: $T/ro.exports" "$T/log4" || fail "no exports line: $(cat "$T/log4")"
+U="?version=3&nfsport=$PORT&mountport=$PORT"
+nfs-cp "$T/small" "nfs://127.0.0.1/basefs/ro$U" >/dev/null 2>&1 && fail "read-only export accepted a write"
+[ "$(nfs-cat "nfs://127.0.0.1/basefs/small$U")" = "small file" ] || fail "read through a read-only export"
+stop_serve || fail "stop (exports)"
+
 # `run` is the same command; a missing key means read-only.
 start_serve "$T/log2" run t --nfs 127.0.0.1:0 --key "$T/nokey" || fail "run did not start"
 grep -q "^warning: no key at $T/nokey: serving read-only" "$T/log2" || fail "no read-only warning"
