@@ -57,8 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     uint8_t b[16] = {0};
-    if (i >= 4)
-      memcpy(b, data + ((i - 4) * 16) % (size ? size : 1), size >= 16 ? 16 : size);
+    if (i >= 4 && size >= 16)
+      memcpy(b, data + ((i - 4) * 16) % (size - 15), 16);
+    else if (i >= 4)
+      memcpy(b, data, size);
     bool v4 = i % 2 == 0;
     if (i == 0)
       b[0] = 127, b[3] = 1;
