@@ -1600,6 +1600,11 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
     r = obj_load_node(d, &n, &o);
   if (r == 0 && (!writable_node(&n) || hash_is_zero(&head) || !writable_node(&to.node)))
     r = -EROFS;
+  /* A directory moved into itself is EINVAL before anything about the
+   * target (as on Linux). */
+  if (r == 0 && o.st.type == VIEW_DIR &&
+      view_check_move(d->view, &d->fp, &n, &to.node) == -EINVAL)
+    r = -EINVAL;
   if (r == 0) {
     int lr = view_lookup(d->view, &to.node, tname, &on, &old_head);
     if (lr == 0 && hash_cmp(&on.id, &n.id) == 0) {
@@ -1610,6 +1615,9 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
       have_old = true;
       if (!writable_node(&on) || hash_is_zero(&old_head))
         r = -EROFS; /* "/.basefs" itself */
+      else if (old.st.type == VIEW_DIR &&
+               view_check_move(d->view, &d->fp, &on, &from.node) == -EINVAL)
+        r = -ENOTEMPTY; /* the target is an ancestor of the source (Linux) */
       else if (o.st.type == VIEW_DIR && old.st.type != VIEW_DIR)
         r = -ENOTDIR;
       else if (o.st.type != VIEW_DIR && old.st.type == VIEW_DIR)
