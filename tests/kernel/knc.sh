@@ -3,7 +3,8 @@
 # kernel NFS client, in a throw-away QEMU VM (this machine's kernel has no
 # NFS client).
 #
-#   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] SCRIPT [ARG...]
+#   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] [--out FILE]
+#                       SCRIPT [ARG...]
 #
 # The server listens on the host's 127.0.0.1:P (NFS and MOUNT on one port,
 # TCP). The guest boots Debian's kernel with a busybox initramfs, reaches
@@ -15,7 +16,9 @@
 # syncs, unmounts and powers off.
 #
 # Output: the script's stdout and stderr (merged) on stdout once the VM has
-# stopped. Exit status: the script's; 124 on timeout (default 120 s); 125
+# stopped; with --out FILE, into FILE as the guest writes it (a test on the
+# host can watch it for marker lines while the guest runs) and not on
+# stdout. Exit status: the script's; 124 on timeout (default 120 s); 125
 # when the harness itself failed (reason and the guest console's tail on
 # stderr). KNC_VERBOSE=1 prints timings and the whole console.
 #
@@ -28,7 +31,7 @@ set -euo pipefail
 die() { echo "knc: $*" >&2; exit 125; }
 say() { [[ ${KNC_VERBOSE:-0} == 1 ]] && echo "knc: $*" >&2 || true; }
 
-port="" timeout=120 mount=1 opts="" keep=0
+port="" timeout=120 mount=1 opts="" keep=0 outfile=""
 while (($#)); do
   case $1 in
     --port) port=${2:?}; shift 2 ;;
@@ -36,6 +39,7 @@ while (($#)); do
     --no-mount) mount=0; shift ;;
     --opts) opts=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --out) outfile=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) break ;;
@@ -173,15 +177,16 @@ i=0; until ip link set eth0 up 2>/dev/null; do i=$((i+1)); [ $i -lt 200 ] || end
 ip addr add 10.0.2.15/24 dev eth0
 ip link set lo up
 cd /
+dir=/
 if [ "$KNC_MOUNT" = 1 ]; then
   mount -t nfs -o "$KNC_OPTS" "$KNC_SERVER:/basefs" /mnt || end "error mount failed"
-  cd /mnt
+  dir=/mnt
 fi
 up "script starts"
 export KNC_SERVER KNC_PORT KNC_OPTS
-sh /script "$@" </dev/null >/dev/ttyS1 2>&1
+# In a subshell: PID 1 keeps / as its directory, so the script may umount.
+(cd $dir && exec sh /script "$@") </dev/null >/dev/ttyS1 2>&1
 rc=$?
-cd /
 up "script done"
 sync
 grep -q ' nfs ' /proc/mounts && umount -a -t nfs
@@ -197,7 +202,9 @@ kernel=$k/vmlinuz
 [[ -f $k/vmlinux ]] && kernel=$k/vmlinux
 accel=tcg
 [[ -w /dev/kvm && ( -d /sys/module/kvm_intel || -d /sys/module/kvm_amd ) ]] && accel=kvm
-: > "$run/console"; : > "$run/out"; : > "$run/status"
+: > "$run/console"; : > "$run/status"
+out=${outfile:-$run/out}
+: > "$out"
 t0=$EPOCHREALTIME
 qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
   -machine pc -accel "$accel" -cpu max -m 384 -smp 1 \
@@ -205,14 +212,14 @@ qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
   -append "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init" \
   -netdev user,id=n0,net=10.0.2.0/24,host=10.0.2.2,ipv6=off \
   -device virtio-net-pci,netdev=n0,romfile= \
-  -serial "file:$run/console" -serial "file:$run/out" -serial "file:$run/status" \
+  -serial "file:$run/console" -serial "file:$out" -serial "file:$run/status" \
   </dev/null >"$run/qemu.log" 2>&1 &
 qemu_pid=$!
 deadline=$((${EPOCHREALTIME%.*} + timeout))
 while kill -0 "$qemu_pid" 2>/dev/null; do
   if ((${EPOCHREALTIME%.*} >= deadline)); then
     kill -9 "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true; qemu_pid=""
-    cat "$run/out"
+    [[ -n $outfile ]] || cat "$out"
     tail -n 30 "$run/console" >&2
     echo "knc: timeout after ${timeout}s" >&2
     exit 124
@@ -221,7 +228,7 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 done
 wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=""
-cat "$run/out"
+[[ -n $outfile ]] || cat "$out"
 status=$(tr -d '\r' < "$run/status")
 say "accel=$accel wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s;" \
     "$(grep -a '^knc:' "$run/console" | tr -d '\r' | tr '\n' ' ')"
