@@ -8,7 +8,8 @@
 #     --build DIR   build directory holding basefs and bench/bench_nfs
 #                   (default: $BASEFS_BUILD or ./build)
 #     --perf FILE   record `perf record -g` of the basefs daemon during the run
-#                   into FILE (perf.data); report with `perf report -i FILE`
+#                   into FILE (perf.data); report with `perf report -i FILE`;
+#                   PERF_RECORD_ARGS="--call-graph dwarf -F 499" for better stacks
 #   e.g. bench/nfs-vs-ganesha.sh --build build --small --rounds 3
 #
 # Needs root, nfs-ganesha nfs-ganesha-vfs rpcbind (Debian), unshare, ss.
@@ -81,7 +82,7 @@ done
 
 PERFPID=
 if [[ -n $PERF_OUT ]]; then
-    perf record -g -p "$SPID" -o "$PERF_OUT" >/dev/null 2>"$WORK/perf.log" &
+    perf record ${PERF_RECORD_ARGS:--g} -p "$SPID" -o "$PERF_OUT" >/dev/null 2>"$WORK/perf.log" &
     PERFPID=$!
 fi
 echo "basefs $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null) on :$BPORT, ganesha $(ganesha.nfsd -v 2>&1 | grep -o 'Release = [^ ]*' | head -1) on :$GPORT/:$GMNT, local $WORK/local ($(df --output=fstype "$WORK" | tail -1)), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
