@@ -178,12 +178,34 @@ static int ctl_connect(const char *name)
   return 0;
 }
 
+/* Asks the daemon to make what it holds durable, so direct reads see it. */
+static bool ctl_sync(const char *name)
+{
+  char reason[256];
+  int r = fs_ctl_sync(ctl_send, &ctl, reason, sizeof reason);
+  if (r < 0) {
+    if (reason[0])
+      cli_error("filesystem %s: the daemon could not sync: %s", name, reason);
+    else
+      cli_fail(r, "the daemon serving this filesystem did not answer");
+    return false;
+  }
+  return true;
+}
+
 struct fs *cli_open_fs(const char *name, bool writer)
 {
   struct fs *fs = NULL;
   if (!fs_name_valid(name)) {
     cli_error("'%s' is not a valid filesystem name", name);
     return NULL;
+  }
+  /* A reader of a served filesystem lets the daemon flush first, then reads directly. */
+  if (!writer && ctl_connect(name) == 0) {
+    bool synced = ctl_sync(name);
+    close(ctl.fd);
+    if (!synced)
+      return NULL;
   }
   int r = fs_open(cli_home(), name, writer, &fs);
   if (r == -ENOENT) {
@@ -192,6 +214,8 @@ struct fs *cli_open_fs(const char *name, bool writer)
   }
   if (r == -EBUSY && ctl_connect(name) == 0) {
     /* A daemon owns it: build and sign here, write through its control socket. */
+    if (!ctl_sync(name))
+      return NULL;
     if ((r = fs_open(cli_home(), name, false, &fs)) == 0 &&
         (r = fs_set_forward(fs, ctl_send, &ctl)) == 0)
       return fs;

@@ -49,6 +49,8 @@ struct fs {
   /* Forwarding (fs_set_forward): entries go to the owner at commit. */
   fs_forward_fn forward;
   void *forward_arg;
+  int (*ctl_sync)(void *arg); /* the owner's: make what it holds durable (fs_set_ctl_sync) */
+  void *ctl_sync_arg;
   struct blocks *fwd_blocks; /* private store for the blocks of forwarded contents */
   char fwd_dir[PATH_MAX];
   char reason[256]; /* why the last commit failed, from the owner */
@@ -1855,6 +1857,7 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
 #define CTL_VERSION 1
 #define CTL_OP_BLOCK 1
 #define CTL_OP_ENTRIES 2
+#define CTL_OP_SYNC 3
 #define CTL_HEADER 6
 /* Entries per ENTRIES frame: one frame is one commit on the owner's side. */
 #define CTL_ENTRIES_MAX 8192
@@ -1880,6 +1883,28 @@ int fs_set_forward(struct fs *fs, fs_forward_fn send, void *arg)
 }
 
 const char *fs_commit_reason(const struct fs *fs) { return fs->reason[0] ? fs->reason : NULL; }
+
+void fs_set_ctl_sync(struct fs *fs, int (*fn)(void *arg), void *arg)
+{
+  fs->ctl_sync = fn;
+  fs->ctl_sync_arg = arg;
+}
+
+int fs_ctl_sync(fs_forward_fn send, void *arg, char *reason, size_t cap)
+{
+  uint8_t req[CTL_HEADER], resp[FS_CTL_RESP_MAX];
+  memcpy(req, CTL_MAGIC_REQ, 4);
+  req[4] = CTL_VERSION;
+  req[5] = CTL_OP_SYNC;
+  if (cap)
+    reason[0] = '\0';
+  int n = send(arg, req, sizeof req, resp, sizeof resp);
+  if (n < 0)
+    return n;
+  int status = 0;
+  int r = fs_ctl_response(resp, (size_t)n, &status, reason, cap);
+  return r < 0 ? r : status;
+}
 
 /* Sends one request frame and decodes the owner's answer. */
 static int forward_send(struct fs *fs, const uint8_t *req, size_t len)
@@ -2115,6 +2140,13 @@ int fs_ctl_handle(struct fs *fs, const uint8_t *req, size_t len, uint8_t *out, s
       r = 0;
     if (r < 0)
       reason = "block refused";
+  } else if (req[5] == CTL_OP_SYNC && len == CTL_HEADER) {
+    /* What the owner holds in memory (staged NFS writes) becomes durable first. */
+    r = fs->ctl_sync ? fs->ctl_sync(fs->ctl_sync_arg) : 0;
+    if (r == 0 && (r = fs_commit(fs)) < 0)
+      reason = "the log could not be written";
+    else if (r < 0)
+      reason = "the daemon could not make its staged writes durable";
   } else if (req[5] == CTL_OP_ENTRIES) {
     r = ctl_entries(fs, req + CTL_HEADER, len - CTL_HEADER, &reason);
   } else {

@@ -212,6 +212,10 @@ int fs_revert(struct fs *fs, const struct key *key, const char *path, const char
  * owner's side). It returns 0 once the owner made them durable and applied;
  * otherwise fs_commit_reason() says why.
  *
+ * Every command that finds a daemon first sends SYNC (fs_ctl_sync()): the
+ * owner makes what it holds in memory durable, so a command then reading the
+ * filesystem directly sees everything the daemon acknowledged.
+ *
  * The owner feeds each request frame to fs_ctl_handle(), which always
  * writes a response frame: a block is checked against its hash and stored;
  * the entries are decoded and verified (all of them) before any is applied
@@ -229,6 +233,12 @@ typedef int (*fs_forward_fn)(void *arg, const uint8_t *req, size_t len, uint8_t 
 int fs_set_forward(struct fs *fs, fs_forward_fn send, void *arg);
 /* Why the last commit of a forwarding FS failed (the owner's reason), or NULL. */
 const char *fs_commit_reason(const struct fs *fs);
+/* Client side: asks the owner to make everything it holds durable and
+ * visible to direct readers (staged writes included) before a command reads. */
+int fs_ctl_sync(fs_forward_fn send, void *arg, char *reason, size_t cap);
+/* The owner's hook for that request (e.g. seal staged NFS writes); it runs
+ * before fs_ctl_handle() commits and answers. 0 or a negative error. */
+void fs_set_ctl_sync(struct fs *fs, int (*fn)(void *arg), void *arg);
 /* The owner's side: handles one request frame; writes the response frame
  * into OUT (at least FS_CTL_RESP_MAX bytes) and returns its length. */
 int fs_ctl_handle(struct fs *fs, const uint8_t *req, size_t len, uint8_t *out, size_t cap);

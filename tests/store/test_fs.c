@@ -692,6 +692,33 @@ static uint8_t *noise(size_t len)
   return d;
 }
 
+static int sync_calls;
+static int count_sync(void *arg)
+{
+  (void)arg;
+  sync_calls++;
+  return sync_calls > 1 ? -EIO : 0;
+}
+
+TEST(sync_request_runs_the_owners_hook)
+{
+  struct key *k = new_key();
+  struct fs *owner = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &owner));
+  char reason[256];
+  CHECK_OK(fs_ctl_sync(direct_send, owner, reason, sizeof reason)); /* no hook: just commits */
+  fs_set_ctl_sync(owner, count_sync, NULL);
+  put_str(owner, k, "/held", "in memory"); /* submitted, not yet committed */
+  off_t before = file_size("log");
+  CHECK_OK(fs_ctl_sync(direct_send, owner, reason, sizeof reason));
+  CHECK_INT(sync_calls, ==, 1);
+  CHECK_INT(file_size("log"), >, before); /* the answer came after the commit */
+  CHECK_INT(fs_ctl_sync(direct_send, owner, reason, sizeof reason), ==, -EIO);
+  CHECK(reason[0] != '\0');
+  CHECK_OK(fs_close(owner));
+  key_free(k);
+}
+
 TEST(forwarded_writes_land_in_the_owner)
 {
   struct key *k = new_key();
