@@ -432,3 +432,54 @@ TEST(symlink_and_mode)
   free(s), free(m);
   view_free(v);
 }
+
+/* Walks the Merkle trie as sync would and collects every id. */
+static void walk_merkle(struct view *v, uint8_t *prefix, unsigned depth, hash_t *ids, size_t *n)
+{
+  struct view_merkle_node mn;
+  CHECK_OK(view_merkle_node(v, prefix, depth, &mn));
+  if (mn.leaf) {
+    for (uint32_t i = 0; i < mn.count; i++)
+      ids[(*n)++] = mn.ids[i];
+    return;
+  }
+  for (unsigned k = 0; k < 16; k++) {
+    if (hash_is_zero(&mn.child[k]))
+      continue;
+    uint8_t p[32];
+    memcpy(p, prefix, 32);
+    if (depth % 2)
+      p[depth / 2] = (uint8_t)((p[depth / 2] & 0xf0) | k);
+    else
+      p[depth / 2] = (uint8_t)(k << 4);
+    walk_merkle(v, p, depth + 1, ids, n);
+  }
+}
+
+TEST(merkle_walk_finds_every_counting_entry)
+{
+  tv_fast = true;
+  struct view *v = fresh();
+  enum { N = 300 };
+  struct entry *es[N];
+  for (int i = 0; i < N; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "f%d", i);
+    es[i] = e_create(&W0, &ROOT->id, name, "x");
+    CHECK_INT(tv_apply(v, es[i]), ==, VIEW_APPLIED);
+  }
+  hash_t *ids = calloc(N + 8, sizeof *ids);
+  size_t n = 0;
+  uint8_t prefix[32] = {0};
+  walk_merkle(v, prefix, 0, ids, &n);
+  CHECK_INT(n, ==, N + 1); /* and the root entry */
+  for (int i = 0; i < N; i++) {
+    bool found = false;
+    for (size_t j = 0; j < n && !found; j++)
+      found = hash_eq(&ids[j], &es[i]->id);
+    CHECK(found);
+    free(es[i]);
+  }
+  free(ids);
+  view_free(v);
+}
