@@ -43,6 +43,7 @@ static int run_serve(int argc, char **argv)
       {"key", required_argument, NULL, 'k'},
       {"exports", required_argument, NULL, 'e'},
       {"no-udp", no_argument, NULL, 'U'},
+      {"portmap", no_argument, NULL, 'P'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -62,6 +63,7 @@ static int run_serve(int argc, char **argv)
     case 'k': key = optarg; break;
     case 'e': cfg.exports_path = optarg; break;
     case 'U': cfg.no_udp = true; break;
+    case 'P': cfg.portmap = true; break;
     case 'v': max_level = NFSD_LOG_DEBUG; break;
     case 'h': return cli_usage(0);
     case ':': return cli_error("option '%s' needs a value", argv[optind - 1]);
@@ -103,12 +105,17 @@ static int run_serve(int argc, char **argv)
     return cli_error("cannot listen on %s: %s", what, bfs_strerror(r));
   if (why && strcmp(why, "exports") == 0)
     return cli_error("%s", what);
+  if (why && strcmp(why, "control socket") == 0)
+    return cli_error("cannot create the control socket in %s: %s", what, bfs_strerror(r));
+  if (why && strcmp(why, "portmap") == 0)
+    return cli_error("--portmap: cannot answer port mapping on port 111: %s (is rpcbind running? "
+                     "then leave --portmap out)", bfs_strerror(r));
   if (why && strcmp(why, "key") == 0)
     return cli_error("cannot load key %s: %s", cfg.key_path, bfs_strerror(r));
   return cli_error("%s%s%s", why ? why : "", why ? ": " : "", bfs_strerror(r));
 }
 
-CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--verbose]",
+CLI_COMMAND(serve, "serve", "serve NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--portmap] [--verbose]",
             "serve a filesystem over NFSv3 in the foreground", run_serve)
-CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--verbose]",
+CLI_COMMAND(run, "run", "run NAME [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--no-udp] [--portmap] [--verbose]",
             "the same as serve (BaseFS's name)", run_serve)

@@ -11,9 +11,11 @@
 #include <time.h>
 #include <uv.h>
 
+#include "server/ctl.h"
 #include "server/drc.h"
 #include "server/exports.h"
 #include "server/mount.h"
+#include "server/portmap.h"
 #include "server/rpc.h"
 #include "server/tcp.h"
 #include "server/udp.h"
@@ -34,7 +36,9 @@ struct daemon {
   int ntcp;
   struct udpsrv *udp[DAEMON_ADDRS_MAX];
   int nudp;
+  struct ctlsrv *ctl;
   int stopped; /* transports fully stopped */
+  struct portmap_server *pmap; /* --portmap */
   struct nfsd *nfsd;
   bool stopping;
   uint64_t last_ckpt_ns;
@@ -70,7 +74,7 @@ static void rpc_log(void *ctx, const char *line)
 static void on_stopped(void *arg)
 {
   struct daemon *dm = arg;
-  if (++dm->stopped < dm->ntcp + dm->nudp)
+  if (++dm->stopped < dm->ntcp + dm->nudp + (dm->pmap != NULL) + (dm->ctl != NULL))
     return;
   uv_close((uv_handle_t *)&dm->sigterm, NULL);
   uv_close((uv_handle_t *)&dm->sigint, NULL);
@@ -88,6 +92,63 @@ static void on_signal(uv_signal_t *s, int signum)
     tcpsrv_stop(dm->tcp[i], on_stopped, dm);
   for (int i = 0; i < dm->nudp; i++)
     udpsrv_stop(dm->udp[i], on_stopped, dm);
+  if (dm->pmap)
+    portmap_serve_stop(dm->pmap, on_stopped, dm);
+  if (dm->ctl)
+    ctlsrv_stop(dm->ctl, on_stopped, dm);
+}
+
+/* Before a CLI command is answered: what NFS COMMITted becomes visible. */
+static void before_ctl(void *arg)
+{
+  struct daemon *dm = arg;
+  nfsd_flush(dm->nfsd);
+}
+
+/* Port mapping (server/portmap.h): with --portmap we answer PMAP on port
+ * 111 of every NFS address; otherwise a daemon on port 2049 registers with
+ * the host's rpcbind. Returns 0 or an error that stops the start-up
+ * (only --portmap's: registering is never fatal). Sets *registered. */
+static int portmap_start(struct daemon *dm, const struct sockaddr_storage *ss, bool *registered)
+{
+  *registered = false;
+  int tcp = tcpsrv_port(dm->tcp[0]);
+  int udp = dm->nudp ? tcp : 0;
+  char err[300];
+  if (!dm->cfg->portmap) {
+    if (tcp != 2049)
+      return 0;
+    if (portmap_register(NULL, tcp, udp, err, sizeof err) < 0) {
+      dlog(dm, NFSD_LOG_WARN,
+           "not registered with rpcbind: %s (clients need -o port=%d,mountport=%d, or serve "
+           "--portmap)",
+           err, tcp, tcp);
+      return 0;
+    }
+    *registered = true;
+    dlog(dm, NFSD_LOG_INFO, "registered NFS and MOUNT on port %d with rpcbind", tcp);
+    return 0;
+  }
+  struct sockaddr_storage pa[DAEMON_ADDRS_MAX];
+  const struct sockaddr *pp[DAEMON_ADDRS_MAX];
+  size_t n = 0;
+  for (int i = 0; i < dm->cfg->naddrs; i++) {
+    pa[n] = ss[i];
+    if (pa[n].ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&pa[n])->sin6_port = htons(PMAP2_PORT);
+    else
+      ((struct sockaddr_in *)&pa[n])->sin_port = htons(PMAP2_PORT);
+    pp[n] = (const struct sockaddr *)&pa[n];
+    n++;
+  }
+  int r = portmap_serve(&dm->loop, pp, n, tcp, udp, rpc_log, dm, &dm->pmap, NULL);
+  if (r < 0) {
+    uv_run(&dm->loop, UV_RUN_NOWAIT); /* releases the failed handles */
+    dm->pmap = NULL;
+    return r;
+  }
+  dlog(dm, NFSD_LOG_INFO, "answering port mapping (PMAP v2) on port %d", PMAP2_PORT);
+  return 0;
 }
 
 static void checkpoint(struct daemon *dm, uint64_t now)
@@ -148,8 +209,10 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
       *what = cfg->addrs[i];
       return r;
     }
-  if (cfg->exports_path &&
-      (r = exports_load(cfg->exports_path, &ex, exports_err, sizeof exports_err)) < 0) {
+  /* No exports file is an empty one: loopback clients only. */
+  r = cfg->exports_path ? exports_load(cfg->exports_path, &ex, exports_err, sizeof exports_err)
+                        : exports_parse("", 0, &ex, exports_err, sizeof exports_err);
+  if (r < 0) {
     *why = "exports";
     *what = exports_err;
     return r;
@@ -179,8 +242,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if ((r = rpcsrv_new(&rpc)) < 0)
     goto out;
   rpcsrv_set_log(rpc, rpc_log, &dm);
-  if (ex)
-    rpcsrv_set_exports(rpc, ex);
+  rpcsrv_set_exports(rpc, ex);
   if ((r = drc_new(DRC_ENTRIES_DEFAULT, DRC_BYTES_DEFAULT, &drc)) < 0)
     goto out;
   rpcsrv_set_drc(rpc, drc);
@@ -191,6 +253,15 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if ((r = uv_loop_init(&dm.loop)) < 0)
     goto out;
   loop_init = true;
+  /* The control socket is up before NFS answers (a script may use the CLI
+   * as soon as the NFS port accepts connections). */
+  if ((r = ctlsrv_start(&dm.loop, dm.fs, fs_dir(dm.fs), before_ctl, &dm, &dm.ctl)) < 0) {
+    *why = "control socket";
+    *what = fs_dir(dm.fs);
+    dm.ctl = NULL;
+    uv_run(&dm.loop, UV_RUN_DEFAULT);
+    goto out;
+  }
   char names[DAEMON_ADDRS_MAX * 64] = "";
   for (int i = 0; i < cfg->naddrs; i++) {
     struct tcpsrv *t = NULL;
@@ -239,6 +310,18 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
       tcpsrv_stop(dm.tcp[i], NULL, NULL);
     for (int i = 0; i < dm.nudp; i++)
       udpsrv_stop(dm.udp[i], NULL, NULL);
+    ctlsrv_stop(dm.ctl, NULL, NULL);
+    uv_run(&dm.loop, UV_RUN_DEFAULT);
+    goto out;
+  }
+  bool registered = false;
+  if ((r = portmap_start(&dm, ss, &registered)) < 0) {
+    *why = "portmap";
+    *what = "port 111";
+    for (int i = 0; i < dm.ntcp; i++)
+      tcpsrv_stop(dm.tcp[i], NULL, NULL);
+    for (int i = 0; i < dm.nudp; i++)
+      udpsrv_stop(dm.udp[i], NULL, NULL);
     uv_run(&dm.loop, UV_RUN_DEFAULT);
     goto out;
   }
@@ -255,7 +338,13 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
        nfsd_readonly(dm.nfsd) ? "read-only" : "read-write");
   dlog(&dm, NFSD_LOG_INFO, "TCP%s; exports: %s", dm.nudp ? " and UDP" : " only",
        cfg->exports_path ? cfg->exports_path : "none (loopback clients only)");
+  dlog(&dm, NFSD_LOG_DEBUG, "control socket %s/ctl", fs_dir(dm.fs));
   uv_run(&dm.loop, UV_RUN_DEFAULT);
+  if (registered) {
+    char perr[300];
+    if (portmap_unregister(NULL, perr, sizeof perr) < 0)
+      dlog(&dm, NFSD_LOG_WARN, "could not unregister from rpcbind: %s", perr);
+  }
   int sealed = nfsd_seal_all(dm.nfsd);
   if (sealed < 0)
     dlog(&dm, NFSD_LOG_ERROR, "some staged data could not be sealed (kept in %s/stage): %s",

@@ -28,6 +28,11 @@ struct daemon_config {
   const char *key_path; /* the key that signs NFS writes; a missing file = read-only */
   const char *exports_path; /* exports file (server/exports.h); NULL: loopback only */
   bool no_udp;          /* TCP only */
+  /* Answer PMAP v2 (GETPORT, DUMP) on port 111 of every NFS address
+   * ourselves, for hosts without rpcbind (server/portmap.h). Without it, a
+   * daemon whose first address has port 2049 registers NFS and MOUNT with
+   * the host's rpcbind (a failure is one warning) and unregisters at exit. */
+  bool portmap;
   nfsd_log_fn log;      /* level + line */
   void *log_ctx;
 };

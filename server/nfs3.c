@@ -1945,16 +1945,10 @@ static enum rpcsrv_status proc_commit(struct rpcsrv_call *call)
       r = -EISDIR;
     else if (o.st.type != VIEW_FILE)
       r = -EINVAL;
-    else if (o.sf && stage_size(o.sf) > NFSD_SEAL_NOW_MAX) {
-      /* A large file: durable now (recovered and sealed at start if we
-       * crash), sealed by the timer (see NFSD_SEAL_NOW_MAX). */
-      if ((r = stage_sync(d->stage, o.sf)) == 0)
-        stage_set_mark(o.sf, true);
-    } else {
+    else
       /* A seal that cannot happen (the key lost its grant) must not look
        * like success: the client keeps its data and reports the error. */
       r = obj_seal(d, &o, NULL);
-    }
   }
   res.status = status_of(r);
   if (res.wcc.before.present)

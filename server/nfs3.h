@@ -28,9 +28,7 @@
  *    NFSD_IDLE_NS without writes (nfsd_tick), on RENAME or SETATTR of the
  *    file, and at nfsd_seal_all() (shutdown). The new version's parent is
  *    the version the staging started from, so a concurrent replicated
- *    update becomes a visible conflict instead of a lost update. A COMMIT
- *    of a large file that is still being written only makes it durable;
- *    the seal follows when the writes pause (NFSD_SEAL_NOW_MAX below).
+ *    update becomes a visible conflict instead of a lost update.
  *    UNSTABLE writes are acknowledged once in the staging file; FILE_SYNC
  *    and DATA_SYNC ones after fdatasync (and are answered FILE_SYNC).
  *  - The write verifier (writeverf3) is 8 random bytes drawn at every
@@ -69,15 +67,12 @@
 
 /* Staged writes older than this are sealed by nfsd_tick(). */
 #define NFSD_IDLE_NS (2ull * 1000000000ull)
-/* COMMIT seals a staged file up to NFSD_SEAL_NOW_MAX at once. A larger one
- * is made durable (fdatasync; recovered and sealed at start after a crash)
- * and sealed by nfsd_tick() once it has been quiet for NFSD_QUIET_NS and
- * has at least doubled since its staging began (else after NFSD_IDLE_NS).
- * Linux COMMITs every few MiB during a large sequential write: sealing each
- * time would cost O(size^2) and make dozens of versions of one copy; this
- * way a streaming write is one version, a client that pauses makes at most
- * log2(size / 4 MiB) of them, and the work stays O(size). */
-#define NFSD_SEAL_NOW_MAX (4u << 20)
+/* Every COMMIT seals at once: when it returns, the new version is durable
+ * and visible to everything reading the filesystem (the CLI included).
+ * Linux COMMITs every few MiB while streaming a large file, so that costs
+ * O(size) per COMMIT (incremental sealing is future work). A file marked
+ * by stage_set_mark() (nothing marks today) is sealed by nfsd_tick() once
+ * quiet for NFSD_QUIET_NS, and by nfsd_flush(). */
 #define NFSD_QUIET_NS (300ull * 1000000ull)
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */

@@ -58,6 +58,19 @@ nfs-ls "nfs://127.0.0.1/basefs$U" >"$T/ls" || fail nfs-ls
 grep -q " pre$" "$T/ls" && grep -q " dir$" "$T/ls" || fail "nfs-ls: $(cat "$T/ls")"
 grep -q "\.basefs" "$T/ls" && fail ".basefs listed"
 
+# While serving, the CLI writes through the control socket and NFS reads
+# it at once; what NFS COMMITted the CLI reads at once.
+[ -S "$BASEFS_HOME/fs/t/ctl" ] || fail "no control socket"
+printf 'put while serving\n' | "$B" put t /live || fail "put through the control socket"
+"$B" mkdir t /livedir || fail "mkdir through the control socket"
+[ "$(nfs-cat "nfs://127.0.0.1/basefs/live$U")" = "put while serving" ] || fail "NFS does not see the put"
+nfs-ls "nfs://127.0.0.1/basefs$U" | grep -q " livedir$" || fail "NFS does not see the mkdir"
+printf 'through nfs\n' >"$T/viaf"
+nfs-cp "$T/viaf" "nfs://127.0.0.1/basefs/vianfs$U" >/dev/null || fail "nfs-cp vianfs"
+[ "$("$B" cat t /vianfs)" = "through nfs" ] || fail "the CLI does not see the committed NFS write"
+printf 'second\n' | "$B" put t /live || fail "update through the control socket"
+[ "$(nfs-cat "nfs://127.0.0.1/basefs/live$U")" = "second" ] || fail "NFS does not see the update"
+
 # A second filesystem on a busy port: a clear error.
 "$B" bootstrap t2 || fail "bootstrap t2"
 "$B" serve t2 --nfs "127.0.0.1:$PORT" 2>"$T/err3" && fail "served on a busy port"
@@ -77,6 +90,7 @@ cmp -s "$T/big" "$T/big.back" || fail "big read back differs"
 
 stop_serve || fail "serve did not exit 0 on SIGTERM"
 grep -q "^info: stopped" "$T/log" || fail "no stopped line"
+[ -e "$BASEFS_HOME/fs/t/ctl" ] && fail "control socket left behind"
 
 # After serve: the CLI sees the NFS writes, one version per file write.
 "$B" cat t /big | cmp -s - "$T/big" || fail "basefs cat /big differs"
