@@ -643,6 +643,19 @@ int fs_close(struct fs *fs)
   return r;
 }
 
+int fs_discard(struct fs *fs)
+{
+  if (!fs)
+    return 0;
+  /* Nothing of the batch reaches the log or the owner; the view that
+   * applied it dies with the handle (never checkpointed). */
+  for (size_t i = 0; i < fs->nbatch; i++)
+    free(fs->batch[i].data);
+  fs->nbatch = 0;
+  fs_free(fs);
+  return 0;
+}
+
 struct view *fs_view(struct fs *fs) { return fs->view; }
 struct blocks *fs_blocks(struct fs *fs) { return blocks_of(fs, NULL); }
 

@@ -86,6 +86,9 @@ pid_t fs_lock_owner(const char *home, const char *name);
 /* Commits, saves a checkpoint (writer), releases the lock and frees FS. */
 int fs_close(struct fs *fs);
 
+/* Closes FS without committing: what was submitted since the last commit is dropped. */
+int fs_discard(struct fs *fs);
+
 /* Makes every submitted entry durable (one sync). No-op for readers. */
 int fs_commit(struct fs *fs);
 

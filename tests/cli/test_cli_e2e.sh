@@ -190,6 +190,26 @@ b ls fs1 / | grep -qx undo && ! b ls fs1 / | grep -qx undone && ok "rename undon
 check "show" b show fs1
 grep -q hist "$work/out" && ok "show lists paths" || fail "show lists paths"
 
+# --- import: a host tree in one commit ---
+mkdir -p "$work/tree/a/b" "$work/tree/empty"
+echo one >"$work/tree/one"
+echo secret >"$work/tree/a/secret"; chmod 600 "$work/tree/a/secret"
+head -c 300000 /dev/urandom >"$work/tree/a/b/big"
+ln -s ../one "$work/tree/a/link"
+mkfifo "$work/tree/fifo"
+check "mkdir /imp" b mkdir fs1 /imp
+check "import" b import fs1 "$work/tree" /imp
+grep -q "skipped 1" "$work/err" && ok "import counts what it skips" || fail "import skip count: $(cat "$work/err")"
+b ls fs1 /imp >"$work/out"; printf 'a\nempty\none\n' >"$work/expect"
+same "imported names" "$work/expect" "$work/out"
+b cat fs1 /imp/a/b/big >"$work/out"; same "imported big file" "$work/tree/a/b/big" "$work/out"
+b cat fs1 /imp/a/link >"$work/out"; [ "$(cat "$work/out")" = ../one ] && ok "imported link" || fail "imported link"
+b log fs1 /imp/a/secret | grep -q ' mode current$' && ok "imported mode bits" || fail "imported mode bits"
+b ls fs1 / >"$work/before"
+must_fail "import where the key has no grant" "grant" b import --key "$work/bob" fs1 "$work/tree" /
+b ls fs1 / >"$work/after"
+same "a refused import changes nothing" "$work/before" "$work/after"
+
 # --- the writer lock ---
 lock="$BASEFS_HOME/fs/fs1/lock"
 flock -o "$lock" sleep 30 &
@@ -219,7 +239,7 @@ must_fail "option not for this command" "does not apply" b ls -r fs1 /
 must_fail "unknown option" "unknown option" b ls --bogus fs1 /
 must_fail "cat a directory" "directory" b cat fs1 /etc
 must_fail "bad key file" "key" b put --key "$work/nokey" fs1 /z <"$work/small"
-for c in genkey bootstrap list keys grant revoke show log revert blocks ls cat put mkdir rm mv ln chmod; do
+for c in genkey bootstrap list keys grant revoke show log revert blocks ls cat put mkdir rm mv ln chmod import; do
   if b $c --help >"$work/out" 2>"$work/err" && grep -q "usage: basefs $c" "$work/out"; then
     ok "$c --help"
   else

@@ -936,9 +936,11 @@ TEST(cli_writes_through_the_control_socket)
               "BASEFS_HOME=%s %s grant t /d bob.pub && "
               "BASEFS_HOME=%s %s put --key bob t /d/bobs < small && "
               "BASEFS_HOME=%s %s cat t /d/big | cmp - big && "
-              "BASEFS_HOME=%s %s cat t /d/s2 | cmp - small",
+              "BASEFS_HOME=%s %s cat t /d/s2 | cmp - small && "
+              "mkdir -p tree/sub && cp big tree/sub/big2 && echo x > tree/x && "
+              "BASEFS_HOME=%s %s import t tree /d",
               home, home, basefs, home, basefs, home, basefs, home, basefs, home, basefs, home, basefs,
-              home, basefs, home, basefs);
+              home, basefs, home, basefs, home, basefs);
   CHECK_INT(rc, ==, 0);
   /* A refused write: one line, non-zero, nothing changes. */
   rc = sh("cd %s && BASEFS_HOME=%s %s put --key bob t /outside < small 2> err; test $? -ne 0 && "
@@ -950,10 +952,13 @@ TEST(cli_writes_through_the_control_socket)
 
   /* What the commands were told is durable is there after the owner died. */
   struct fs *fs = NULL;
+  struct fs_stat st;
   CHECK_OK(fs_open(home, "t", true, &fs));
   check_content(fs, "/d/s2", "hello\n", 6);
   check_content(fs, "/d/bobs", "hello\n", 6);
-  struct fs_stat st;
+  check_content(fs, "/d/x", "x\n", 2);
+  CHECK_OK(fs_stat(fs, "/d/sub/big2", &st));
+  CHECK_INT(st.size, ==, 3000000);
   CHECK_INT(fs_stat(fs, "/outside", &st), ==, -ENOENT);
   CHECK_OK(fs_stat(fs, "/d/big", &st));
   CHECK_INT(st.size, ==, 3000000);
