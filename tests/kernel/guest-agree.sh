@@ -1,0 +1,32 @@
+# guest-agree.sh — test_agree's guest half (after guest-lib.sh).
+A=$M/agree
+
+# ---- CLI -> NFS: what `put` (through the daemon) wrote, the client reads at once ----
+eq "before" "$(cat $A/old)" v1 # now in the guest's caches
+eq "before" "$(cat $A/gone)" "to be removed"
+stat $A/mode >/dev/null
+mark cli-now
+await cli-done
+eq "put over a file the guest has read" "$(cat $A/old)" v2
+eq "put of a new file" "$(cat $A/new)" "brand new"
+eq "mkdir + put" "$(cat $A/dir/f)" inside
+eq "mv" "$(cat $A/moved)" "to move"
+eq "ln -s" "$(readlink $A/link)" dir/f
+! cat $A/gone 2>/dev/null || fail "rm: /agree/gone still opens"
+cat $A/mode >/dev/null # open revalidates the attributes
+eq "chmod" "$(stat -c %a $A/mode)" 600
+echo "ok CLI -> NFS at once"
+
+# ---- NFS -> CLI: after COMMIT the CLI reads it at once (the server still runs) ----
+echo small > $A/nfs-small
+dd if=/dev/urandom of=/tmp/big bs=1M count=12 2>/dev/null # > NFSD_SEAL_NOW_MAX
+dd if=/tmp/big of=$A/nfs-big bs=1M conv=fsync 2>/dev/null
+echo "M f $(sha /tmp/big) $(stat -c %s /tmp/big) /agree/nfs-big"
+echo "M f $(sha $A/nfs-small) $(stat -c %s $A/nfs-small) /agree/nfs-small"
+mkdir $A/nfs-dir
+ln -s nfs-small $A/nfs-link
+mv $A/old $A/nfs-dir/old
+rm $A/new
+mark nfs-done
+await host-checked
+echo "ok NFS -> CLI after COMMIT"
