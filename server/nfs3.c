@@ -377,55 +377,11 @@ static int name_of(const struct xdr_bytes *b, char out[NFS3_NAME_MAX + 1], enum 
   return 0;
 }
 
-/* The directory N is bound in (its name thread head's directory). */
+/* The directory N is bound in, for "..": the view follows the effective
+ * binding (renames, reverts, the cycle-breaking rule). */
 static int parent_of(struct nfsd *d, const struct view_node *n, struct view_node *out)
 {
-  memset(out, 0, sizeof *out);
-  switch (n->kind) {
-  case VIEW_NODE_BASEFS:
-    view_root_node(d->view, out);
-    return 0;
-  case VIEW_NODE_HISTORY:
-  case VIEW_NODE_CONFLICTS:
-    out->kind = VIEW_NODE_BASEFS;
-    out->readonly = 1;
-    return 0;
-  case VIEW_NODE_HISTORY_OBJ:
-  case VIEW_NODE_CONFLICT_OBJ:
-    out->kind = n->kind == VIEW_NODE_HISTORY_OBJ ? VIEW_NODE_HISTORY : VIEW_NODE_CONFLICTS;
-    out->readonly = 1;
-    return 0;
-  default:
-    break;
-  }
-  view_root_node(d->view, out);
-  if (n->kind != VIEW_NODE_OBJECT || hash_cmp(&n->id, &d->root) == 0)
-    return 0;
-  if (n->readonly) {
-    out->kind = VIEW_NODE_BASEFS;
-    out->readonly = 1;
-    memset(&out->id, 0, sizeof out->id);
-    return 0;
-  }
-  /* The creating entry's directory, unless a RENAME moved it since. */
-  struct entry *e = malloc(sizeof *e);
-  if (!e)
-    return -ENOMEM;
-  if (view_entry(d->view, &n->id, e) == 0 && !hash_is_zero(&e->dir))
-    out->id = e->dir;
-  struct view_version *v = NULL;
-  size_t count = 0;
-  int r = view_versions(d->view, &n->id, &v, &count);
-  for (size_t i = 0; r == 0 && i < count; i++) {
-    if (v[i].action != ENTRY_RENAME || !(v[i].flags & VIEW_V_HEAD) ||
-        (v[i].flags & VIEW_V_CONTENT) || hash_cmp(&v[i].thread, &n->id) != 0)
-      continue;
-    if (view_entry(d->view, &v[i].id, e) == 0 && !hash_is_zero(&e->dir))
-      out->id = e->dir;
-  }
-  free(e);
-  free(v);
-  return r;
+  return view_parent(d->view, n, out);
 }
 
 /* ---- reading content ---- */

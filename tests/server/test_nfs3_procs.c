@@ -539,6 +539,19 @@ TEST(nfs3_rename)
   CHECK_INT(r.status, ==, NFS3_OK);
   c3_lookup(&c, ROOT, "empty", &r);
   CHECK_MEM(r.fh, a, alen);
+  /* ".." follows a directory's moves. */
+  c3_mkdir(&c, b, blen, "sub", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  uint8_t sub[64];
+  uint32_t sublen = r.fh_len;
+  memcpy(sub, r.fh, sublen);
+  c3_lookup(&c, sub, sublen, "..", &r);
+  CHECK_MEM(r.fh, b, blen);
+  c3_rename(&c, b, blen, "sub", a, alen, "sub2", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_lookup(&c, sub, sublen, "..", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_MEM(r.fh, a, alen);
   /* Same object under both names: nothing happens. */
   c3_link(&c, fh, len, b, blen, "h", &r);
   CHECK_INT(r.status, ==, NFS3_OK);
