@@ -305,23 +305,17 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
     *why = "listen";
     *what = cfg->addrs[0];
   }
+  bool registered = false;
+  if (r == 0 && (r = portmap_start(&dm, ss, &registered)) < 0) {
+    *why = "portmap";
+    *what = "port 111";
+  }
   if (r < 0) {
     for (int i = 0; i < dm.ntcp; i++)
       tcpsrv_stop(dm.tcp[i], NULL, NULL);
     for (int i = 0; i < dm.nudp; i++)
       udpsrv_stop(dm.udp[i], NULL, NULL);
     ctlsrv_stop(dm.ctl, NULL, NULL);
-    uv_run(&dm.loop, UV_RUN_DEFAULT);
-    goto out;
-  }
-  bool registered = false;
-  if ((r = portmap_start(&dm, ss, &registered)) < 0) {
-    *why = "portmap";
-    *what = "port 111";
-    for (int i = 0; i < dm.ntcp; i++)
-      tcpsrv_stop(dm.tcp[i], NULL, NULL);
-    for (int i = 0; i < dm.nudp; i++)
-      udpsrv_stop(dm.udp[i], NULL, NULL);
     uv_run(&dm.loop, UV_RUN_DEFAULT);
     goto out;
   }

@@ -426,6 +426,16 @@ int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t n
     }
     if (bound && !*bound)
       *bound = tcpsrv_port(t);
+    if (s->ntcp == 1) {
+      /* The port mapper lists itself (rpcinfo -p finds it that way). */
+      struct pmap2_mapping self = {PMAP2_PROGRAM, PMAP2_VERSION, PMAP2_IPPROTO_TCP,
+                                   (uint32_t)tcpsrv_port(t)};
+      pmapsrv_set(s->pm, &self);
+      if (u) {
+        self.prot = PMAP2_IPPROTO_UDP;
+        pmapsrv_set(s->pm, &self);
+      }
+    }
   }
   if (rc == 0 && s->ntcp == 0)
     rc = first_err ? first_err : -EADDRNOTAVAIL;

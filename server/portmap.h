@@ -11,8 +11,8 @@
  *    without rpcbind: NULL, GETPORT, DUMP, and SET/UNSET from loopback
  *    addresses only (others get `false`, as rpcbind answers). CALLIT is
  *    PROC_UNAVAIL (it is an amplification vector and nothing needs it).
- *    The table starts with NFS and MOUNT; a SET from a local service adds
- *    to it. portmap_serve() runs it on TCP and UDP on the given addresses.
+ *    The table starts with NFS, MOUNT and itself (100000 v2); a SET from a
+ *    local service adds to it. portmap_serve() runs it on TCP and UDP on the given addresses.
  */
 #ifndef BASEFS_SERVER_PORTMAP_H
 #define BASEFS_SERVER_PORTMAP_H

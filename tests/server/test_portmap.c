@@ -75,6 +75,7 @@ TEST(getport_answers_our_mappings)
   CHECK_INT(getport(&p, 100005, 1, PMAP2_IPPROTO_UDP), ==, 2050);
   CHECK_INT(getport(&p, 100003, 2, PMAP2_IPPROTO_TCP), ==, 0); /* NFSv2: not served */
   CHECK_INT(getport(&p, 100021, 4, PMAP2_IPPROTO_TCP), ==, 0); /* NLM: not served */
+  CHECK_INT(getport(&p, 100000, 2, PMAP2_IPPROTO_TCP), ==, p.port); /* itself */
   pm_stop(&p);
 }
 
@@ -98,7 +99,7 @@ TEST(dump_over_tcp_lists_every_mapping)
     n++;
     nfs_tcp += m.prog == 100003 && m.vers == 3 && m.prot == 6 && m.port == 2049;
   }
-  CHECK_INT(n, ==, 6);
+  CHECK_INT(n, ==, 8); /* NFS v3, MOUNT v1+v3, PMAP v2 itself: tcp and udp */
   CHECK_INT(nfs_tcp, ==, 1);
   free(rec);
   /* CALLIT is not served. */
