@@ -50,6 +50,8 @@ struct fs {
   fs_forward_fn forward;
   void *forward_arg;
   int (*ctl_sync)(void *arg); /* the owner's: make what it holds durable (fs_set_ctl_sync) */
+  void (*view_hook)(void *arg, struct view *v); /* told when heal() replaces the view */
+  void *view_hook_arg;
   void *ctl_sync_arg;
   struct blocks *fwd_blocks; /* private store for the blocks of forwarded contents */
   char fwd_dir[PATH_MAX];
@@ -422,6 +424,68 @@ static int load_view(struct fs *fs)
   return replay(fs, LOG_HEADER_SIZE);
 }
 
+/*
+ * Brings the view back to what the log holds, plus what is still batched:
+ * after a refused local entry (the view stored it, the log never will) or a
+ * failed commit (the batch is dropped). The view has no "unapply", so this
+ * reloads it from the checkpoint and the log -- a rare path whose cost is one
+ * open. The view object changes: owners holding view state re-install it
+ * from the fs_set_view_hook() callback. If the reload fails, the old view
+ * stays and is never checkpointed (tainted).
+ */
+static int heal(struct fs *fs)
+{
+  struct view *old = fs->view;
+  uint64_t stats[3] = {fs->from_checkpoint, fs->replayed, fs->since_ckpt};
+  uint64_t applied_end = fs->applied_end, ckpt_end = fs->ckpt_end;
+  fs->view = NULL;
+  fs->from_checkpoint = fs->replayed = fs->since_ckpt = 0;
+  int r = load_view(fs);
+  struct entry *e = r == 0 ? malloc(sizeof *e) : NULL;
+  if (r == 0 && !e)
+    r = -ENOMEM;
+  for (size_t i = 0; i < fs->nbatch && r == 0; i++) {
+    if (entry_decode(fs->batch[i].data, fs->batch[i].len, e) == 0 &&
+        view_apply(fs->view, e) == -ENOMEM)
+      r = -ENOMEM;
+  }
+  free(e);
+  if (r < 0) {
+    view_free(fs->view);
+    fs->view = old;
+    fs->from_checkpoint = stats[0];
+    fs->replayed = stats[1];
+    fs->since_ckpt = stats[2];
+    fs->applied_end = applied_end;
+    fs->ckpt_end = ckpt_end;
+    fs->tainted = true;
+    return r;
+  }
+  view_free(old);
+  fs->from_checkpoint = stats[0];
+  fs->replayed = stats[1];
+  fs->since_ckpt += fs->nbatch;
+  fs->tainted = false;
+  if (fs->view_hook)
+    fs->view_hook(fs->view_hook_arg, fs->view);
+  return 0;
+}
+
+void fs_set_view_hook(struct fs *fs, void (*fn)(void *arg, struct view *v), void *arg)
+{
+  fs->view_hook = fn;
+  fs->view_hook_arg = arg;
+}
+
+static void drop_batch_from(struct fs *fs, size_t start)
+{
+  for (size_t i = start; i < fs->nbatch; i++)
+    free(fs->batch[i].data);
+  fs->appended -= fs->nbatch - start;
+  fs->since_ckpt -= fs->nbatch - start;
+  fs->nbatch = start;
+}
+
 static int open_parts(struct fs *fs, bool create)
 {
   char path[PATH_MAX];
@@ -595,8 +659,10 @@ int fs_commit(struct fs *fs)
   }
   free(recs);
   if (r < 0) {
-    /* The view holds entries the log does not: never checkpoint it. */
-    fs->tainted = true;
+    /* Nothing of the batch is acknowledged: drop it, and the view with it,
+     * so no one sees (and no later commit writes) what failed here. */
+    drop_batch_from(fs, 0);
+    heal(fs);
     return r;
   }
   for (size_t i = 0; i < fs->nbatch; i++)
@@ -744,16 +810,16 @@ int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **rea
   if (s == VIEW_DUPLICATE)
     return 0;
   if (local && s != VIEW_APPLIED) {
-    /* Stored in memory but not counting: keep it out of the log, and keep
-     * this view (which no longer matches the log) out of the checkpoint. */
-    fs->tainted = true;
+    /* Stored in memory but not counting: keep it out of the log, and out of
+     * the view again. */
+    heal(fs);
     *reason = s == VIEW_PENDING_GRANT ? "the key holds no grant covering this path"
                                       : "the entry refers to an unknown entry";
     return s == VIEW_PENDING_GRANT ? -BFS_ENOGRANT : -BFS_ENOPARENT;
   }
   int r = batch_add(fs, e);
   if (r < 0)
-    fs->tainted = true;
+    heal(fs);
   return r;
 }
 
@@ -1277,14 +1343,9 @@ static int op_end(struct op *op, int r)
 {
   struct fs *fs = op->fs;
   if (r < 0 && fs->nbatch > op->start) {
-    /* Part of this change is applied in memory only: drop it from the log
-     * batch and keep this view out of any checkpoint. */
-    for (size_t i = op->start; i < fs->nbatch; i++)
-      free(fs->batch[i].data);
-    fs->appended -= fs->nbatch - op->start;
-    fs->since_ckpt -= fs->nbatch - op->start;
-    fs->nbatch = op->start;
-    fs->tainted = true;
+    /* Part of this change is applied: drop it from the batch and the view. */
+    drop_batch_from(fs, op->start);
+    heal(fs);
   }
   if (r < 0 && !*op->reason) {
     if (r == -BFS_ENOGRANT)
@@ -2117,13 +2178,9 @@ static int ctl_entries(struct fs *fs, const uint8_t *p, size_t len, const char *
   for (uint32_t i = 0; i < n && r == 0; i++)
     r = fs_submit(fs, &es[i], true, reason);
   if (r < 0 && fs->nbatch > start) {
-    /* Applied in memory only: drop them from the batch, never checkpoint this view. */
-    for (size_t i = start; i < fs->nbatch; i++)
-      free(fs->batch[i].data);
-    fs->appended -= fs->nbatch - start;
-    fs->since_ckpt -= fs->nbatch - start;
-    fs->nbatch = start;
-    fs->tainted = true;
+    /* All or nothing: drop the frame's applied entries from the batch and the view. */
+    drop_batch_from(fs, start);
+    heal(fs);
   }
   free(es);
   if (r == 0 && (r = fs_commit(fs)) < 0)

@@ -114,6 +114,17 @@ void fs_open_stats(const struct fs *fs, uint64_t *from_checkpoint, uint64_t *rep
  */
 int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **reason);
 
+/*
+ * When a local entry is refused, a commit fails, or a write helper fails
+ * half-way, what was applied for it is taken out of the view again by
+ * reloading the view from the checkpoint and the log (plus what is still
+ * batched): the view then holds exactly what is durable or about to be. This
+ * REPLACES the view object: read fs_view() at each use rather than keeping
+ * the pointer, and re-install view-local state (listeners, marks) from FN,
+ * which is called with the new view after each replacement.
+ */
+void fs_set_view_hook(struct fs *fs, void (*fn)(void *arg, struct view *v), void *arg);
+
 /* Decodes, verifies (signature) and submits raw entry bytes from outside. */
 int fs_submit_raw(struct fs *fs, const uint8_t *buf, size_t len, const char **reason);
 

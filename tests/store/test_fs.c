@@ -753,6 +753,14 @@ TEST(forwarded_writes_land_in_the_owner)
   key_free(k);
 }
 
+static int hook_calls;
+static void count_hook(void *arg, struct view *v)
+{
+  (void)arg;
+  CHECK(v != NULL);
+  hook_calls++;
+}
+
 TEST(forwarded_refusals_change_nothing)
 {
   struct key *root = new_key(), *bob = new_key();
@@ -828,6 +836,21 @@ TEST(forwarded_refusals_change_nothing)
   CHECK_OK(fs_ctl_response(resp, (size_t)n, &status, reason, sizeof reason));
   CHECK_INT(status, ==, -BFS_ENOGRANT);
   CHECK_INT(fs_stat(owner, "/bobs", &st), ==, -ENOENT);
+  /* The refused entry left the owner's view again: it equals the log's. */
+  CHECK_INT(hook_calls, ==, 0);
+  fs_set_view_hook(owner, count_hook, NULL);
+  CHECK_INT(fs_submit(owner, &e, true, NULL), ==, -BFS_ENOGRANT);
+  CHECK_INT(hook_calls, ==, 1);
+  CHECK_INT(view_entry_status(fs_view(owner), &e.id), ==, -ENOENT);
+  char *live = dump(owner);
+  struct fs *fresh = NULL;
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fresh));
+  char *logged = dump(fresh);
+  CHECK_OK(fs_close(fresh));
+  CHECK(strcmp(live, logged) == 0);
+  free(live);
+  free(logged);
+  CHECK_OK(fs_checkpoint(owner)); /* not tainted */
   CHECK_OK(fs_close(owner));
   free(before);
   key_free(root);
@@ -1059,5 +1082,59 @@ TEST(put_from_a_file_descriptor)
   close(pfd[0]);
   close(pfd[1]);
   CHECK_OK(fs_close(fs));
+  key_free(k);
+}
+
+#include <sched.h>
+#include <sys/mount.h>
+
+/* A full disk: the failed commit's entries leave the view, a later commit
+ * does not write them, and what was acknowledged stays. */
+TEST(full_disk_commit_changes_nothing)
+{
+  char mnt[4096];
+  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
+  CHECK_OK(mkdir(mnt, 0700));
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+      mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
+    fprintf(stderr, "# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+    return;
+  }
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(mnt, "t", k, NULL, 0, &fs));
+  put_str(fs, k, "/kept", "acknowledged");
+  CHECK_OK(fs_commit(fs));
+  /* Fill the disk to the last byte, then a batch of small (inline) files. */
+  char spare[4200];
+  snprintf(spare, sizeof spare, "%s/spare", mnt);
+  int fd = open(spare, O_WRONLY | O_CREAT, 0644);
+  CHECK(fd >= 0);
+  uint8_t zeros[4096] = {0};
+  while (write(fd, zeros, sizeof zeros) > 0)
+    ;
+  while (write(fd, zeros, 1) > 0)
+    ;
+  close(fd);
+  for (int i = 0; i < 50; i++) {
+    char p[32];
+    snprintf(p, sizeof p, "/f%d", i);
+    put_str(fs, k, p, "a small file that fits its entry");
+  }
+  CHECK_INT(fs_commit(fs), ==, -ENOSPC);
+  const char *path = "/f7";
+  struct fs_stat st;
+  CHECK_INT(fs_stat(fs, path, &st), ==, -ENOENT); /* gone from the view */
+  CHECK_OK(unlink(spare));
+  put_str(fs, k, "/after", "space again");
+  CHECK_OK(fs_commit(fs));
+  CHECK_INT(fs_stat(fs, path, &st), ==, -ENOENT); /* and never written later */
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(mnt, "t", false, &fs));
+  check_content(fs, "/kept", "acknowledged", 12);
+  check_content(fs, "/after", "space again", 11);
+  CHECK_INT(fs_stat(fs, path, &st), ==, -ENOENT);
+  CHECK_OK(fs_close(fs));
+  umount(mnt);
   key_free(k);
 }
