@@ -126,6 +126,17 @@ static int portmap_start(struct daemon *dm, const struct sockaddr_storage *ss, b
       return 0;
     }
     *registered = true;
+    /* IPv6 clients ("localhost" is ::1 first on most hosts) ask rpcbind
+     * v4 for tcp6/udp6, which PMAP v2 cannot register. */
+    for (int i = 0; i < dm->cfg->naddrs; i++) {
+      if (ss[i].ss_family != AF_INET6)
+        continue;
+      char h6[INET6_ADDRSTRLEN];
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss[i])->sin6_addr, h6, sizeof h6);
+      if (portmap_register6(NULL, h6, tcp, udp, err, sizeof err) < 0)
+        dlog(dm, NFSD_LOG_WARN, "not registered for IPv6 with rpcbind: %s", err);
+      break;
+    }
     dlog(dm, NFSD_LOG_INFO, "registered NFS and MOUNT on port %d with rpcbind", tcp);
     return 0;
   }

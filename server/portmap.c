@@ -95,9 +95,32 @@ static int pclient_open(struct pclient *c, const struct sockaddr *pmap, char *er
   return 0;
 }
 
-/* One call; on success *result is the u32 result (bool or port). */
+/* rpcbind v3/v4's rpcb (RFC 1833 §2.2). */
+static void enc_rpcb(struct xdr_enc *e, uint32_t prog, uint32_t vers, const char *netid,
+                     const char *addr)
+{
+  xdr_enc_u32(e, prog);
+  xdr_enc_u32(e, vers);
+  xdr_enc_str(e, netid);
+  xdr_enc_str(e, addr);
+  xdr_enc_str(e, "basefs");
+}
+
+static int pclient_call_v(struct pclient *c, uint32_t vers, uint32_t proc,
+                          const struct pmap2_mapping *m, const char *netid, const char *addr,
+                          uint32_t *result, char *err, size_t errlen);
+
+/* One PMAP v2 call; on success *result is the u32 result (bool or port). */
 static int pclient_call(struct pclient *c, uint32_t proc, const struct pmap2_mapping *m,
                         uint32_t *result, char *err, size_t errlen)
+{
+  return pclient_call_v(c, PMAP2_VERSION, proc, m, NULL, NULL, result, err, errlen);
+}
+
+/* vers 2: the mapping M; vers 3/4: an rpcb of M's prog/vers, NETID, ADDR. */
+static int pclient_call_v(struct pclient *c, uint32_t vers, uint32_t proc,
+                          const struct pmap2_mapping *m, const char *netid, const char *addr,
+                          uint32_t *result, char *err, size_t errlen)
 {
   uint32_t xid = ++c->xid;
   struct xdr_enc e;
@@ -107,8 +130,11 @@ static int pclient_call(struct pclient *c, uint32_t proc, const struct pmap2_map
   struct oncrpc_auth_sys cred = {.uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
   gethostname(cred.machine, sizeof cred.machine - 1);
   cred.machine_len = (uint32_t)strlen(cred.machine);
-  oncrpc_enc_call(&e, xid, PMAP2_PROGRAM, PMAP2_VERSION, proc, &cred);
-  pmap2_enc_mapping(&e, m);
+  oncrpc_enc_call(&e, xid, PMAP2_PROGRAM, vers, proc, &cred);
+  if (vers == PMAP2_VERSION)
+    pmap2_enc_mapping(&e, m);
+  else
+    enc_rpcb(&e, m->prog, m->vers, netid, addr);
   int rc = xdr_enc_error(&e);
   if (rc == 0 && send(c->fd, e.buf, e.len, 0) != (ssize_t)e.len)
     rc = -errno;
@@ -176,6 +202,33 @@ int portmap_register(const struct sockaddr *pmap, int tcp, int udp, char *err, s
   return rc;
 }
 
+int portmap_register6(const struct sockaddr *pmap, const char *host6, int tcp, int udp, char *err,
+                      size_t errlen)
+{
+  struct pclient c;
+  int rc = pclient_open(&c, pmap, err, errlen);
+  if (rc < 0)
+    return rc;
+  struct pmap2_mapping maps[6];
+  size_t n = portmap_our_mappings(tcp, udp, maps, 6);
+  uint32_t ok;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const char *netid = maps[i].prot == PMAP2_IPPROTO_TCP ? "tcp6" : "udp6";
+    char uaddr[INET6_ADDRSTRLEN + 16];
+    snprintf(uaddr, sizeof uaddr, "%s.%u.%u", host6, maps[i].port >> 8, maps[i].port & 255);
+    /* Clear a stale registration of this netid first. */
+    rc = pclient_call_v(&c, 4, PMAP2_PROC_UNSET, &maps[i], netid, "", &ok, err, errlen);
+    if (rc == 0)
+      rc = pclient_call_v(&c, 4, PMAP2_PROC_SET, &maps[i], netid, uaddr, &ok, err, errlen);
+    if (rc == 0 && !ok)
+      rc = fail(err, errlen, -EEXIST,
+                "the port mapper at %s refused SET of %u v%u %s at %s (another server has it?)",
+                c.where, maps[i].prog, maps[i].vers, netid, uaddr);
+  }
+  close(c.fd);
+  return rc;
+}
+
 int portmap_unregister(const struct sockaddr *pmap, char *err, size_t errlen)
 {
   struct pclient c;
@@ -188,6 +241,10 @@ int portmap_unregister(const struct sockaddr *pmap, char *err, size_t errlen)
   for (int i = 0; i < 3 && rc == 0; i++) {
     struct pmap2_mapping u = {pv[i][0], pv[i][1], 0, 0};
     rc = pclient_call(&c, PMAP2_PROC_UNSET, &u, &ok, err, errlen);
+    /* The IPv6 netids (portmap_register6): rpcbind v4, if there is one. */
+    char ignored[64];
+    if (rc == 0)
+      pclient_call_v(&c, 4, PMAP2_PROC_UNSET, &u, "", "", &ok, ignored, sizeof ignored);
   }
   close(c.fd);
   return rc;
@@ -214,7 +271,17 @@ int portmap_getport(const struct sockaddr *pmap, uint32_t prog, uint32_t vers, u
 struct pmapsrv {
   struct pmap2_mapping maps[PMAPSRV_MAPPINGS_MAX];
   size_t n;
+  char host4[INET_ADDRSTRLEN], host6[INET6_ADDRSTRLEN];
 };
+
+int pmapsrv_set_hosts(struct pmapsrv *p, const char *v4, const char *v6)
+{
+  if ((v4 && strlen(v4) >= sizeof p->host4) || (v6 && strlen(v6) >= sizeof p->host6))
+    return -EINVAL;
+  snprintf(p->host4, sizeof p->host4, "%s", v4 ? v4 : "");
+  snprintf(p->host6, sizeof p->host6, "%s", v6 ? v6 : "");
+  return 0;
+}
 
 int pmapsrv_new(struct pmapsrv **out)
 {
@@ -317,6 +384,53 @@ static enum rpcsrv_status pm_dump(struct rpcsrv_call *call)
   return RPCSRV_OK;
 }
 
+/* rpcbind v3/v4 GETADDR: rpcb in, universal address out ("" = none). */
+static enum rpcsrv_status rb_getaddr(struct rpcsrv_call *call)
+{
+  struct pmapsrv *p = call->ctx;
+  uint32_t prog, vers;
+  struct xdr_bytes netid, addr, owner;
+  if (xdr_dec_u32(&call->args, &prog) < 0 || xdr_dec_u32(&call->args, &vers) < 0 ||
+      xdr_dec_bytes(&call->args, 64, &netid) < 0 || xdr_dec_bytes(&call->args, 256, &addr) < 0 ||
+      xdr_dec_bytes(&call->args, 256, &owner) < 0 || xdr_dec_done(&call->args) < 0)
+    return RPCSRV_GARBAGE_ARGS;
+  uint32_t prot = 0;
+  const char *host = NULL;
+#define NETID(lit) (netid.len == sizeof(lit) - 1 && memcmp(netid.data, lit, netid.len) == 0)
+  if (NETID("tcp") || NETID("tcp6"))
+    prot = PMAP2_IPPROTO_TCP;
+  else if (NETID("udp") || NETID("udp6"))
+    prot = PMAP2_IPPROTO_UDP;
+  if (prot)
+    host = netid.data[netid.len - 1] == '6' ? p->host6 : p->host4;
+#undef NETID
+  uint32_t port = 0;
+  for (size_t i = 0; prot && i < p->n && !port; i++)
+    if (p->maps[i].prog == prog && p->maps[i].vers == vers && p->maps[i].prot == prot)
+      port = p->maps[i].port;
+  char uaddr[INET6_ADDRSTRLEN + 16] = "";
+  if (port && host && host[0])
+    snprintf(uaddr, sizeof uaddr, "%s.%u.%u", host, port >> 8, port & 255);
+  xdr_enc_str(call->res, uaddr);
+  return RPCSRV_OK;
+}
+
+static enum rpcsrv_status rb_false(struct rpcsrv_call *call)
+{
+  xdr_enc_bool(call->res, false);
+  return RPCSRV_OK;
+}
+
+/* RPCBPROC_NULL, SET, UNSET, GETADDR (v3 and v4); v4's GETVERSADDR (9)
+ * answers like GETADDR. */
+static const struct rpcsrv_proc rpcb3_procs[4] = {
+    {"NULL", pm_null, 0}, {"SET", rb_false, 0}, {"UNSET", rb_false, 0}, {"GETADDR", rb_getaddr, 0}};
+static const struct rpcsrv_proc rpcb4_procs[10] = {
+    [0] = {"NULL", pm_null, 0},       [1] = {"SET", rb_false, 0},
+    [2] = {"UNSET", rb_false, 0},     [3] = {"GETADDR", rb_getaddr, 0},
+    [9] = {"GETVERSADDR", rb_getaddr, 0},
+};
+
 static const struct rpcsrv_proc pmap_procs[5] = {
     [PMAP2_PROC_NULL] = {"NULL", pm_null, 0},
     [PMAP2_PROC_SET] = {"SET", pm_set, 0},
@@ -327,7 +441,12 @@ static const struct rpcsrv_proc pmap_procs[5] = {
 
 int pmapsrv_register(struct pmapsrv *p, struct rpcsrv *rpc)
 {
-  return rpcsrv_register(rpc, PMAP2_PROGRAM, PMAP2_VERSION, pmap_procs, 5, p);
+  int r = rpcsrv_register(rpc, PMAP2_PROGRAM, PMAP2_VERSION, pmap_procs, 5, p);
+  if (r == 0)
+    r = rpcsrv_register(rpc, PMAP2_PROGRAM, 3, rpcb3_procs, 4, p);
+  if (r == 0)
+    r = rpcsrv_register(rpc, PMAP2_PROGRAM, 4, rpcb4_procs, 10, p);
+  return r;
 }
 
 /* ---- a complete server on a loop ---- */
@@ -393,6 +512,14 @@ int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t n
   for (size_t i = 0; i < n; i++)
     pmapsrv_set(s->pm, &maps[i]);
   rc = pmapsrv_register(s->pm, s->rpc);
+  char h4[INET_ADDRSTRLEN] = "", h6[INET6_ADDRSTRLEN] = "";
+  for (size_t i = 0; i < naddrs; i++) {
+    if (addrs[i]->sa_family == AF_INET && !h4[0])
+      inet_ntop(AF_INET, &((const struct sockaddr_in *)addrs[i])->sin_addr, h4, sizeof h4);
+    if (addrs[i]->sa_family == AF_INET6 && !h6[0])
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addrs[i])->sin6_addr, h6, sizeof h6);
+  }
+  pmapsrv_set_hosts(s->pm, h4, h6);
   int first_err = 0;
   if (bound)
     *bound = 0;

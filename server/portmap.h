@@ -12,7 +12,10 @@
  *    addresses only (others get `false`, as rpcbind answers). CALLIT is
  *    PROC_UNAVAIL (it is an amplification vector and nothing needs it).
  *    The table starts with NFS, MOUNT and itself (100000 v2); a SET from a
- *    local service adds to it. portmap_serve() runs it on TCP and UDP on the given addresses.
+ *    local service adds to it. For IPv6 clients it also answers rpcbind
+ *    v3/v4 GETADDR (and v4 GETVERSADDR) for netids tcp, udp, tcp6, udp6
+ *    from the same table, with the universal address of the served host
+ *    (pmapsrv_set_hosts); v3/v4 SET/UNSET answer false, DUMP is v2 only. portmap_serve() runs it on TCP and UDP on the given addresses.
  */
 #ifndef BASEFS_SERVER_PORTMAP_H
 #define BASEFS_SERVER_PORTMAP_H
@@ -44,7 +47,15 @@ size_t portmap_our_mappings(int tcp, int udp, struct pmap2_mapping *out, size_t 
  * at 127.0.0.1:111 (connection refused)", "the port mapper refused SET
  * of 100003 v3 tcp port 2049 (another server has it?)", ...). */
 int portmap_register(const struct sockaddr *pmap, int tcp, int udp, char *err, size_t errlen);
-/* UNSETs NFS v3 and MOUNT v1/v3 (whatever port). Same conventions. */
+/* PMAP v2 speaks IPv4 only; an IPv6 client (mount.nfs with `localhost`
+ * resolving to ::1) asks rpcbind v4 GETADDR for netid tcp6/udp6. This
+ * registers our mappings for tcp6/udp6 at universal address HOST6.port
+ * (e.g. "::1.8.1") with rpcbind v4 SET at PMAP. Same conventions. */
+int portmap_register6(const struct sockaddr *pmap, const char *host6, int tcp, int udp, char *err,
+                      size_t errlen);
+/* UNSETs NFS v3 and MOUNT v1/v3 (whatever port; v2, then v4 for every
+ * netid — a v4 failure is ignored, a portmapper-only host has no v4).
+ * Same conventions. */
 int portmap_unregister(const struct sockaddr *pmap, char *err, size_t errlen);
 /* One GETPORT call (for tests and `basefs mount`): the port, 0 when not
  * registered, or a negative error. */
@@ -60,7 +71,10 @@ void pmapsrv_free(struct pmapsrv *p);
 /* Adds (or replaces the port of) a mapping; -ENOSPC when full. */
 int pmapsrv_set(struct pmapsrv *p, const struct pmap2_mapping *m);
 size_t pmapsrv_count(const struct pmapsrv *p);
-/* Registers PMAP v2 with rpc (ctx = p). */
+/* The hosts GETADDR puts in universal addresses ("127.0.0.1", "::1";
+ * NULL: that family is answered ""), copied. */
+int pmapsrv_set_hosts(struct pmapsrv *p, const char *v4, const char *v6);
+/* Registers PMAP v2 and rpcbind v3/v4 (GETADDR) with rpc (ctx = p). */
 int pmapsrv_register(struct pmapsrv *p, struct rpcsrv *rpc);
 
 /* A complete port mapper on a loop: its own dispatcher with PMAP v2,

@@ -206,3 +206,60 @@ TEST(set_and_unset_only_from_loopback)
   rpcsrv_free(rpc);
   pmapsrv_free(pm);
 }
+
+/* rpcbind v4 GETADDR (what mount.nfs asks for an IPv6 server) from the same
+ * table; v3 too; unknown netids and programs get "". */
+static void getaddr(struct rpcsrv *rpc, uint32_t vers, uint32_t proc, uint32_t prog,
+                    uint32_t pvers, const char *netid, const char *want)
+{
+  struct xdr_enc args, call, out;
+  xdr_enc_init(&args, 256);
+  xdr_enc_u32(&args, prog);
+  xdr_enc_u32(&args, pvers);
+  xdr_enc_str(&args, netid);
+  xdr_enc_str(&args, "");
+  xdr_enc_str(&args, "test");
+  call_build(&call, 3, PMAP2_PROGRAM, vers, proc, NULL, args.buf, args.len);
+  xdr_enc_init(&out, 4096);
+  CHECK_INT(rpcsrv_dispatch(rpc, call.buf, call.len, NULL, &out), ==, 1);
+  struct xdr_dec d;
+  struct oncrpc_reply r;
+  xdr_dec_init(&d, out.buf, out.len);
+  CHECK_OK(oncrpc_dec_reply(&d, &r));
+  CHECK_INT(r.accept_stat, ==, ONCRPC_SUCCESS);
+  struct xdr_bytes got;
+  CHECK_OK(xdr_dec_bytes(&d, 200, &got));
+  CHECK_MSG(got.len == strlen(want) && memcmp(got.data, want, got.len) == 0,
+            "v%u GETADDR %u/%u %s: '%.*s', want '%s'", vers, prog, pvers, netid, (int)got.len,
+            (const char *)got.data, want);
+  xdr_enc_free(&args);
+  xdr_enc_free(&call);
+  xdr_enc_free(&out);
+}
+
+TEST(rpcbind_getaddr_for_ipv6_clients)
+{
+  struct pmapsrv *pm;
+  struct rpcsrv *rpc;
+  CHECK_OK(pmapsrv_new(&pm));
+  CHECK_OK(rpcsrv_new(&rpc));
+  CHECK_OK(pmapsrv_register(pm, rpc));
+  struct pmap2_mapping maps[6];
+  size_t n = portmap_our_mappings(2049, 2049, maps, 6);
+  CHECK_INT(n, ==, 6);
+  for (size_t i = 0; i < n; i++)
+    CHECK_OK(pmapsrv_set(pm, &maps[i]));
+  getaddr(rpc, 4, 3, 100003, 3, "tcp6", ""); /* no IPv6 host yet */
+  CHECK_OK(pmapsrv_set_hosts(pm, "127.0.0.1", "::1"));
+  getaddr(rpc, 4, 3, 100003, 3, "tcp6", "::1.8.1");
+  getaddr(rpc, 4, 3, 100005, 3, "udp6", "::1.8.1");
+  getaddr(rpc, 4, 9, 100005, 1, "tcp", "127.0.0.1.8.1"); /* GETVERSADDR */
+  getaddr(rpc, 3, 3, 100005, 1, "udp", "127.0.0.1.8.1");
+  getaddr(rpc, 4, 3, 100003, 4, "tcp6", "");  /* NFSv4: not served */
+  getaddr(rpc, 4, 3, 100003, 3, "rdma", "");  /* unknown netid */
+  getaddr(rpc, 4, 3, 100003, 3, "", "");
+  CHECK_INT(pmapsrv_set_hosts(pm, "127.0.0.1", "0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000"), ==,
+           -EINVAL);
+  rpcsrv_free(rpc);
+  pmapsrv_free(pm);
+}
