@@ -240,3 +240,174 @@ TEST(load_from_a_file)
   CHECK(exports_load(missing, &ex, err, sizeof err) == -ENOENT);
   CHECK_MSG(strstr(err, "cannot read") != NULL, "%s", err);
 }
+
+/* ---- over the wire: the real server with an exports file ---- */
+
+#include "tests/server/deploy_harness.h"
+
+/* A TCP (or UDP) connection from SRC (e.g. "127.0.0.2") to the server. */
+static int connect_from(const char *src, int port, bool udp)
+{
+  int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+  CHECK(fd >= 0);
+  struct sockaddr_in from = {.sin_family = AF_INET};
+  CHECK(inet_pton(AF_INET, src, &from.sin_addr) == 1);
+  CHECK_OK(bind(fd, (struct sockaddr *)&from, sizeof from));
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_OK(connect(fd, (struct sockaddr *)&to, sizeof to));
+  return fd;
+}
+
+/* One call over fd; returns the reply (caller frees), *r decoded. */
+static uint8_t *wire_call(int fd, bool udp, uint32_t xid, uint32_t prog, uint32_t proc,
+                          const struct xdr_enc *args, struct oncrpc_reply *r,
+                          struct xdr_dec *res)
+{
+  struct xdr_enc e;
+  call_encode(&e, xid, prog, 3, proc, &dep_root_cred, args);
+  size_t len = 0;
+  uint8_t *rep;
+  if (udp) {
+    CHECK(send(fd, e.buf, e.len, 0) == (ssize_t)e.len);
+    rep = udp_recv(fd, &len, 5000);
+  } else {
+    raw_send_record(fd, e.buf, e.len, 1 << 30);
+    rep = raw_recv_record(fd, &len);
+  }
+  xdr_enc_free(&e);
+  CHECK_MSG(rep != NULL, "no reply to xid %u", xid);
+  return reply_decode(rep, len, xid, r, res);
+}
+
+TEST(refused_network_gets_auth_error_on_mount_and_nfs)
+{
+  struct dep d = {0};
+  srv_init(&d.s);
+  dep_start(&d, true, "127.0.0.1/32 deny\n127.0.0.3 rw\n");
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  struct xdr_enc mnt;
+  xdr_enc_init(&mnt, 256);
+  xdr_enc_str(&mnt, "/basefs");
+  for (int udp = 0; udp < 2; udp++) {
+    int fd = connect_from("127.0.0.1", udp ? d.udp_port : d.s.port, udp);
+    /* MOUNT MNT, NFS NULL and GETATTR: all denied. */
+    free(wire_call(fd, udp, 10, 100005, 1, &mnt, &r, &res));
+    CHECK_INT(r.reply_stat, ==, ONCRPC_MSG_DENIED);
+    CHECK_INT(r.reject_stat, ==, ONCRPC_AUTH_ERROR);
+    CHECK_INT(r.auth_stat, ==, ONCRPC_AUTH_TOOWEAK);
+    free(wire_call(fd, udp, 11, 100003, 0, NULL, &r, &res));
+    CHECK_INT(r.reply_stat, ==, ONCRPC_MSG_DENIED);
+    CHECK_INT(r.auth_stat, ==, ONCRPC_AUTH_TOOWEAK);
+    close(fd);
+    /* 127.0.0.2 has no line: loopback, trusted. 127.0.0.3 has a rw line. */
+    const char *others[2] = {"127.0.0.2", "127.0.0.3"};
+    for (int i = 0; i < 2; i++) {
+      fd = connect_from(others[i], udp ? d.udp_port : d.s.port, udp);
+      uint8_t *rep = wire_call(fd, udp, 12, 100005, 1, &mnt, &r, &res);
+      CHECK_INT(r.reply_stat, ==, ONCRPC_MSG_ACCEPTED);
+      CHECK_INT(res_status(&res), ==, 0);
+      free(rep);
+      close(fd);
+    }
+  }
+  xdr_enc_free(&mnt);
+  dep_stop(&d);
+  /* One log line for the refused address, however many calls. */
+  CHECK_INT(dep_logged(&d, "refused by the exports"), ==, 1);
+  CHECK_INT(dep_logged(&d, "127.0.0.1"), >=, 1);
+  srv_free(&d.s);
+}
+
+/* CREATE "name" as root over TCP from 127.0.0.1: the status, and the new
+ * file's uid/gid from the reply's attributes. */
+static uint32_t create_as_root(struct dep *d, const char *name, uint32_t *uid, uint32_t *gid)
+{
+  int fd = connect_from("127.0.0.1", d->s.port, false);
+  struct xdr_enc a;
+  args_create(&a, d, name);
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  uint8_t *rep = wire_call(fd, false, 20, 100003, 8, &a, &r, &res);
+  CHECK_INT(r.accept_stat, ==, ONCRPC_SUCCESS);
+  uint32_t st = res_status(&res);
+  if (st == 0) {
+    bool present;
+    struct xdr_bytes fh;
+    uint32_t type, mode, nlink;
+    CHECK_OK(xdr_dec_bool(&res, &present));
+    if (present)
+      CHECK_OK(xdr_dec_bytes(&res, 64, &fh));
+    CHECK_OK(xdr_dec_bool(&res, &present));
+    CHECK(present);
+    CHECK_OK(xdr_dec_u32(&res, &type));
+    CHECK_OK(xdr_dec_u32(&res, &mode));
+    CHECK_OK(xdr_dec_u32(&res, &nlink));
+    CHECK_OK(xdr_dec_u32(&res, uid));
+    CHECK_OK(xdr_dec_u32(&res, gid));
+  }
+  free(rep);
+  xdr_enc_free(&a);
+  close(fd);
+  return st;
+}
+
+TEST(read_only_and_squashing_lines_are_enforced)
+{
+  struct dep d = {0};
+  srv_init(&d.s);
+  uint32_t uid = 99, gid = 99;
+  /* Trusted loopback: root stays root. */
+  dep_start(&d, false, "");
+  CHECK_INT(create_as_root(&d, "a", &uid, &gid), ==, 0);
+  CHECK(uid == 0 && gid == 0);
+  /* chmod 1777 / as root, so squashed users may create there. */
+  struct xdr_enc a;
+  xdr_enc_init(&a, 256);
+  xdr_enc_bytes(&a, d.s.root, d.s.root_len);
+  xdr_enc_bool(&a, true);
+  xdr_enc_u32(&a, 01777);
+  for (int i = 0; i < 5; i++)
+    xdr_enc_bool(&a, false);
+  xdr_enc_bool(&a, false); /* no guard */
+  int fd = connect_from("127.0.0.1", d.s.port, false);
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  uint8_t *rep = wire_call(fd, false, 30, 100003, 2, &a, &r, &res);
+  CHECK_INT(res_status(&res), ==, 0);
+  free(rep);
+  close(fd);
+  xdr_enc_free(&a);
+  dep_stop(&d);
+  /* root_squash: a root client may not chmod it back. */
+  dep_start(&d, false, "127.0.0.1/32 rw,root_squash\n");
+  xdr_enc_init(&a, 256);
+  xdr_enc_bytes(&a, d.s.root, d.s.root_len);
+  xdr_enc_bool(&a, true);
+  xdr_enc_u32(&a, 0755);
+  for (int i = 0; i < 6; i++)
+    xdr_enc_bool(&a, false);
+  fd = connect_from("127.0.0.1", d.s.port, false);
+  rep = wire_call(fd, false, 31, 100003, 2, &a, &r, &res);
+  CHECK_INT(res_status(&res), ==, 1); /* NFS3ERR_PERM */
+  free(rep);
+  close(fd);
+  xdr_enc_free(&a);
+  dep_stop(&d);
+  /* ro: writes get NFS3ERR_ROFS (30). */
+  dep_start(&d, false, "127.0.0.1/32 ro,no_root_squash\n");
+  CHECK_INT(create_as_root(&d, "b", &uid, &gid), ==, 30);
+  dep_stop(&d);
+  /* rw with the default root_squash: the file belongs to nobody. */
+  dep_start(&d, false, "127.0.0.1/32 rw\n");
+  CHECK_INT(create_as_root(&d, "c", &uid, &gid), ==, 0);
+  CHECK(uid == 65534 && gid == 65534);
+  dep_stop(&d);
+  /* all_squash with anonuid/anongid. */
+  dep_start(&d, false, "127.0.0.0/8 rw,all_squash,anonuid=1234,anongid=4321\n");
+  CHECK_INT(create_as_root(&d, "e", &uid, &gid), ==, 0);
+  CHECK(uid == 1234 && gid == 4321);
+  dep_stop(&d);
+  srv_free(&d.s);
+}
