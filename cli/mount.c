@@ -204,6 +204,7 @@ static int run_mount(int argc, char **argv)
   static const struct option options[] = {
       {"nfs", required_argument, NULL, 'n'},  {"key", required_argument, NULL, 'k'},
       {"exports", required_argument, NULL, 'e'}, {"portmap", no_argument, NULL, 'p'},
+      {"no-udp", no_argument, NULL, 'U'},
       {"verbose", no_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -227,6 +228,7 @@ static int run_mount(int argc, char **argv)
       sargv[sargc++] = optarg;
       break;
     case 'p': sargv[sargc++] = "--portmap"; break;
+    case 'U': sargv[sargc++] = "--no-udp"; break;
     case 'v': sargv[sargc++] = "--verbose"; break;
     case 'h': free(sargv); return cli_usage(0);
     case ':': free(sargv); return cli_error("option '%s' needs a value", argv[optind - 1]);
@@ -350,5 +352,6 @@ static int run_mount(int argc, char **argv)
 }
 
 CLI_COMMAND(mount, "mount",
-            "mount NAME DIR [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--portmap] [--verbose]",
+            "mount NAME DIR [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--portmap] [--no-udp] "
+            "[--verbose]",
             "serve a filesystem and mount it on DIR with the kernel NFS client", run_mount)
