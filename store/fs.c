@@ -51,6 +51,7 @@ struct fs {
   void *forward_arg;
   int (*ctl_sync)(void *arg); /* the owner's: make what it holds durable (fs_set_ctl_sync) */
   void (*view_hook)(void *arg, struct view *v); /* told when heal() replaces the view */
+  bool view_private; /* fs_view() was never handed out: heal() may replace it freely */
   void *view_hook_arg;
   void *ctl_sync_arg;
   struct blocks *fwd_blocks; /* private store for the blocks of forwarded contents */
@@ -328,6 +329,7 @@ static struct fs *fs_alloc(const char *home, const char *name, bool writer)
     return NULL;
   fs->writer = writer;
   fs->lock_fd = -1;
+  fs->view_private = true;
   if (fs_path(fs->dir, sizeof fs->dir, home, name, NULL) < 0) {
     free(fs);
     return NULL;
@@ -435,6 +437,12 @@ static int load_view(struct fs *fs)
  */
 static int heal(struct fs *fs)
 {
+  /* Someone may hold the view pointer: replace it only for a handle whose
+   * owner said it copes (fs_set_view_hook), or that nobody else uses. */
+  if (!fs->view_hook && !fs->view_private) {
+    fs->tainted = true;
+    return -EBUSY;
+  }
   struct view *old = fs->view;
   uint64_t stats[3] = {fs->from_checkpoint, fs->replayed, fs->since_ckpt};
   uint64_t applied_end = fs->applied_end, ckpt_end = fs->ckpt_end;
@@ -722,7 +730,11 @@ int fs_discard(struct fs *fs)
   return 0;
 }
 
-struct view *fs_view(struct fs *fs) { return fs->view; }
+struct view *fs_view(struct fs *fs)
+{
+  fs->view_private = false;
+  return fs->view;
+}
 struct blocks *fs_blocks(struct fs *fs) { return blocks_of(fs, NULL); }
 
 /* Where new blocks go: the filesystem's store, or a forwarder's private one. */
@@ -807,8 +819,14 @@ int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **rea
                                 : NULL;
     return s;
   }
-  if (s == VIEW_DUPLICATE)
-    return 0;
+  if (s == VIEW_DUPLICATE) {
+    /* Stored already; a local entry must also count (a refused one that a
+     * tainted view still holds is refused again). */
+    int st = view_entry_status(fs->view, &e->id);
+    if (!local || st == VIEW_APPLIED)
+      return 0;
+    s = st < 0 ? VIEW_PENDING_REF : st;
+  }
   if (local && s != VIEW_APPLIED) {
     /* Stored in memory but not counting: keep it out of the log, and out of
      * the view again. */

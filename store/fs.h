@@ -119,9 +119,12 @@ int fs_submit(struct fs *fs, const struct entry *e, bool local, const char **rea
  * half-way, what was applied for it is taken out of the view again by
  * reloading the view from the checkpoint and the log (plus what is still
  * batched): the view then holds exactly what is durable or about to be. This
- * REPLACES the view object: read fs_view() at each use rather than keeping
- * the pointer, and re-install view-local state (listeners, marks) from FN,
- * which is called with the new view after each replacement.
+ * REPLACES the view object, so it is only done for a handle whose view was
+ * never handed out by fs_view(), or whose owner registered FN: FN is called
+ * with the new view after each replacement (refresh the pointer, re-install
+ * listeners and marks there). Otherwise the handle keeps its view and only
+ * stops writing checkpoints (the failed entries are dropped from the batch
+ * either way, so they never reach the log).
  */
 void fs_set_view_hook(struct fs *fs, void (*fn)(void *arg, struct view *v), void *arg);
 
