@@ -17,9 +17,13 @@
  *   big file: B MiB, sequential 64 KiB and 4 KiB writes (+COMMIT) and reads,
  *   random 4 KiB and 64 KiB writes (+COMMIT) and reads.
  * One request in flight for everything but the "xQ" metadata rows (libnfs's
- * sync API). Rates are medians over the rounds. Benchmarks are not tests: a
- * failing operation prints an error and its row shows "ERR".
+ * sync API). Rates are medians over the rounds. With --pid NAME=PID a second
+ * table gives that server's CPU time per operation (all threads, from
+ * /proc/PID/task/TID/schedstat): on a loaded machine it moves much less than
+ * the rates do. Benchmarks are not tests: a failing operation prints an error
+ * and its row shows "ERR".
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -60,6 +64,7 @@ struct target {
 	char dir[512];   /* local: directory */
 	char host[128];  /* nfs */
 	int nfs_port, mnt_port;
+	int pid;         /* the server's process, for its CPU time; 0: unknown */
 	struct nfs_context *nfs;
 };
 
@@ -107,12 +112,56 @@ static struct {
 static struct target targets[MAX_TARGETS];
 static int ntargets;
 static double results[MAX_TARGETS][P_COUNT][MAX_ROUNDS]; /* <0: error, 0: not run */
+/* server CPU seconds (utime+stime) per operation, when its pid is known */
+static double cpu_per_op[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
 
 static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of PID in seconds, all its threads (sum of the first field of
+ * /proc/PID/task/TID/schedstat, nanoseconds), or -1. */
+static double proc_cpu(int pid)
+{
+	if (pid <= 0)
+		return -1;
+	char path[300];
+	snprintf(path, sizeof path, "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	unsigned long long sum = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%.20s/schedstat", pid, de->d_name);
+		FILE *f = fopen(path, "r");
+		unsigned long long ns;
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			sum += ns;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return (double)sum * 1e-9;
+}
+
+/* Records a phase: rate (or -1) and the server's CPU per operation. */
+static double phase_cpu0;
+static void phase_begin(const struct target *t)
+{
+	phase_cpu0 = proc_cpu(t->pid);
+}
+static void phase_end(const struct target *t, int ti, enum phase p, int round, double rate, double ops)
+{
+	results[ti][p][round] = rate;
+	double c1 = proc_cpu(t->pid);
+	if (rate > 0 && phase_cpu0 >= 0 && c1 >= 0 && ops > 0)
+		cpu_per_op[ti][p][round] = (c1 - phase_cpu0) / ops;
 }
 
 static uint64_t rng_state;
@@ -461,6 +510,7 @@ static void run_round(struct target *t, int ti, int round)
 	}
 #define FPATH(i) snprintf(path, sizeof path, "%s/d%d/f%d", base, (i) % D, (i))
 	/* create + commit */
+	phase_begin(t);
 	t0 = now();
 	for (int i = 0; i < F && rc == 0; i++) {
 		struct handle h;
@@ -473,9 +523,10 @@ static void run_round(struct target *t, int ti, int round)
 			rc = t_fsync(t, &h);
 		t_close(t, &h);
 	}
-	results[ti][P_CREATE][round] = rate_or_err(rc, F, now() - t0);
+	phase_end(t, ti, P_CREATE, round, rate_or_err(rc, F, now() - t0), F);
 	/* read */
 	if (rc == 0 && want(P_READ)) {
+		phase_begin(t);
 		t0 = now();
 		for (int i = 0; i < F && rc == 0; i++) {
 			struct handle h;
@@ -485,10 +536,11 @@ static void run_round(struct target *t, int ti, int round)
 			rc = t_pread(t, &h, buf, sizeof buf, 0);
 			t_close(t, &h);
 		}
-		results[ti][P_READ][round] = rate_or_err(rc, F, now() - t0);
+		phase_end(t, ti, P_READ, round, rate_or_err(rc, F, now() - t0), F);
 	}
 	/* rewrite + commit */
 	if (rc == 0 && want(P_REWRITE)) {
+		phase_begin(t);
 		t0 = now();
 		for (int i = 0; i < F && rc == 0; i++) {
 			struct handle h;
@@ -501,7 +553,7 @@ static void run_round(struct target *t, int ti, int round)
 				rc = t_fsync(t, &h);
 			t_close(t, &h);
 		}
-		results[ti][P_REWRITE][round] = rate_or_err(rc, F, now() - t0);
+		phase_end(t, ti, P_REWRITE, round, rate_or_err(rc, F, now() - t0), F);
 	}
 	/* metadata rates through raw calls */
 	if (rc == 0 && !t->local) {
@@ -533,8 +585,9 @@ static void run_round(struct target *t, int ti, int round)
 					continue;
 				p.op = m[k].op;
 				p.n = m[k].op == R_RDP ? cfg.rdp_ops : F;
+				phase_begin(t);
 				double r = raw_run(&p, m[k].q ? cfg.depth : 1);
-				results[ti][m[k].ph][round] = r;
+				phase_end(t, ti, m[k].ph, round, r, p.n);
 				if (r < 0)
 					break;
 			}
@@ -545,12 +598,13 @@ static void run_round(struct target *t, int ti, int round)
 	}
 	/* delete */
 	if (rc == 0) {
+		phase_begin(t);
 		t0 = now();
 		for (int i = 0; i < F && rc == 0; i++) {
 			FPATH(i);
 			rc = t_unlink(t, path);
 		}
-		results[ti][P_DELETE][round] = rate_or_err(rc, F, now() - t0);
+		phase_end(t, ti, P_DELETE, round, rate_or_err(rc, F, now() - t0), F);
 	}
 	for (int d = 0; d < D && rc == 0; d++) {
 		snprintf(path, sizeof path, "%s/d%d", base, d);
@@ -584,6 +638,7 @@ static void run_round(struct target *t, int ti, int round)
 			uint64_t blocks = B / s[k].bs;
 			uint64_t ops = s[k].random ? (uint64_t)(s[k].bs == 4096 ? cfg.rand4 : cfg.rand64) : blocks;
 			rng_state = 0x1234567ull + (uint64_t)round;
+			phase_begin(t);
 			t0 = now();
 			for (uint64_t j = 0; j < ops && rc == 0; j++) {
 				uint64_t off = (s[k].random ? rng() % blocks : j) * s[k].bs;
@@ -597,8 +652,8 @@ static void run_round(struct target *t, int ti, int round)
 			}
 			if (rc == 0 && s[k].write)
 				rc = t_fsync(t, &h);
-			results[ti][s[k].ph][round] =
-			    rate_or_err(rc, (double)(ops * s[k].bs) / 1e6, now() - t0);
+			phase_end(t, ti, s[k].ph, round,
+			          rate_or_err(rc, (double)(ops * s[k].bs) / 1e6, now() - t0), (double)ops);
 		}
 		t_close(t, &h);
 		t_unlink(t, path);
@@ -615,12 +670,12 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* median of the rounds; -1 if any round failed, 0 if never run */
-static double median(int ti, int p)
+static double median_of(double (*tab)[P_COUNT][MAX_ROUNDS], int ti, int p)
 {
 	double v[MAX_ROUNDS];
 	int n = 0;
 	for (int r = 0; r < cfg.rounds; r++) {
-		double x = results[ti][p][r];
+		double x = tab[ti][p][r];
 		if (x < 0)
 			return -1;
 		if (x > 0)
@@ -630,6 +685,11 @@ static double median(int ti, int p)
 		return 0;
 	qsort(v, (size_t)n, sizeof v[0], cmp_d);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double median(int ti, int p)
+{
+	return median_of(results, ti, p);
 }
 
 static void cell(double v)
@@ -715,6 +775,37 @@ static void report(void)
 		printf("\n");
 	}
 	printf("targets met: %d of %d\n", pass, pass + fail);
+
+	/* Server CPU per operation: less sensitive to a loaded machine than rates. */
+	bool any = false;
+	for (int i = 0; i < ntargets; i++)
+		any |= targets[i].pid > 0;
+	if (!any)
+		return;
+	printf("\nserver CPU time per operation (all threads, schedstat), microseconds, median:\n%-20s %-8s",
+	       "phase", "");
+	for (int i = 0; i < ntargets; i++)
+		if (targets[i].pid > 0)
+			printf(" %10s", targets[i].name);
+	if (subj >= 0 && ref >= 0 && targets[subj].pid > 0 && targets[ref].pid > 0)
+		printf(" %10s", "ref/subj");
+	printf("\n");
+	for (int p = 0; p < P_COUNT; p++) {
+		char nm[32];
+		snprintf(nm, sizeof nm, "%s", phases[p].name);
+		char *q = strstr(nm, "xQ");
+		if (q)
+			snprintf(q + 1, sizeof nm - (size_t)(q + 1 - nm), "%d", cfg.depth);
+		printf("%-20s %-8s", nm, "us/op");
+		for (int i = 0; i < ntargets; i++)
+			if (targets[i].pid > 0)
+				cell(median_of(cpu_per_op, i, p) * 1e6);
+		if (subj >= 0 && ref >= 0 && targets[subj].pid > 0 && targets[ref].pid > 0) {
+			double a = median_of(cpu_per_op, subj, p), b = median_of(cpu_per_op, ref, p);
+			cell(a > 0 && b > 0 ? b / a : 0);
+		}
+		printf("\n");
+	}
 }
 
 static void usage(FILE *f)
@@ -723,7 +814,9 @@ static void usage(FILE *f)
 	        "usage: bench_nfs [--nfs NAME=HOST:PORT[:MOUNTPORT]]... [--local DIR]\n"
 	        "                 [--small] [--files N] [--dirs N] [--big MiB] [--rand4 N]\n"
 	        "                 [--rand64 N] [--rdp N] [--depth Q] [--rounds R] [--only TEXT]\n"
+	        "                 [--pid NAME=PID]...\n"
 	        "The first --nfs target is compared with the second and with --local.\n"
+	        "--pid NAME=PID: also report that server's CPU time per operation.\n"
 	        "Each server must export /basefs read-write to this client.\n");
 }
 
@@ -763,7 +856,8 @@ int main(int argc, char **argv)
 	    {"rand4", required_argument, 0, '4'}, {"rand64", required_argument, 0, '6'},
 	    {"rdp", required_argument, 0, 'r'},   {"depth", required_argument, 0, 'q'},
 	    {"rounds", required_argument, 0, 'R'}, {"only", required_argument, 0, 'o'},
-	    {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+	    {"pid", required_argument, 0, 'p'},   {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0}};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -798,6 +892,21 @@ int main(int argc, char **argv)
 		case 'q': cfg.depth = atoi(optarg); break;
 		case 'R': cfg.rounds = atoi(optarg); break;
 		case 'o': cfg.only = optarg; break;
+		case 'p': {
+			const char *eq = strchr(optarg, '=');
+			int found = 0;
+			for (int i = 0; eq && i < ntargets; i++)
+				if (strlen(targets[i].name) == (size_t)(eq - optarg) &&
+				    memcmp(targets[i].name, optarg, (size_t)(eq - optarg)) == 0) {
+					targets[i].pid = atoi(eq + 1);
+					found = 1;
+				}
+			if (!found) {
+				fprintf(stderr, "bench_nfs: bad --pid %s (NAME=PID after --nfs NAME=...)\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
