@@ -131,7 +131,8 @@ static struct nfs3_time ts_of(uint64_t ns)
 struct obj {
   struct view_node node;
   struct view_stat st;
-  struct stage_file *sf; /* staged data, or NULL */
+  struct stage_file *sf; /* staged changes (a dirty staged file), or NULL */
+  struct stage_file *cf; /* a clean staged copy of the current version, or NULL */
 };
 
 static bool writable_node(const struct view_node *n)
@@ -149,8 +150,19 @@ static int obj_stat(struct nfsd *d, struct obj *o)
    * versions stay readable under /.basefs/history). */
   if (writable_node(&o->node) && o->st.type != VIEW_DIR && o->st.nlink == 0)
     return -ESTALE;
-  o->sf = writable_node(&o->node) && o->st.type == VIEW_FILE ? stage_get(d->stage, &o->st.object)
-                                                             : NULL;
+  o->sf = o->cf = NULL;
+  struct stage_file *f = writable_node(&o->node) && o->st.type == VIEW_FILE
+                             ? stage_get(d->stage, &o->st.object)
+                             : NULL;
+  if (f && !stage_dirty(f)) {
+    /* A copy kept after a seal: valid while its version is the head. */
+    if (hash_cmp(stage_base(f), &o->st.version) == 0)
+      o->cf = f;
+    else
+      stage_drop(d->stage, f);
+  } else if (f) {
+    o->sf = f;
+  }
   if (o->sf) {
     o->st.size = stage_size(o->sf);
     o->st.mtime_ns = stage_mtime(o->sf);
@@ -432,6 +444,8 @@ static ssize_t obj_read(struct nfsd *d, const struct obj *o, uint64_t off, void 
 {
   if (o->sf)
     return stage_read(o->sf, off, buf, len);
+  if (o->cf)
+    return stage_read(o->cf, off, buf, len);
   if (off >= o->st.size || len == 0 || hash_is_zero(&o->st.content))
     return 0;
   int err = 0;
@@ -551,11 +565,15 @@ struct meta {
   uint64_t mtime_ns;
 };
 
-static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m);
+static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep);
 
 static int seal_first(void *arg, struct stage_file *f)
 {
-  seal(arg, f, NULL);
+  struct nfsd *d = arg;
+  if (stage_dirty(f))
+    seal(d, f, NULL, false);
+  else
+    stage_drop(d->stage, f);
   return 1;
 }
 
@@ -565,6 +583,12 @@ static int obj_stage_upto(struct nfsd *d, struct obj *o, uint64_t limit)
 {
   if (o->sf)
     return 0;
+  if (o->cf) {
+    /* The copy kept after the last seal: the next write dirties it. */
+    o->sf = o->cf;
+    o->cf = NULL;
+    return 0;
+  }
   /* Every staged file holds a descriptor: past the cap, the file written
    * least recently is sealed first. */
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
@@ -595,11 +619,18 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
 
 /*
  * Turns F's staged content into one new version of its object (a WRITE
- * signed by the serving key), durable in the log, then drops F. An object
- * that no longer exists (or is no file) just loses its staged data.
+ * signed by the serving key), durable in the log. Then F is kept as a
+ * clean copy of that version (KEEP, and the version is the head) or
+ * dropped. An object that no longer exists (or is no file) just loses its
+ * staged data. A clean F has nothing to seal.
  */
-static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m)
+static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
 {
+  if (!stage_dirty(f)) {
+    if (!keep)
+      stage_drop(d->stage, f);
+    return 0;
+  }
   struct obj o;
   struct view_node n = {.kind = VIEW_NODE_OBJECT, .readonly = 0, .id = *stage_object(f)};
   char hex[17];
@@ -668,7 +699,12 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m)
     short_hex(&e->id, vhex);
     logf_(d, NFSD_LOG_DEBUG, "nfs: sealed %s: version %s, %llu bytes", hex, vhex,
           (unsigned long long)size);
-    stage_drop(d->stage, f);
+    struct view_stat now;
+    if (keep && view_stat(d->view, &n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
+        stage_rebase(d->stage, f, &e->id) == 0)
+      ;
+    else
+      stage_drop(d->stage, f);
   } else {
     logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", hex, bfs_strerror(r));
   }
@@ -692,12 +728,18 @@ static int tick_one(void *arg, struct stage_file *f)
   uint64_t last = stage_last_write(f);
   if (a->mode == TICK_TIMERS && last + NFSD_QUIET_NS > a->now)
     return 1; /* oldest first: the rest are younger */
+  if (!stage_dirty(f)) {
+    /* A kept copy: closed when idle, and at shutdown. */
+    if (a->mode == TICK_ALL || (a->mode == TICK_TIMERS && last + NFSD_IDLE_NS <= a->now))
+      stage_drop(a->d->stage, f);
+    return 0;
+  }
   if (a->mode == TICK_TIMERS && last + NFSD_IDLE_NS > a->now &&
       (!stage_mark(f) || stage_size(f) < 2 * stage_base_size(f)))
     return 0;
   if (a->mode == TICK_MARKED && !stage_mark(f))
     return 0;
-  int r = seal(a->d, f, NULL);
+  int r = seal(a->d, f, NULL, a->mode != TICK_ALL);
   if (r < 0 && a->err == 0)
     a->err = r;
   if (r == 0)
@@ -733,7 +775,7 @@ static int obj_seal(struct nfsd *d, struct obj *o, const struct meta *m)
 {
   if (!o->sf)
     return 0;
-  int r = seal(d, o->sf, m);
+  int r = seal(d, o->sf, m, true);
   o->sf = NULL;
   if (r == 0)
     r = obj_stat(d, o);

@@ -17,6 +17,7 @@ struct stage_file {
   hash_t base;
   int fd;
   bool durable; /* renamed to .s */
+  bool dirty;
   bool mark;
   uint64_t size;
   uint64_t base_size;
@@ -105,6 +106,7 @@ static int recover(struct stage *s)
     f->obj = obj;
     f->fd = fd;
     f->durable = true;
+    f->dirty = true;
     f->size = (uint64_t)st.st_size;
     f->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
     list_add(s, f);
@@ -237,6 +239,7 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
   f->mark = false;
+  f->dirty = true;
   list_touch(s, f);
   return sync ? stage_sync(s, f) : 0;
 }
@@ -273,7 +276,27 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
   f->size = size;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
+  f->dirty = true;
   list_touch(s, f);
+  return 0;
+}
+
+bool stage_dirty(const struct stage_file *f) { return f->dirty; }
+
+int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base)
+{
+  f->base = *base;
+  f->base_size = f->size;
+  f->dirty = false;
+  f->mark = false;
+  if (!f->durable)
+    return 0;
+  char from[80], to[80];
+  file_name(&f->obj, "s", from);
+  file_name(&f->obj, "u", to);
+  if (renameat(s->dirfd, from, s->dirfd, to) < 0)
+    return -errno;
+  f->durable = false;
   return 0;
 }
 

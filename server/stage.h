@@ -7,9 +7,10 @@
  * A staged file holds the object's WHOLE new content: it starts as a copy of
  * the version it is based on (filled by the caller) and takes writes in
  * place, so reads of a staged object are plain preads (read-your-writes) and
- * sealing streams one file. (The copy costs O(size) once per staging round;
- * an index of written ranges over the base version would avoid it for huge
- * files and is left for later.)
+ * sealing streams one file. After a seal the file is kept, clean, as a copy
+ * of the new version (stage_rebase), so the next writes need no new copy.
+ * (The first copy costs O(size); an index of written ranges over the base
+ * version would avoid it for huge files and is left for later.)
  *
  * Files live in DIR (e.g. fs/NAME/stage) as <object-hex>.u while no byte of
  * it was written durably, and <object-hex>.s after the first FILE_SYNC or
@@ -69,6 +70,13 @@ const hash_t *stage_base(const struct stage_file *f);
 uint64_t stage_base_size(const struct stage_file *f);
 /* When the file was last written (ns, caller's clock). */
 uint64_t stage_last_write(const struct stage_file *f);
+
+/* Dirty: written since it was created or rebased (what a seal must turn
+ * into a version). A clean file is a cached copy of its base version. */
+bool stage_dirty(const struct stage_file *f);
+/* After sealing: F now holds exactly version BASE (clean). Its data is in
+ * the log, so it is no longer recovered at start (.s becomes .u). */
+int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base);
 
 /* A mark the caller keeps per file (nfs3.c: "a COMMIT asked for a seal");
  * cleared by every write. */

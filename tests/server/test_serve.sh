@@ -68,6 +68,9 @@ nfs-ls "nfs://127.0.0.1/basefs$U" | grep -q " livedir$" || fail "NFS does not se
 printf 'through nfs\n' >"$T/viaf"
 nfs-cp "$T/viaf" "nfs://127.0.0.1/basefs/vianfs$U" >/dev/null || fail "nfs-cp vianfs"
 [ "$("$B" cat t /vianfs)" = "through nfs" ] || fail "the CLI does not see the committed NFS write"
+# The server keeps a copy of what NFS wrote; a CLI update must replace it.
+printf 'cli update\n' | "$B" put t /vianfs || fail "CLI update of an NFS-written file"
+[ "$(nfs-cat "nfs://127.0.0.1/basefs/vianfs$U")" = "cli update" ] || fail "NFS still shows the old copy"
 printf 'second\n' | "$B" put t /live || fail "update through the control socket"
 [ "$(nfs-cat "nfs://127.0.0.1/basefs/live$U")" = "second" ] || fail "NFS does not see the update"
 
