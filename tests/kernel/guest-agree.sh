@@ -15,7 +15,7 @@ eq "ln -s" "$(readlink $A/link)" dir/f
 ! cat $A/gone 2>/dev/null || fail "rm: /agree/gone still opens"
 cat $A/mode >/dev/null # open revalidates the attributes
 eq "chmod" "$(stat -c %a $A/mode)" 600
-echo "ok CLI -> NFS at once"
+ok "CLI -> NFS at once"
 
 # ---- NFS -> CLI: after COMMIT the CLI reads it at once (the server still runs) ----
 echo small > $A/nfs-small
@@ -29,4 +29,4 @@ mv $A/old $A/nfs-dir/old
 rm $A/new
 mark nfs-done
 await host-checked
-echo "ok NFS -> CLI after COMMIT"
+ok "NFS -> CLI after COMMIT"

@@ -42,3 +42,4 @@ attrs() {
     else stat -c '%n %a %h %s %Y' "$p"; fi
   done)
 }
+ok() { echo "ok $* [at $(cut -d' ' -f1 /proc/uptime) s]"; }

@@ -30,7 +30,7 @@ mv $M/d/mv-before $M/d/sub/mv-after
 eq "rename across the restart" "$(cat ../sub/mv-after)" moving
 cd $M
 for p in d/keep d/sub/rel d/sub/mv-after; do echo "M f $(sha $M/$p) $(stat -c %s $M/$p) /$p"; done
-echo "ok SIGTERM restart: handles, fds and cwd keep working"
+ok "SIGTERM restart: handles, fds and cwd keep working"
 
 # ---- 2: SIGKILL while UNSTABLE writes stream in: the client resends them -----
 dd if=/dev/urandom of=/tmp/s bs=1M count=${KNC_STREAM_MB:-64} 2>/dev/null
@@ -51,4 +51,4 @@ resent=$((w1 - w0 - size))
 echo "M f $want $size /stream"
 echo "resent $resent bytes"
 [ "$resent" -gt 0 ] || fail "the client resent nothing after the server was killed (acknowledged $((w1 - w0)) of $size bytes)"
-echo "ok SIGKILL under a stream of unstable writes: $resent bytes resent, content complete"
+ok "SIGKILL under a stream of unstable writes: $resent bytes resent, content complete"

@@ -150,12 +150,13 @@ check_manifest() {
   note "$n manifest entries agree through the CLI"
 }
 
-# make_many DIR N: DIR with files f00001..fN (content: the name), offline.
+# make_many DIR N: DIR with files f00001..fN (content: the name), made on
+# the host in one `basefs import` (one process, one commit).
 make_many() {
-  local dir=$1 n=$2 i name
-  "$B" mkdir t "$dir"
-  for ((i = 1; i <= n; i++)); do
-    printf -v name 'f%05d' "$i"
-    printf '%s\n' "$name" | "$B" put t "$dir/$name" || fail "put $dir/$name"
-  done
+  local dir=$1 n=$2 src=$T/many-src
+  mkdir -p "$src/${dir##*/}"
+  awk -v n="$n" -v d="$src/${dir##*/}" 'BEGIN {
+    for (i = 1; i <= n; i++) { f = sprintf("%s/f%05d", d, i); printf "f%05d\n", i > f; close(f) } }'
+  "$B" import t "$src" "${dir%/*}/" || fail "import of $n files into $dir"
+  rm -rf "$src"
 }
