@@ -257,7 +257,8 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if ((r = drc_new(DRC_ENTRIES_DEFAULT, DRC_BYTES_DEFAULT, &drc)) < 0)
     goto out;
   rpcsrv_set_drc(rpc, drc);
-  struct mountd_config mc = {.export_path = "/basefs", .root_fh = nfsd_root_fh, .ctx = dm.nfsd};
+  struct mountd_config mc = {.export_path = "/basefs", .root_fh = nfsd_root_fh, .ctx = dm.nfsd,
+                             .groups = exports_groups(ex)}; /* showmount -e */
   if ((r = mountd_new(&mc, &mountd)) < 0 || (r = mountd_register(mountd, rpc)) < 0 ||
       (r = nfsd_register(rpc, dm.nfsd)) < 0)
     goto out;

@@ -23,6 +23,7 @@ struct rule {
 struct exports {
   struct rule *rules;
   size_t n;
+  char **groups; /* exports_groups(), built on first use */
 };
 
 static int fail(char *err, size_t errlen, int line, int rc, const char *fmt, ...)
@@ -292,11 +293,57 @@ void exports_free(struct exports *ex)
 {
   if (!ex)
     return;
+  for (char **g = ex->groups; g && *g; g++)
+    free(*g);
+  free(ex->groups);
   free(ex->rules);
   free(ex);
 }
 
 size_t exports_rules(const struct exports *ex) { return ex ? ex->n : 0; }
+
+const char *const *exports_groups(struct exports *ex)
+{
+  if (ex->groups)
+    return (const char *const *)ex->groups;
+  char **g = calloc(ex->n + 3, sizeof *g);
+  if (!g)
+    return NULL;
+  size_t k = 0;
+  bool lo4 = false, lo6 = false, fail = false;
+  for (size_t i = 0; i < ex->n && !fail; i++) {
+    const struct rule *r = &ex->rules[i];
+    if (r->prefix == 0 && i + 1 < ex->n && ex->rules[i + 1].prefix == 0 && r->v4 &&
+        !ex->rules[i + 1].v4 && r->access.line == ex->rules[i + 1].access.line) {
+      if (!r->access.refused && !(g[k++] = strdup("*")))
+        fail = true;
+      lo4 = lo6 = true;
+      i++; /* '*' is two rules */
+      continue;
+    }
+    char a[INET6_ADDRSTRLEN], one[INET6_ADDRSTRLEN + 8];
+    inet_ntop(r->v4 ? AF_INET : AF_INET6, r->addr, a, sizeof a);
+    snprintf(one, sizeof one, "%s/%u", a, r->prefix);
+    if (strcmp(one, "127.0.0.0/8") == 0)
+      lo4 = true;
+    if (strcmp(one, "::1/128") == 0)
+      lo6 = true;
+    if (!r->access.refused && !(g[k++] = strdup(one)))
+      fail = true;
+  }
+  if (!fail && !lo4 && !(g[k++] = strdup("127.0.0.0/8")))
+    fail = true;
+  if (!fail && !lo6 && !(g[k++] = strdup("::1/128")))
+    fail = true;
+  if (fail) {
+    for (size_t i = 0; i < k; i++)
+      free(g[i]);
+    free(g);
+    return NULL;
+  }
+  ex->groups = g;
+  return (const char *const *)g;
+}
 
 /* ADDR as 16 bytes (IPv4: 4 bytes first) and its family; false for other
  * families. IPv4-mapped IPv6 addresses become IPv4. */

@@ -73,6 +73,13 @@ int exports_load(const char *path, struct exports **out, char *err, size_t errle
 void exports_free(struct exports *ex);
 size_t exports_rules(const struct exports *ex);
 
+/* The networks allowed to mount, for MOUNT's EXPORT (`showmount -e`):
+ * "NET/PREFIX" of every line that is not `deny` (and "*" for '*'), then
+ * the loopback defaults "127.0.0.0/8" and "::1/128" unless a line covers
+ * them exactly. NULL-terminated, owned by EX (valid until exports_free);
+ * NULL on allocation failure. */
+const char *const *exports_groups(struct exports *ex);
+
 /* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 bool exports_loopback(const struct sockaddr *addr);
 

@@ -217,6 +217,30 @@ TEST(errors_name_the_line_and_reason)
   CHECK_INT(strlen(tiny), <, sizeof tiny);
 }
 
+static void groups_are(const char *text, const char *want)
+{
+  struct exports *ex = parse_ok(text);
+  const char *const *g = exports_groups(ex);
+  CHECK(g != NULL);
+  char got[512] = "";
+  for (; *g; g++) {
+    size_t l = strlen(got);
+    snprintf(got + l, sizeof got - l, "%s%s", l ? " " : "", *g);
+  }
+  CHECK_MSG(strcmp(got, want) == 0, "groups of '%s': '%s', want '%s'", text, got, want);
+  CHECK(exports_groups(ex) == exports_groups(ex)); /* built once */
+  exports_free(ex);
+}
+
+TEST(groups_for_showmount)
+{
+  groups_are("", "127.0.0.0/8 ::1/128");
+  groups_are("10.0.0.0/8 ro\n10.9.9.9 deny\nfd00::/8 rw\n",
+             "10.0.0.0/8 fd00::/8 127.0.0.0/8 ::1/128");
+  groups_are("127.0.0.0/8 deny\n::1 ro\n", "::1/128");
+  groups_are("* ro\n", "*");
+}
+
 TEST(load_from_a_file)
 {
   char path[512];
