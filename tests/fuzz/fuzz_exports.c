@@ -85,6 +85,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       must(a.refused != exports_loopback((struct sockaddr *)&ss),
            "unmatched: loopback must be trusted, others refused");
   }
+  const char *const *g = exports_groups(ex);
+  if (g) {
+    size_t k = 0;
+    for (; g[k]; k++)
+      must(strlen(g[k]) > 0 && strlen(g[k]) < 64, "bad group string");
+    must(k <= exports_rules(ex) + 2, "more groups than rules");
+  }
   exports_free(ex);
   exports_free(again);
   return 0;
