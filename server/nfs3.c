@@ -146,6 +146,16 @@ static int obj_stat(struct nfsd *d, struct obj *o)
   int r = view_stat(d->view, &o->node, &o->st);
   if (r < 0)
     return r;
+  /* Linux's v3 client takes ctime as the change attribute: it must differ
+   * whenever the version shown differs, even when a replicated version
+   * carries an older timestamp (an author's clock behind, a conflict won
+   * by an older version, a revert). The version id fills ctime's low 20
+   * bits (it moves by < 1.05 ms). (helper-9, issue 5) */
+  if (o->st.type != VIEW_DIR && !hash_is_zero(&o->st.version)) {
+    uint64_t h;
+    memcpy(&h, o->st.version.bytes, sizeof h);
+    o->st.ctime_ns = (o->st.ctime_ns & ~0xFFFFFull) | (h & 0xFFFFFull);
+  }
   /* A file or symlink whose last name was removed is gone for NFS (its
    * versions stay readable under /.basefs/history). */
   if (writable_node(&o->node) && o->st.type != VIEW_DIR && o->st.nlink == 0)
@@ -784,6 +794,14 @@ static int obj_seal(struct nfsd *d, struct obj *o, const struct meta *m)
 
 /* ---- life cycle ---- */
 
+/* store/fs replaces its view after a failed commit (a full disk): follow it,
+ * so what NFS shows is what is durable. (helper-9, issue 5) */
+static void on_new_view(void *arg, struct view *v)
+{
+  struct nfsd *d = arg;
+  d->view = v;
+}
+
 int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ctx,
              struct nfsd **out)
 {
@@ -792,6 +810,7 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
     return -ENOMEM;
   d->fs = fs;
   d->view = fs_view(fs);
+  fs_set_view_hook(fs, on_new_view, d);
   d->blocks = fs_blocks(fs);
   d->key = key;
   d->log = log;
@@ -834,6 +853,7 @@ void nfsd_free(struct nfsd *d)
 {
   if (!d)
     return;
+  fs_set_view_hook(d->fs, NULL, NULL);
   for (int i = 0; i < RCACHE_N; i++)
     if (d->cache[i].used)
       content_close(d->cache[i].r);
