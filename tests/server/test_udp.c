@@ -224,3 +224,104 @@ TEST(udp_bind_errors_and_ipv6)
   CHECK_OK(uv_loop_close(&loop));
   rpcsrv_free(rpc);
 }
+
+/* FSINFO's rtmax/wtmax over UDP fit a datagram (over TCP they are larger),
+ * and a READ asking for more than that gets a short read, not a reply
+ * too big to send. */
+static uint32_t fsinfo_rtmax(uint8_t *rep, struct xdr_dec *res, uint32_t *wtmax)
+{
+  CHECK_INT(res_status(res), ==, 0);
+  bool present;
+  CHECK_OK(xdr_dec_bool(res, &present));
+  if (present)
+    res->pos += 84; /* fattr3 */
+  uint32_t rtmax, rtpref, rtmult;
+  CHECK_OK(xdr_dec_u32(res, &rtmax));
+  CHECK_OK(xdr_dec_u32(res, &rtpref));
+  CHECK_OK(xdr_dec_u32(res, &rtmult));
+  CHECK_OK(xdr_dec_u32(res, wtmax));
+  free(rep);
+  return rtmax;
+}
+
+TEST(udp_sizes_fit_a_datagram)
+{
+  struct dep d = {0};
+  srv_init(&d.s);
+  dep_start(&d, true, NULL);
+  int fd = udp_client();
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  struct xdr_enc a;
+  xdr_enc_init(&a, 256);
+  xdr_enc_bytes(&a, d.s.root, d.s.root_len);
+  uint32_t wtmax;
+  uint8_t *rep = udp_call(fd, d.udp_port, 1, 100003, 3, 19, &dep_root_cred, &a, &r, &res, NULL);
+  CHECK_INT(fsinfo_rtmax(rep, &res, &wtmax), ==, UDPSRV_IO_MAX);
+  CHECK_INT(wtmax, ==, UDPSRV_IO_MAX);
+  int tfd = raw_connect(d.s.port);
+  struct xdr_enc e;
+  call_encode(&e, 2, 100003, 3, 19, &dep_root_cred, &a);
+  raw_send_record(tfd, e.buf, e.len, 1 << 30);
+  xdr_enc_free(&e);
+  size_t len = 0;
+  uint8_t *trec = raw_recv_record(tfd, &len);
+  rep = reply_decode(trec, len, 2, &r, &res);
+  CHECK_INT(fsinfo_rtmax(rep, &res, &wtmax), >, UDPSRV_IO_MAX);
+  close(tfd);
+  xdr_enc_free(&a);
+
+  /* A 100 000-byte file, written over UDP in 25 000-byte FILE_SYNC WRITEs. */
+  args_create(&a, &d, "big");
+  rep = udp_call(fd, d.udp_port, 3, 100003, 3, 8, &dep_root_cred, &a, &r, &res, NULL);
+  xdr_enc_free(&a);
+  CHECK_INT(res_status(&res), ==, 0);
+  bool present;
+  struct xdr_bytes fhb;
+  CHECK_OK(xdr_dec_bool(&res, &present));
+  CHECK(present);
+  CHECK_OK(xdr_dec_bytes(&res, 64, &fhb));
+  uint8_t fh[64];
+  uint32_t fhlen = fhb.len;
+  memcpy(fh, fhb.data, fhlen);
+  free(rep);
+  static uint8_t data[100000];
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t)(i * 7 + i / 251);
+  for (uint32_t off = 0; off < sizeof data; off += 25000) {
+    xdr_enc_init(&a, 30000);
+    xdr_enc_bytes(&a, fh, fhlen);
+    xdr_enc_u64(&a, off);
+    xdr_enc_u32(&a, 25000);
+    xdr_enc_u32(&a, 2); /* FILE_SYNC */
+    xdr_enc_bytes(&a, data + off, 25000);
+    rep = udp_call(fd, d.udp_port, 10 + off, 100003, 3, 7, &dep_root_cred, &a, &r, &res, NULL);
+    CHECK_INT(res_status(&res), ==, 0);
+    free(rep);
+    xdr_enc_free(&a);
+  }
+  /* READ 1 MiB at 0: a short read of at most rtmax bytes, the right ones. */
+  xdr_enc_init(&a, 256);
+  xdr_enc_bytes(&a, fh, fhlen);
+  xdr_enc_u64(&a, 0);
+  xdr_enc_u32(&a, 1u << 20);
+  rep = udp_call(fd, d.udp_port, 99, 100003, 3, 6, &dep_root_cred, &a, &r, &res, NULL);
+  xdr_enc_free(&a);
+  CHECK_INT(r.accept_stat, ==, ONCRPC_SUCCESS);
+  CHECK_INT(res_status(&res), ==, 0);
+  CHECK_OK(xdr_dec_bool(&res, &present));
+  if (present)
+    res.pos += 84;
+  uint32_t count;
+  bool eof;
+  struct xdr_bytes got;
+  CHECK_OK(xdr_dec_u32(&res, &count));
+  CHECK_OK(xdr_dec_bool(&res, &eof));
+  CHECK_OK(xdr_dec_bytes(&res, 1u << 20, &got));
+  CHECK(count > 0 && count <= UDPSRV_IO_MAX && got.len == count && !eof);
+  CHECK(memcmp(got.data, data, count) == 0);
+  free(rep);
+  close(fd);
+  dep_stop(&d);
+  srv_free(&d.s);
+}
