@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <getopt.h>
@@ -111,6 +112,8 @@ struct ctl_conn {
   int fd;
 };
 
+#define CTL_TIMEOUT_S 300
+
 static int io_all(int fd, void *buf, size_t len, bool out)
 {
   uint8_t *p = buf;
@@ -174,6 +177,11 @@ static int ctl_connect(const char *name)
       close(fd);
     return r;
   }
+  /* A stuck daemon must not hang a command forever (verifying and committing
+   * the largest frame takes seconds, so the bound is generous). */
+  struct timeval tv = {.tv_sec = CTL_TIMEOUT_S};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   ctl.fd = fd;
   return 0;
 }
