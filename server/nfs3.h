@@ -30,7 +30,11 @@
  *    the version the staging started from, so a concurrent replicated
  *    update becomes a visible conflict instead of a lost update.
  *    UNSTABLE writes are acknowledged once in the staging file; FILE_SYNC
- *    and DATA_SYNC ones after fdatasync (and are answered FILE_SYNC).
+ *    and DATA_SYNC ones after fdatasync (and are answered FILE_SYNC; no
+ *    COMMIT follows them, so they become a version after NFSD_IDLE_NS).
+ *    After a seal the staged file stays as a clean copy of the new
+ *    version (reads, and the next writes, need no copy from the blocks)
+ *    until the head moves or it is idle.
  *  - The write verifier (writeverf3) is 8 random bytes drawn at every
  *    nfsd_new(): it changes on every start, since UNSTABLE staged data may
  *    have been lost. Durable staged data (FILE_SYNC) is recovered and
@@ -42,9 +46,12 @@
  *    client sets the real times with SETATTR afterwards, as RFC 1813 says.
  *  - Permissions: mode bits against the AUTH_SYS credential (owner, group
  *    and supplementary groups, other), on every operation and in ACCESS;
- *    uid 0 from a loopback address is root, uid 0 from elsewhere and
- *    AUTH_NONE are nobody (65534). As Linux's nfsd does, the owner of a
- *    file may READ and WRITE it whatever its mode (open-then-chmod).
+ *    the identity is squashed as the exports say (server/exports.h: by
+ *    default uid 0 from a loopback address is root, from elsewhere
+ *    nobody); AUTH_NONE is nobody (65534). A read-only export gets
+ *    NFS3ERR_ROFS for every write and no write bits in ACCESS. As Linux's
+ *    nfsd does, the owner of a file may READ and WRITE it whatever its
+ *    mode (open-then-chmod).
  *  - The serving key: a write needs a grant of the key covering the target
  *    (view_check_write); where it has none, NFS3ERR_ACCES. A peer without a
  *    key, or whose key holds no grant anywhere (and is not the root key),
@@ -52,7 +59,10 @@
  *    write gets NFS3ERR_ROFS. /.basefs is read-only: NFS3ERR_ROFS.
  *  - MKNOD: NFS3ERR_NOTSUPP for devices, sockets and FIFOs; BADTYPE for
  *    the other types. atime is not stored: it reads as mtime; SETATTR of
- *    atime alone succeeds and changes nothing.
+ *    atime alone succeeds and changes nothing. A chmod/chown is a MODE
+ *    entry carrying the file's mtime (an entry has one time), so it does
+ *    not move mtime.
+ *  - UDP clients get 32 KiB rtmax/wtmax (a reply fits one datagram).
  *
  * This header stays free of xdr/nfs3.h so tests may include it next to
  * libnfs's headers.
