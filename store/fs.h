@@ -9,6 +9,7 @@
  *   blocks/     the content-addressed block store (store/blocks.h)
  *   view.ckpt   the view checkpoint (store/view.h) and the log offset it covers
  *   lock        flock()ed by the one writer; holds its pid as text
+ *   ctl         the serving daemon's control socket (see forwarding, below)
  *
  * Writer and readers. A writer holds an exclusive, non-blocking flock on
  * `lock` for as long as the filesystem is open; a second writer gets -EBUSY
@@ -39,7 +40,10 @@
  *
  * Entries built here (put, mkdir, ...) are signed by the caller's key and
  * checked against the view before anything is written: a key without a
- * covering grant gets -BFS_ENOGRANT and nothing changes.
+ * covering grant gets -BFS_ENOGRANT and nothing changes. A *local* entry
+ * (built here, or handed over by a local client) either counts or is
+ * refused; it is never kept pending. What a failed helper or commit had
+ * applied is taken out of the view again (see fs_set_view_hook()).
  *
  * Paths are absolute, '/'-separated; empty components are ignored; "." and
  * ".." are refused (-EINVAL).
