@@ -139,7 +139,8 @@ check_manifest() {
     case $kind in
       f) got=$(cli_sha "$p") || fail "cli cat $p"
          [[ $got == "$a" ]] || fail "$p: sha256 through the CLI $got, guest $a" ;;
-      l) got=$("$B" cat t "$b") || fail "cli cat $b"
+      l) b+=${p:+ $p}
+         got=$("$B" cat t "$b") || fail "cli cat $b"
          [[ $got == "$a" ]] || fail "$b: symlink target through the CLI '$got', guest '$a'" ;;
       d) "$B" ls t "$a" >/dev/null || fail "cli ls $a" ;;
       *) fail "bad manifest line: $kind $a $b $p" ;;
