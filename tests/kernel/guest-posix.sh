@@ -62,6 +62,9 @@ attrs /tmp/back | diff /tmp/src.attrs - || fail "tar c from the mount: attribute
 eq "tar of the tar" "$(sha $M/src.tar)" "$(cd $S && tar cf - . | sha256sum | cut -d' ' -f1)"
 echo "M f $(sha $M/src.tar) $(stat -c %s $M/src.tar) /src.tar"
 ok "tar"
+rm -r $M/untar
+[ ! -e $M/untar ] || fail "rm -r untar"
+ok "rm -r of the extracted tree"
 
 # ---- rename across directories while files are open ------------------------------
 mkdir -p $M/r1/sub $M/r2
@@ -89,6 +92,11 @@ exec 5<&-
 eq "replaced target" "$(cat $M/r2/victim)" new
 drop_caches
 eq "after drop_caches" "$(cat $M/r2/moved.txt | tr '\n' ' ')" "part1 part2 "
+echo "still readable" > $M/r1/unlinked
+exec 7< $M/r1/unlinked
+rm $M/r1/unlinked
+eq "read after rm while open" "$(cat <&7)" "still readable"
+exec 7<&-
 ok "rename while open"
 
 # ---- symlinks ----------------------------------------------------------------------
@@ -150,6 +158,15 @@ eq "grow size" "$(stat -c %s $M/tr/grow)" 150000
 eq "zero" "$(stat -c %s $M/tr/zero)" 0
 eq "O_TRUNC" "$(cat $M/tr/otrunc)" short
 eq "truncated while open" "$(sha $M/tr/open)" "$( (head -c 10 /tmp/t100k; echo +tail) | sha256sum | cut -d' ' -f1)"
+cp /tmp/t100k $M/tr/patch; cp /tmp/t100k /tmp/patch
+dd if=/dev/urandom of=/tmp/p8k bs=4096 count=2 2>/dev/null
+dd if=/tmp/p8k of=$M/tr/patch bs=4096 seek=3 conv=notrunc 2>/dev/null
+dd if=/tmp/p8k of=/tmp/patch bs=4096 seek=3 conv=notrunc 2>/dev/null
+dd if=/tmp/p8k of=$M/tr/sparse bs=4096 seek=300 2>/dev/null
+dd if=/tmp/p8k of=/tmp/sparse bs=4096 seek=300 2>/dev/null
+drop_caches
+eq "written in the middle" "$(sha $M/tr/patch)" "$(sha /tmp/patch)"
+eq "written past a hole" "$(sha $M/tr/sparse)" "$(sha /tmp/sparse)"
 ok "truncate"
 
 # ---- a large dd, read back after dropping the caches -----------------------------
@@ -179,7 +196,7 @@ snap() { for d in tree r1 r2 h h2 s c tr; do attrs $M/$d; manifest $M/$d /$d; do
 snap > /tmp/before.snap
 remount
 snap | diff /tmp/before.snap - || fail "attributes or contents changed across a remount"
-for p in r2/moved.txt r2/sub/reader r2/victim h/b h2/c s/t tr/shrink tr/grow tr/zero tr/otrunc tr/open c/later; do
+for p in r2/moved.txt r2/sub/reader r2/victim h/b h2/c s/t tr/shrink tr/grow tr/zero tr/otrunc tr/open tr/patch tr/sparse c/later; do
   echo "M f $(sha $M/$p) $(stat -c %s $M/$p) /$p"
 done
 for p in s/rel s/abs s/dir s/dangling; do echo "M l $(readlink $M/$p) /$p"; done

@@ -21,6 +21,8 @@ grep '^ok ' "$T/out" | sed "s/^/$knc_name: guest: /"
 serve_stop TERM
 sed -n 's/^M //p' "$T/out" > "$T/manifest"
 check_manifest "$T/manifest"
+"$B" ls t /r1 | grep -q '^\.nfs' && fail "silly-renamed .nfs files left in /r1: $("$B" ls t /r1)"
 "$B" ls t /r2 | grep -q '^\.nfs' && fail "silly-renamed .nfs files left in /r2: $("$B" ls t /r2)"
+"$B" ls t / | grep -qx 'untar' && fail "/untar still there after rm -r"
 "$B" ls t / | grep -qx '.basefs' && fail "/.basefs listed"
 note "ok in $(elapsed) s"
