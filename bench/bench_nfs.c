@@ -764,7 +764,7 @@ static void report(void)
 			known = true;
 		}
 		if (phases[p].kind == K_REWRITE && rl > 0) {
-			goal = ok ? ">=1x ref, >=1/3 local" : ">=1x ref, >=1/3 local";
+			goal = rs > 0 ? ">=1x ref, >=1/3 local" : ">=1/3 local";
 			ok = ok && rl >= 1.0 / 3;
 			known = true;
 		}
