@@ -722,7 +722,7 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
   return r;
 }
 
-enum tick_mode { TICK_TIMERS, TICK_ALL, TICK_MARKED };
+enum tick_mode { TICK_TIMERS, TICK_ALL, TICK_DIRTY };
 
 struct tick_arg {
   struct nfsd *d;
@@ -744,10 +744,7 @@ static int tick_one(void *arg, struct stage_file *f)
       stage_drop(a->d->stage, f);
     return 0;
   }
-  if (a->mode == TICK_TIMERS && last + NFSD_IDLE_NS > a->now &&
-      (!stage_mark(f) || stage_size(f) < 2 * stage_base_size(f)))
-    return 0;
-  if (a->mode == TICK_MARKED && !stage_mark(f))
+  if (a->mode == TICK_TIMERS && last + NFSD_IDLE_NS > a->now)
     return 0;
   int r = seal(a->d, f, NULL, a->mode != TICK_ALL);
   if (r < 0 && a->err == 0)
@@ -766,7 +763,7 @@ int nfsd_tick(struct nfsd *d, uint64_t now)
 
 int nfsd_flush(struct nfsd *d)
 {
-  struct tick_arg a = {d, 0, TICK_MARKED, 0, 0};
+  struct tick_arg a = {d, 0, TICK_DIRTY, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
 }

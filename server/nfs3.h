@@ -80,9 +80,9 @@
 /* Every COMMIT seals at once: when it returns, the new version is durable
  * and visible to everything reading the filesystem (the CLI included).
  * Linux COMMITs every few MiB while streaming a large file, so that costs
- * O(size) per COMMIT (incremental sealing is future work). A file marked
- * by stage_set_mark() (nothing marks today) is sealed by nfsd_tick() once
- * quiet for NFSD_QUIET_NS, and by nfsd_flush(). */
+ * O(size) per COMMIT (incremental sealing is future work). nfsd_tick()
+ * looks no further than files quiet for NFSD_QUIET_NS (the list is oldest
+ * first). */
 #define NFSD_QUIET_NS (300ull * 1000000ull)
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */
@@ -117,8 +117,10 @@ int nfsd_root_fh(void *ctx, uint8_t fh[64], uint32_t *len);
  * and every COMMITted one quiet for NFSD_QUIET_NS. Call it every ~100 ms.
  * Returns the number sealed or the first error. */
 int nfsd_tick(struct nfsd *d, uint64_t now_ns);
-/* Seals every file a COMMIT asked to seal, now (for readers outside NFS,
- * e.g. the control socket, before they look at the view). */
+/* Seals every file with staged data, now, keeping clean copies (for
+ * readers outside NFS, e.g. the control socket, before they look at the
+ * view). Linux writes a small file at close() as one FILE_SYNC WRITE and
+ * no COMMIT: without this, the CLI would not see it until the idle seal. */
 int nfsd_flush(struct nfsd *d);
 /* Seals every staged file (shutdown). Returns the number sealed or the
  * first error (the others are still tried). */

@@ -18,7 +18,6 @@ struct stage_file {
   int fd;
   bool durable; /* renamed to .s */
   bool dirty;
-  bool mark;
   uint64_t size;
   uint64_t base_size;
   uint64_t mtime_ns;
@@ -238,7 +237,6 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
     f->size = off + len;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
-  f->mark = false;
   f->dirty = true;
   list_touch(s, f);
   return sync ? stage_sync(s, f) : 0;
@@ -288,7 +286,6 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base)
   f->base = *base;
   f->base_size = f->size;
   f->dirty = false;
-  f->mark = false;
   if (!f->durable)
     return 0;
   char from[80], to[80];
@@ -308,8 +305,6 @@ const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
 const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
 size_t stage_count(const struct stage *s) { return s->count; }
-void stage_set_mark(struct stage_file *f, bool mark) { f->mark = mark; }
-bool stage_mark(const struct stage_file *f) { return f->mark; }
 
 void stage_drop(struct stage *s, struct stage_file *f)
 {

@@ -78,11 +78,6 @@ bool stage_dirty(const struct stage_file *f);
  * the log, so it is no longer recovered at start (.s becomes .u). */
 int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base);
 
-/* A mark the caller keeps per file (nfs3.c: "a COMMIT asked for a seal");
- * cleared by every write. */
-void stage_set_mark(struct stage_file *f, bool mark);
-bool stage_mark(const struct stage_file *f);
-
 /* Deletes the staged file of F (after sealing, or to discard it). */
 void stage_drop(struct stage *s, struct stage_file *f);
 

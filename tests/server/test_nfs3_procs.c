@@ -1219,6 +1219,39 @@ TEST(nfs3_idle_timeout_seals)
   srv_free(&s);
 }
 
+/* Linux writes a small file at close() as one FILE_SYNC WRITE and no
+ * COMMIT; a CLI command reaching the daemon flushes first and must see it. */
+TEST(nfs3_flush_seals_file_sync_writes_without_commit)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "small", fh, &len);
+  c3_write(&c, fh, len, 0, "small\n", 6, FILE_SYNC, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  cl_close(&c);
+  /* Stop the loop thread but keep nfsd: what the control socket's SYNC does. */
+  uv_async_send(&s.stop);
+  pthread_join(s.thread, NULL);
+  CHECK_INT(nfsd_flush(s.nfsd), ==, 1);
+  size_t n;
+  char *text = cat(&s, "/small", &n);
+  CHECK(text && strcmp(text, "small\n") == 0);
+  free(text);
+  CHECK_INT(nfsd_flush(s.nfsd), ==, 0); /* nothing left to seal */
+  CHECK_OK(uv_loop_close(&s.loop));
+  nfsd_free(s.nfsd);
+  mountd_free(s.mountd);
+  rpcsrv_free(s.rpc);
+  CHECK_OK(fs_close(s.fs));
+  srv_free(&s);
+}
+
 TEST(nfs3_directory_times_follow_changes)
 {
   struct srv s;
