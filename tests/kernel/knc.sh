@@ -149,6 +149,8 @@ cleanup() {
   if ((keep)); then echo "knc: kept $run" >&2; else rm -rf "$run"; fi
 }
 trap cleanup EXIT
+# A signal ends the run through the EXIT trap, so QEMU never outlives us.
+trap 'exit 143' TERM INT HUP
 
 root=$run/root
 mkdir -p "$root"/{bin,dev,proc,sys,mnt,tmp,mods}

@@ -36,9 +36,9 @@ FSDIR=$BASEFS_HOME/fs/t
 spid="" kpid="" port="" nserve=0 t_start=$EPOCHREALTIME
 
 knc_cleanup() {
-  [[ -n $kpid ]] && kill -9 "$kpid" 2>/dev/null
-  [[ -n $spid ]] && kill -9 "$spid" 2>/dev/null
-  wait 2>/dev/null
+  # TERM, not KILL, for knc.sh: its EXIT trap stops QEMU.
+  { [[ -n $kpid ]] && kill "$kpid" && wait "$kpid"; } 2>/dev/null || true
+  { [[ -n $spid ]] && kill -9 "$spid" && wait "$spid"; } 2>/dev/null || true
   if [[ -n ${KNC_KEEP:-} ]]; then echo "$knc_name: kept $T" >&2; else rm -rf "$T"; fi
 }
 trap knc_cleanup EXIT
