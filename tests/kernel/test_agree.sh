@@ -28,9 +28,17 @@ printf 'inside\n' | "$B" put t /agree/dir/f || fail "put through the daemon"
 "$B" chmod t 600 /agree/mode || fail "chmod through the daemon"
 tell cli-done
 
+wait_mark nfs-small
+[[ $("$B" cat t /agree/nfs-small) == small ]] ||
+  fail "/agree/nfs-small right after the guest's close: '$("$B" cat t /agree/nfs-small)'"
+tell small-checked
+wait_mark nfs-big
+want=$(sed -n 's|^M f \([0-9a-f]*\) [0-9]* /agree/nfs-big$|\1|p' "$T/out")
+[[ $(cli_sha /agree/nfs-big) == "$want" ]] || fail "/agree/nfs-big right after the guest's fsync"
+tell big-checked
 wait_mark nfs-done
-sed -n 's/^M //p' "$T/out" > "$T/manifest"
-check_manifest "$T/manifest"
+[[ $("$B" cat t /agree/nfs-small | tr '\n' ' ') == "small more " ]] ||
+  fail "/agree/nfs-small right after the guest's append: '$("$B" cat t /agree/nfs-small)'"
 want=$(printf '%s\n' dir link mode moved nfs-big nfs-dir nfs-link nfs-small)
 got=$("$B" ls t /agree) || fail "ls /agree"
 [[ $got == "$want" ]] || fail "ls /agree right after the guest's changes: $(echo $got), want $(echo $want)"
@@ -40,4 +48,6 @@ tell host-checked
 guest_wait
 grep '^ok ' "$T/out" | sed "s/^/$knc_name: guest: /"
 serve_stop TERM
+sed -n 's/^M //p' "$T/out" | grep -v ' /agree/nfs-small$' > "$T/manifest"
+check_manifest "$T/manifest"
 note "ok in $(elapsed) s"
