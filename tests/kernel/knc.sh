@@ -12,8 +12,13 @@
 # 10.0.2.2:/basefs on /mnt with
 #   vers=3,proto=tcp,nolock,port=P,mountport=P,mountproto=tcp[,O]
 # and runs SCRIPT with busybox sh in /mnt (KNC_SERVER, KNC_PORT, KNC_OPTS
-# are set for scripts that mount by themselves with --no-mount). Then it
-# syncs, unmounts and powers off.
+# are set for scripts that mount by themselves with --no-mount; PID 1 stays
+# in /, so the script may umount and mount again). Then it syncs, unmounts
+# and powers off.
+#
+# The suites built on it: tests/kernel/test_*.sh (ctest, label "slow"), with
+# lib.sh (host side: serve, boot, markers, CLI checks) and guest-*.sh (the
+# guest halves). tests/kernel/smoke.sh is the minimal example.
 #
 # Output: the script's stdout and stderr (merged) on stdout once the VM has
 # stopped; with --out FILE, into FILE as the guest writes it (a test on the
