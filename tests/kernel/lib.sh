@@ -85,6 +85,10 @@ serve_stop() {
   { wait "$spid"; } 2>/dev/null || rc=$?  # (no "Killed" line from bash)
   spid=""
   if [[ $sig == TERM && $rc != 0 ]]; then fail "serve exited with $rc after SIGTERM"; fi
+  # Sanitizer builds (BASEFS=build-asan/basefs): any report fails the test.
+  if grep -q 'runtime error\|Sanitizer' "$T/serve.$((nserve - 1)).log"; then
+    fail "sanitizer report in serve.$((nserve - 1)).log"
+  fi
   return 0
 }
 
