@@ -160,7 +160,9 @@ static void phase_end(const struct target *t, int ti, enum phase p, int round, d
 {
 	results[ti][p][round] = rate;
 	double c1 = proc_cpu(t->pid);
-	if (rate > 0 && phase_cpu0 >= 0 && c1 >= 0 && ops > 0)
+	/* threads that exited take their time with them (ganesha's pool): such
+	 * a phase (negative sum) is left unmeasured */
+	if (rate > 0 && phase_cpu0 >= 0 && c1 >= phase_cpu0 && ops > 0)
 		cpu_per_op[ti][p][round] = (c1 - phase_cpu0) / ops;
 }
 
