@@ -11,8 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define INDEX_SIZE 1024 /* a power of two */
+
 struct stage_file {
-  struct stage_file *next;
+  struct stage_file *next, *prev; /* the write-order list */
+  struct stage_file *hnext;       /* the object index's chain */
   hash_t obj;
   hash_t base;
   int fd;
@@ -28,7 +31,12 @@ struct stage {
   char dir[PATH_MAX];
   int dirfd;
   struct stage_file *files; /* most recently written last */
+  struct stage_file *last;
   size_t count;
+  /* Object index: stage_get() runs on every file attribute load (each
+   * READDIRPLUS entry), the list order changes on every write; both stay
+   * O(1) with hundreds of staged files. */
+  struct stage_file *index[INDEX_SIZE];
 };
 
 static void file_name(const hash_t *obj, const char *suffix, char out[80])
@@ -38,29 +46,52 @@ static void file_name(const hash_t *obj, const char *suffix, char out[80])
   snprintf(out, 80, "%s.%s", hex, suffix);
 }
 
+static size_t index_slot(const hash_t *obj)
+{
+  uint64_t h;
+  memcpy(&h, obj->bytes, sizeof h); /* object ids are SHA-256 digests */
+  return (size_t)(h & (INDEX_SIZE - 1));
+}
+
+/* Appends F (the most recently written) and indexes it. */
 static void list_add(struct stage *s, struct stage_file *f)
 {
   f->next = NULL;
-  struct stage_file **p = &s->files;
-  while (*p)
-    p = &(*p)->next;
-  *p = f;
+  f->prev = s->last;
+  if (s->last)
+    s->last->next = f;
+  else
+    s->files = f;
+  s->last = f;
+  size_t i = index_slot(&f->obj);
+  f->hnext = s->index[i];
+  s->index[i] = f;
   s->count++;
 }
 
 static void list_remove(struct stage *s, struct stage_file *f)
 {
-  for (struct stage_file **p = &s->files; *p; p = &(*p)->next)
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    s->files = f->next;
+  if (f->next)
+    f->next->prev = f->prev;
+  else
+    s->last = f->prev;
+  for (struct stage_file **p = &s->index[index_slot(&f->obj)]; *p; p = &(*p)->hnext)
     if (*p == f) {
-      *p = f->next;
-      s->count--;
-      return;
+      *p = f->hnext;
+      break;
     }
+  s->count--;
 }
 
 /* Moves F to the end (the most recently written). */
 static void list_touch(struct stage *s, struct stage_file *f)
 {
+  if (s->last == f)
+    return;
   list_remove(s, f);
   list_add(s, f);
 }
@@ -158,7 +189,7 @@ void stage_free(struct stage *s)
 
 struct stage_file *stage_get(struct stage *s, const hash_t *obj)
 {
-  for (struct stage_file *f = s->files; f; f = f->next)
+  for (struct stage_file *f = s->index[index_slot(obj)]; f; f = f->hnext)
     if (memcmp(&f->obj, obj, sizeof *obj) == 0)
       return f;
   return NULL;
