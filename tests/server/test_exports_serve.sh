@@ -9,12 +9,12 @@ set -u
 B=${BASEFS:?}
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v nfs-cat >/dev/null; then
   echo "# skipped: needs root, unshare and libnfs-utils"
-  exit 0
+  exit 77
 fi
 if [ -z "${BASEFS_EX_INNER:-}" ]; then
   BASEFS_EX_INNER=1 exec unshare --net "$0" "$@"
 fi
-ip link set lo up && ip addr add 10.9.9.9/32 dev lo || { echo "# skipped: no addresses"; exit 0; }
+ip link set lo up && ip addr add 10.9.9.9/32 dev lo || { echo "# skipped: no addresses"; exit 77; }
 T=$(mktemp -d)
 export BASEFS_HOME=$T/home
 P=

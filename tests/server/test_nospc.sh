@@ -11,14 +11,14 @@ set -u
 B=${BASEFS:?}
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v nfs-cp >/dev/null; then
   echo "# skipped: needs root, unshare and libnfs-utils"
-  exit 0
+  exit 77
 fi
 if [ -z "${BASEFS_NOSPC_INNER:-}" ]; then
   BASEFS_NOSPC_INNER=1 exec unshare --mount "$0" "$@"
 fi
 T=$(mktemp -d)
 mount --make-rprivate / 2>/dev/null
-mount -t tmpfs -o size=2m tmpfs "$T" || { echo "# skipped: cannot mount a tmpfs"; exit 0; }
+mount -t tmpfs -o size=2m tmpfs "$T" || { echo "# skipped: cannot mount a tmpfs"; exit 77; }
 W=$(mktemp -d) # scratch outside the small disk
 PID=
 cleanup() {

@@ -10,12 +10,12 @@ set -u
 B=${BASEFS:?}
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v rpcinfo >/dev/null; then
   echo "# skipped: needs root, unshare and rpcinfo"
-  exit 0
+  exit 77
 fi
 if [ -z "${BASEFS_PM_INNER:-}" ]; then
   BASEFS_PM_INNER=1 exec unshare --net --mount "$0" "$@"
 fi
-ip link set lo up || { echo "# skipped: no loopback in the namespace"; exit 0; }
+ip link set lo up || { echo "# skipped: no loopback in the namespace"; exit 77; }
 T=$(mktemp -d)
 export BASEFS_HOME=$T/home
 P= RB=
