@@ -238,14 +238,24 @@ int entry_encode(const struct entry *e, uint8_t *out, size_t cap)
   return (int)total;
 }
 
-int entry_sign(struct entry *e, const struct key *key)
+int entry_prepare(struct entry *e, const uint8_t pubkey[KEY_PUBLIC_SIZE])
 {
   uint8_t buf[SCRATCH_SIZE];
-  key_public(key, e->pubkey);
+  memcpy(e->pubkey, pubkey, KEY_PUBLIC_SIZE);
   int n = encode_body(e, buf);
   if (n < 0)
     return n;
   hash_buf(buf, (size_t)n, &e->id);
+  return 0;
+}
+
+int entry_sign(struct entry *e, const struct key *key)
+{
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  key_public(key, pub);
+  int r = entry_prepare(e, pub);
+  if (r < 0)
+    return r;
   return key_sign(key, &e->id, e->signature);
 }
 

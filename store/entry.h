@@ -142,6 +142,14 @@ struct entry {
  */
 int entry_sign(struct entry *e, const struct key *key);
 
+/*
+ * entry_sign() without the signature: sets the author's public key PUBKEY
+ * and computes the id (the id never covers the signature), with the same
+ * checks and errors. A batch whose entries refer to each other's ids can so
+ * be built first and signed afterwards, in parallel (store/sign.h).
+ */
+int entry_prepare(struct entry *e, const uint8_t pubkey[KEY_PUBLIC_SIZE]);
+
 /* Encodes a signed entry into OUT; returns the length, -BFS_EFORMAT/-BFS_ETOOBIG
  * for an entry that breaks the rules, or -ENOSPC if CAP is too small
  * (ENTRY_MAX_SIZE is always enough). */

@@ -7,7 +7,8 @@
  *
  * key_verify() is thread-safe and allocation-light, so arriving entries can
  * be verified on every core at once. key_sign() is deterministic (RFC 6979):
- * the same key and digest always give the same signature.
+ * the same key and digest always give the same signature; it is thread-safe
+ * and takes no lock, so several threads may sign with one key at once.
  *
  * Files (format 1), both PEM so openssl can read them:
  *   PATH      mode 0600: "# basefs private key, format 1 (...)" then a SEC1

@@ -431,3 +431,99 @@ TEST(cached_verify_agrees_with_mbedtls)
   for (int i = 0; i < KEYS; i++)
     key_free(keys[i]);
 }
+
+/*
+ * RFC 6979, A.2.5 (P-256, SHA-256, message "sample"): the key file holds the
+ * appendix's private key x; the signature must be exactly the appendix's
+ * (r, s). Pins key_sign() to standard deterministic ECDSA, so signatures
+ * never change with how (or on how many threads) they are computed.
+ */
+static const char rfc6979_key[] = "-----BEGIN EC PRIVATE KEY-----\n"
+                                  "MHcCAQEEIMmvqdhFunUWa1whV2ex1pNOUMPbNuibEnuKYisSD2choAoGCCqGSM49\n"
+                                  "AwEHoUQDQgAEYP7UuiVanTHJYet0xjVtaMBJuJI7Yfps5mliLmDyn7Z5A/4QCLi8\n"
+                                  "maQa6elWKLxk8vGyDC1+n1F3o8KU1EYimQ==\n"
+                                  "-----END EC PRIVATE KEY-----\n";
+
+static void hex_to(const char *hex, uint8_t *out, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    CHECK(sscanf(hex + 2 * i, "%2hhx", &out[i]) == 1);
+}
+
+TEST(sign_matches_rfc6979_vector)
+{
+  const char *dir = test_tmpdir();
+  write_file(path_in(dir, "k"), rfc6979_key);
+  struct key *k;
+  CHECK_OK(key_load(path_in(dir, "k"), &k));
+  hash_t d;
+  digest_of("sample", &d);
+  uint8_t want[KEY_SIGNATURE_SIZE], sig[KEY_SIGNATURE_SIZE];
+  hex_to("EFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716", want, 32);
+  hex_to("F7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8", want + 32, 32);
+  CHECK_OK(key_sign(k, &d, sig));
+  CHECK_MEM(sig, want, sizeof want);
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  key_public(k, pub);
+  CHECK_OK(key_verify(pub, &d, sig));
+  key_free(k);
+}
+
+#define SIGNS 48
+
+struct sign_job {
+  const struct key *key;
+  int first; /* signs digests first, first + 2, ... */
+  uint8_t sig[SIGNS][KEY_SIGNATURE_SIZE];
+  int failures;
+};
+
+static void nth_digest(int i, hash_t *d)
+{
+  char msg[32];
+  snprintf(msg, sizeof msg, "digest %d", i);
+  digest_of(msg, d);
+}
+
+static void *sign_many(void *arg)
+{
+  struct sign_job *j = arg;
+  for (int i = j->first; i < SIGNS; i += 2) {
+    hash_t d;
+    nth_digest(i, &d);
+    if (key_sign(j->key, &d, j->sig[i]) != 0)
+      j->failures++;
+  }
+  return NULL;
+}
+
+/* Two threads signing with one key at once give the single thread's signatures. */
+TEST(sign_is_thread_safe_and_identical)
+{
+  struct key *k;
+  CHECK_OK(key_generate(&k));
+  uint8_t serial[SIGNS][KEY_SIGNATURE_SIZE];
+  for (int i = 0; i < SIGNS; i++) {
+    hash_t d;
+    nth_digest(i, &d);
+    CHECK_OK(key_sign(k, &d, serial[i]));
+  }
+  static struct sign_job jobs[2];
+  pthread_t t[2];
+  for (int round = 0; round < 3; round++) {
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < 2; i++) {
+      jobs[i].key = k;
+      jobs[i].first = (i + round) % 2;
+      CHECK_OK(pthread_create(&t[i], NULL, sign_many, &jobs[i]));
+    }
+    for (int i = 0; i < 2; i++) {
+      pthread_join(t[i], NULL);
+      CHECK_INT(jobs[i].failures, ==, 0);
+    }
+    for (int i = 0; i < SIGNS; i++)
+      CHECK_MSG(memcmp(jobs[(i + round) % 2].sig[i], serial[i], KEY_SIGNATURE_SIZE) == 0,
+                "round %d digest %d: thread signature differs from the serial one", round, i);
+  }
+  key_free(k);
+}
