@@ -21,6 +21,7 @@
 #include "store/blocks.h"
 #include "store/error.h"
 #include "store/log.h"
+#include "store/sign.h"
 #include "store/verify.h"
 #include "store/view.h"
 #include "store/content.h"
@@ -30,7 +31,22 @@
 struct pending_rec {
   uint8_t *data;
   size_t len;
+  bool unsigned_; /* a local entry whose signature (the last 64 bytes) is not made yet */
 };
+
+/*
+ * Deferred signing. ECDSA signing is ~95% of the cost of a bulk write such as
+ * an import, and an entry's id does not cover its signature, so once a batch
+ * holds DEFER_AFTER records, further local entries of the same key go into
+ * the view and the batch with their id but no signature; flush_deferred()
+ * signs them all on every core (store/sign.h) before the batch is committed,
+ * then rebuilds the view from the log and the signed batch (heal()), since
+ * the view keeps each entry's signature. Only for a private view (nobody
+ * else sees the unsigned entries) of a writer that is not forwarding; small
+ * batches (one CLI write) never defer, so they never pay for the rebuild.
+ */
+#define DEFER_AFTER 32
+#define DEFER_CHUNK 512
 
 struct fs {
   char dir[PATH_MAX];
@@ -61,6 +77,8 @@ struct fs {
   /* Entries submitted but not yet appended (group commit). */
   struct pending_rec *batch;
   size_t nbatch, capbatch;
+  size_t ndeferred;       /* records of the batch with unsigned_ set */
+  struct key *defer_key;  /* a copy of the key that signs them */
 };
 
 /* ---- names, paths, files ---- */
@@ -312,6 +330,7 @@ static void fs_free(struct fs *fs)
   for (size_t i = 0; i < fs->nbatch; i++)
     free(fs->batch[i].data);
   free(fs->batch);
+  key_free(fs->defer_key);
   view_free(fs->view);
   blocks_close(fs->blocks);
   blocks_close(fs->fwd_blocks);
@@ -488,8 +507,10 @@ void fs_set_view_hook(struct fs *fs, void (*fn)(void *arg, struct view *v), void
 
 static void drop_batch_from(struct fs *fs, size_t start)
 {
-  for (size_t i = start; i < fs->nbatch; i++)
+  for (size_t i = start; i < fs->nbatch; i++) {
+    fs->ndeferred -= fs->batch[i].unsigned_;
     free(fs->batch[i].data);
+  }
   fs->appended -= fs->nbatch - start;
   fs->since_ckpt -= fs->nbatch - start;
   fs->nbatch = start;
@@ -648,14 +669,63 @@ int fs_create(const char *home, const char *name, const struct key *key, const v
 
 static int forward_commit(struct fs *fs);
 
+/* Signs the batch's unsigned records (see DEFER_AFTER) in parallel, writes
+ * the signatures into the records and rebuilds the view with them. On
+ * failure the batch is dropped and the view healed: nothing of it counts. */
+static int flush_deferred(struct fs *fs)
+{
+  if (fs->ndeferred == 0)
+    return 0;
+  int r = 0;
+  struct entry *es = malloc(DEFER_CHUNK * sizeof *es);
+  struct entry **ptrs = malloc(DEFER_CHUNK * sizeof *ptrs);
+  size_t *at = malloc(DEFER_CHUNK * sizeof *at);
+  if (!es || !ptrs || !at)
+    r = -ENOMEM;
+  for (size_t i = 0; i < fs->nbatch && r == 0;) {
+    size_t n = 0;
+    for (; i < fs->nbatch && n < DEFER_CHUNK && r == 0; i++) {
+      if (!fs->batch[i].unsigned_)
+        continue;
+      r = entry_decode(fs->batch[i].data, fs->batch[i].len, &es[n]);
+      ptrs[n] = &es[n];
+      at[n++] = i;
+    }
+    if (r == 0)
+      r = sign_entries(ptrs, n, fs->defer_key, 0);
+    for (size_t j = 0; j < n && r == 0; j++) {
+      struct pending_rec *rec = &fs->batch[at[j]];
+      memcpy(rec->data + rec->len - KEY_SIGNATURE_SIZE, es[j].signature, KEY_SIGNATURE_SIZE);
+    }
+  }
+  free(es);
+  free(ptrs);
+  free(at);
+  if (r == 0) {
+    for (size_t i = 0; i < fs->nbatch; i++)
+      fs->batch[i].unsigned_ = false;
+    fs->ndeferred = 0;
+    /* The view still holds the entries without signatures. */
+    r = heal(fs);
+  }
+  if (r < 0) {
+    drop_batch_from(fs, 0);
+    heal(fs);
+  }
+  return r;
+}
+
 int fs_commit(struct fs *fs)
 {
   if (fs->forward && fs->nbatch)
     return forward_commit(fs);
   if (!fs->writer || fs->nbatch == 0)
     return 0;
+  int r = flush_deferred(fs);
+  if (r < 0)
+    return r;
   /* Blocks are durable before the entries that reference them. */
-  int r = fs->blocks ? blocks_sync(fs->blocks) : 0;
+  r = fs->blocks ? blocks_sync(fs->blocks) : 0;
   struct log_rec *recs = NULL;
   if (r == 0 && !(recs = malloc(fs->nbatch * sizeof *recs)))
     r = -ENOMEM;
@@ -677,6 +747,7 @@ int fs_commit(struct fs *fs)
   for (size_t i = 0; i < fs->nbatch; i++)
     free(fs->batch[i].data);
   fs->nbatch = 0;
+  fs->ndeferred = 0;
   fs->applied_end = log_end(fs->log);
   /* A long-lived writer (the daemon) checkpoints as it goes, too. */
   if (!fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_LIVE)
@@ -727,12 +798,16 @@ int fs_discard(struct fs *fs)
   for (size_t i = 0; i < fs->nbatch; i++)
     free(fs->batch[i].data);
   fs->nbatch = 0;
+  fs->ndeferred = 0;
   fs_free(fs);
   return 0;
 }
 
 struct view *fs_view(struct fs *fs)
 {
+  /* Others will see the view: no unsigned entry may be in it. On failure
+   * the batch is gone and the error shows at the next write or commit. */
+  flush_deferred(fs);
   fs->view_private = false;
   return fs->view;
 }
@@ -799,6 +874,7 @@ static int batch_add(struct fs *fs, const struct entry *e)
   memcpy(copy, buf, (size_t)n);
   fs->batch[fs->nbatch].data = copy;
   fs->batch[fs->nbatch].len = (size_t)n;
+  fs->batch[fs->nbatch].unsigned_ = false;
   fs->nbatch++;
   fs->appended++;
   fs->since_ckpt++;
@@ -1376,12 +1452,48 @@ static int op_end(struct op *op, int r)
   return r < 0 ? r : 0;
 }
 
+/* May this local entry of KEY go into the batch unsigned (see DEFER_AFTER)? */
+static bool can_defer(struct fs *fs, const struct key *key)
+{
+  if (!fs->writer || fs->forward || !fs->view_private || fs->view_hook || fs->nbatch < DEFER_AFTER)
+    return false;
+  uint8_t pub[KEY_PUBLIC_SIZE], have[KEY_PUBLIC_SIZE];
+  key_public(key, pub);
+  if (fs->defer_key) {
+    key_public(fs->defer_key, have);
+    /* One signing key for all deferred records: another key signs at once. */
+    if (memcmp(pub, have, KEY_PUBLIC_SIZE) == 0)
+      return true;
+    if (fs->ndeferred > 0)
+      return false;
+    key_free(fs->defer_key);
+    fs->defer_key = NULL;
+  }
+  return key_dup(key, &fs->defer_key) == 0;
+}
+
 static int op_submit(struct op *op, const struct key *key)
 {
-  int r = entry_sign(op->e, key);
+  struct fs *fs = op->fs;
+  if (!can_defer(fs, key)) {
+    int r = entry_sign(op->e, key);
+    if (r < 0)
+      return r;
+    return fs_submit(fs, op->e, true, op->reason);
+  }
+  uint8_t pub[KEY_PUBLIC_SIZE];
+  key_public(key, pub);
+  memset(op->e->signature, 0, KEY_SIGNATURE_SIZE);
+  int r = entry_prepare(op->e, pub);
   if (r < 0)
     return r;
-  return fs_submit(op->fs, op->e, true, op->reason);
+  size_t before = fs->nbatch;
+  r = fs_submit(fs, op->e, true, op->reason);
+  if (r == 0 && fs->nbatch > before) {
+    fs->batch[before].unsigned_ = true;
+    fs->ndeferred++;
+  }
+  return r;
 }
 
 static int check_write(struct op *op, const struct view_node *n)
@@ -2076,7 +2188,9 @@ static int forward_content_blocks(struct fs *fs, const struct entry *e)
 
 static int forward_commit(struct fs *fs)
 {
-  int r = 0;
+  int r = flush_deferred(fs); /* none unless forwarding began after deferred writes */
+  if (r < 0)
+    return r;
   fs->reason[0] = '\0';
   struct entry *e = malloc(sizeof *e);
   if (!e)

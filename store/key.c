@@ -99,6 +99,22 @@ int key_generate(struct key **out)
   return 0;
 }
 
+int key_dup(const struct key *key, struct key **out)
+{
+  *out = NULL;
+  struct key *k = key_alloc();
+  if (!k)
+    return -ENOMEM;
+  if (mbedtls_ecp_group_load(&k->kp.grp, MBEDTLS_ECP_DP_SECP256R1) != 0 || mbedtls_mpi_copy(&k->kp.d, &key->kp.d) != 0 ||
+      mbedtls_ecp_copy(&k->kp.Q, &key->kp.Q) != 0) {
+    key_free(k);
+    return -ENOMEM;
+  }
+  memcpy(k->pub, key->pub, KEY_PUBLIC_SIZE);
+  *out = k;
+  return 0;
+}
+
 void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE])
 {
   memcpy(pub, key->pub, KEY_PUBLIC_SIZE);

@@ -40,6 +40,8 @@ int key_load(const char *path, struct key **out);
 /* Reads a public key file (PATH.pub as written by key_save()). */
 int key_load_public(const char *path, uint8_t pub[KEY_PUBLIC_SIZE]);
 void key_free(struct key *key);
+/* An independent copy of KEY (for a holder that may outlive the caller's). */
+int key_dup(const struct key *key, struct key **out);
 
 void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE]);
 void key_fingerprint(const uint8_t pub[KEY_PUBLIC_SIZE], hash_t *fp);
