@@ -1546,6 +1546,24 @@ static int check_new_name(struct op *op, const struct view_node *dir, const char
   return r;
 }
 
+/* A new object NAME in DIR: checks the name and the key's grant, then fills
+ * E's creating fields (owned by the calling user). */
+static int init_create(struct op *op, const struct view_node *dir, const char *name,
+                       struct entry *e, uint32_t mode)
+{
+  int r = check_new_name(op, dir, name);
+  if (r == 0)
+    r = check_write(op, dir);
+  if (r < 0)
+    return r;
+  e->dir = dir->id;
+  set_name(e, name);
+  e->mode = mode;
+  e->uid = (uint32_t)getuid();
+  e->gid = (uint32_t)getgid();
+  return 0;
+}
+
 /* The previous content for a delta, when a delta is worth trying. */
 static void delta_base(struct fs *fs, const struct view_stat *vs, size_t len, uint8_t **prev,
                        size_t *prev_len)
@@ -1608,16 +1626,8 @@ static int put_common(struct fs *fs, const struct key *key, const char *path, co
     e->gid = vs.gid;
     delta_base(fs, &vs, len, &prev, &prev_len);
   } else if (r == -ENOENT) {
-    r = check_new_name(&op, &dir, name);
-    if (r == 0)
-      r = check_write(&op, &dir);
-    if (r < 0)
+    if ((r = init_create(&op, &dir, name, e, 0644)) < 0)
       return op_end(&op, r);
-    e->dir = dir.id;
-    set_name(e, name);
-    e->mode = 0644;
-    e->uid = (uint32_t)getuid();
-    e->gid = (uint32_t)getgid();
   } else {
     return op_end(&op, r);
   }
@@ -1670,18 +1680,10 @@ int fs_mkdir(struct fs *fs, const struct key *key, const char *path, const char 
   int r = op_begin(&op, fs, key, reason);
   if (r == 0)
     r = parent_dir(&op, path, &dir, name);
-  if (r == 0)
-    r = check_new_name(&op, &dir, name);
-  if (r == 0)
-    r = check_write(&op, &dir);
   if (r == 0) {
     struct entry *e = op_entry(&op, ENTRY_MKDIR);
-    e->dir = dir.id;
-    set_name(e, name);
-    e->mode = 0755;
-    e->uid = (uint32_t)getuid();
-    e->gid = (uint32_t)getgid();
-    r = op_submit(&op, key);
+    if ((r = init_create(&op, &dir, name, e, 0755)) == 0)
+      r = op_submit(&op, key);
   }
   return op_end(&op, r);
 }
@@ -1824,17 +1826,10 @@ int fs_symlink(struct fs *fs, const struct key *key, const char *target, const c
   }
   if (r == 0)
     r = parent_dir(&op, linkpath, &dir, name);
-  if (r == 0)
-    r = check_new_name(&op, &dir, name);
-  if (r == 0)
-    r = check_write(&op, &dir);
   if (r == 0) {
     struct entry *e = op_entry(&op, ENTRY_SLINK);
-    e->dir = dir.id;
-    set_name(e, name);
-    e->mode = 0777;
-    e->uid = (uint32_t)getuid();
-    e->gid = (uint32_t)getgid();
+    if ((r = init_create(&op, &dir, name, e, 0777)) < 0)
+      return op_end(&op, r);
     e->size = len;
     if (len > content_room(e)) {
       *op.reason = "link target too long";
