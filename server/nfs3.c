@@ -528,6 +528,13 @@ static int commit(struct nfsd *d)
   return r;
 }
 
+/* One entry, durable when this returns. */
+static int submit_commit(struct nfsd *d, struct entry *e)
+{
+  int r = submit(d, e);
+  return r == 0 ? commit(d) : r;
+}
+
 /* ---- staging and sealing ---- */
 
 struct fill_arg {
@@ -700,10 +707,8 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
     r = -EIO; /* the staging file changed under us */
   if (r == 0) {
     e->content_len = (uint16_t)out_len;
-    r = submit(d, e);
+    r = submit_commit(d, e);
   }
-  if (r == 0)
-    r = commit(d);
   if (r == 0) {
     char vhex[17];
     short_hex(&e->id, vhex);
@@ -1008,10 +1013,8 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
   e->mtime_ns = m.set_mtime ? m.mtime_ns : o.st.mtime_ns;
   if (e->mtime_ns == 0)
     e->mtime_ns = now;
-  r = submit(d, e);
+  r = submit_commit(d, e);
   free(e);
-  if (r == 0)
-    r = commit(d);
 done:
 out:
   res.status = status_of(r);
@@ -1355,9 +1358,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
         /* A size in a create's attributes can only make the file sparse
          * zeros; only 0 (the common O_TRUNC) is honoured. */
       }
-      r = submit(d, e);
-      if (r == 0)
-        r = commit(d);
+      r = submit_commit(d, e);
       if (r == 0) {
         n.kind = VIEW_NODE_OBJECT;
         n.readonly = 0;
@@ -1396,9 +1397,7 @@ static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
       new_attrs(&c, &dir, &a.attr, 0755, e);
       if (dir.st.mode & 02000)
         e->mode |= 02000;
-      r = submit(d, e);
-      if (r == 0)
-        r = commit(d);
+      r = submit_commit(d, e);
       n.kind = VIEW_NODE_OBJECT;
       n.readonly = 0;
       n.id = e->id;
@@ -1444,9 +1443,7 @@ static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
         e->content_kind = ENTRY_CONTENT_INLINE;
         memcpy(e->content, a.target.data, a.target.len);
         e->content_len = (uint16_t)a.target.len;
-        r = submit(d, e);
-        if (r == 0)
-          r = commit(d);
+        r = submit_commit(d, e);
       }
       n.kind = VIEW_NODE_OBJECT;
       n.readonly = 0;
@@ -1557,10 +1554,8 @@ static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
       r = -ENOMEM;
     } else {
       e->parent = head;
-      r = submit(d, e);
+      r = submit_commit(d, e);
       free(e);
-      if (r == 0)
-        r = commit(d);
     }
   }
   res.status = status_of(r);
@@ -1735,10 +1730,8 @@ static enum rpcsrv_status proc_link(struct rpcsrv_call *call)
       e->dir = dir.node.id;
       e->target = o.node.id;
       entry_set_name(e, name);
-      r = submit(d, e);
+      r = submit_commit(d, e);
       free(e);
-      if (r == 0)
-        r = commit(d);
     }
   }
   res.status = status_of(r);
