@@ -4,7 +4,8 @@
 # NFS client).
 #
 #   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] [--out FILE]
-#                       SCRIPT [ARG...]
+#                       [--bin FILE]... SCRIPT [ARG...]
+#   tests/kernel/knc.sh --no-mount --bin FILE... SCRIPT [ARG...]
 #
 # The server listens on the host's 127.0.0.1:P (NFS and MOUNT on one port,
 # TCP). The guest boots Debian's kernel with a busybox initramfs, reaches
@@ -15,6 +16,18 @@
 # are set for scripts that mount by themselves with --no-mount; PID 1 stays
 # in /, so the script may umount and mount again). Then it syncs, unmounts
 # and powers off.
+#
+# --bin FILE (repeatable) copies the executable FILE into the guest's /bin
+# under its own name (on PATH; it replaces a busybox applet of that name),
+# with the shared libraries `ldd FILE` lists and the dynamic loader at their
+# host paths — to run a program (basefs itself, mount.nfs) inside the guest.
+# With --no-mount and --bin, --port may be left out (no server on the
+# host). Every guest has what such programs expect: HOME=/root on a tmpfs
+# of its own, /tmp writable (the initramfs), /proc, /sys and /dev (urandom)
+# mounted, lo up (127.0.0.1 and ::1), /etc/hosts naming localhost for both,
+# /etc/nsswitch.conf ("files"), /etc/passwd and /etc/group with root,
+# /etc/mtab linked to /proc/self/mounts, and the host's /etc/netconfig if
+# it has one (libtirpc). tests/kernel/test_mount.sh runs basefs this way.
 #
 # The suites built on it: tests/kernel/test_*.sh (ctest, label "slow"), with
 # lib.sh (host side: serve, boot, markers, CLI checks) and guest-*.sh (the
@@ -31,12 +44,13 @@
 # if missing, and fetches the kernel image package that linux-image-amd64
 # depends on plus busybox-static with `apt-get download` into the cache
 # (${KNC_CACHE:-$HOME/.cache/basefs-knc}); the host's kernel is untouched.
+# The kernel's build configuration is kept there as kernel/config.
 set -euo pipefail
 
 die() { echo "knc: $*" >&2; exit 125; }
 say() { [[ ${KNC_VERBOSE:-0} == 1 ]] && echo "knc: $*" >&2 || true; }
 
-port="" timeout=120 mount=1 opts="" keep=0 outfile=""
+port="" timeout=120 mount=1 opts="" keep=0 outfile="" bins=()
 while (($#)); do
   case $1 in
     --port) port=${2:?}; shift 2 ;;
@@ -45,6 +59,7 @@ while (($#)); do
     --opts) opts=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     --out) outfile=${2:?}; shift 2 ;;
+    --bin) bins+=("${2:?}"); shift 2 ;;
     -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) break ;;
@@ -53,7 +68,11 @@ done
 (($# >= 1)) || die "usage: knc.sh --port P SCRIPT [ARG...]"
 script=$1; shift
 [[ -r $script ]] || die "cannot read $script"
+((mount == 0 && ${#bins[@]} > 0)) && [[ -z $port ]] && port=0
 [[ $port =~ ^[0-9]+$ ]] || die "--port P is required"
+for b in "${bins[@]}"; do
+  [[ -f $b && -x $b ]] || die "--bin $b: not an executable file"
+done
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout takes seconds"
 
 cache=${KNC_CACHE:-$HOME/.cache/basefs-knc}
@@ -122,6 +141,7 @@ prepare() {
   fetch "$pkg" "$tmp/k"
   fetch busybox-static "$tmp/b"
   cp "$tmp"/k/x/boot/vmlinuz-* "$tmp/out/vmlinuz"
+  cp "$tmp"/k/x/boot/config-* "$tmp/out/config" # what it was built with (NFS over UDP?)
   # Under TCG the bzImage spends seconds decompressing itself; a kernel
   # built with a PVH entry boots straight from its ELF image instead.
   if grep -q '^CONFIG_PVH=y' "$tmp"/k/x/boot/config-*; then
@@ -163,6 +183,27 @@ cp "$k/busybox" "$root/bin/busybox"
 for a in $("$k/busybox" --list); do [[ $a == busybox ]] || ln -s busybox "$root/bin/$a"; done
 cp "$k"/modules/*.ko "$k/modules/order" "$root/mods/"
 cp "$script" "$root/script"
+# What programs other than busybox expect of a system (see the header).
+mkdir -p "$root"/{etc,root}
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
+echo 'root:x:0:' > "$root/etc/group"
+ln -s /proc/self/mounts "$root/etc/mtab"
+[[ -r /etc/netconfig ]] && cp /etc/netconfig "$root/etc/netconfig"
+# --bin: the executable, then its libraries and loader at their host paths
+# (the loader searches /lib/<triplet> and /usr/lib/<triplet> by itself).
+for b in "${bins[@]}"; do
+  rm -f "$root/bin/${b##*/}"
+  cp -L "$b" "$root/bin/${b##*/}"
+  libs=$(ldd "$b" 2>&1) || { [[ $libs == *"not a dynamic executable"* ]] || die "ldd $b: $libs"; libs=""; }
+  [[ $libs != *"not found"* ]] || die "--bin $b: missing libraries: $(grep 'not found' <<< "$libs" | tr -s ' \t\n' ' ')"
+  for lib in $(awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<< "$libs"); do
+    [[ -e $root$lib ]] && continue
+    mkdir -p "$root${lib%/*}"
+    cp -L "$lib" "$root$lib"
+  done
+done
 mount_opts="vers=3,proto=tcp,nolock,addr=10.0.2.2,port=$port,mountaddr=10.0.2.2,mountport=$port,mountproto=tcp${opts:+,$opts}"
 {
   printf 'KNC_SERVER=10.0.2.2\nKNC_PORT=%s\nKNC_OPTS=%q\nKNC_MOUNT=%s\n' "$port" "$mount_opts" "$mount"
@@ -171,8 +212,9 @@ mount_opts="vers=3,proto=tcp,nolock,addr=10.0.2.2,port=$port,mountaddr=10.0.2.2,
 # PID 1. ttyS0: console; ttyS1: the script's output; ttyS2: "rc N" or "error ...".
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
-export PATH=/bin
+export PATH=/bin HOME=/root
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs -o mode=700 home /root
 exec >/dev/ttyS0 2>&1
 . /env
 stty -F /dev/ttyS1 raw -echo; stty -F /dev/ttyS2 raw -echo

@@ -165,3 +165,19 @@ make_many() {
   "$B" import t "$src" "${dir%/*}/" || fail "import of $n files into $dir"
   rm -rf "$src"
 }
+
+# guest_start_local GUEST_SCRIPT [ARG...]: like guest_start, but with no
+# server on the host and nothing mounted: the guest gets $B (as `basefs`)
+# and the host's mount.nfs if it has one (knc.sh --no-mount --bin) and runs
+# basefs itself.
+guest_start_local() {
+  local script=$1 bins=(--bin "$B") m; shift
+  for m in /usr/sbin/mount.nfs /sbin/mount.nfs; do
+    if [[ -x $m ]]; then bins+=(--bin "$m"); break; fi
+  done
+  cat "$here/guest-lib.sh" "$script" > "$T/guest.sh"
+  : > "$T/out"
+  "$here/knc.sh" --no-mount "${bins[@]}" --timeout "${KNC_TIMEOUT:-240}" --out "$T/out" \
+    "$T/guest.sh" "$@" 2>"$T/knc.err" &
+  kpid=$!
+}
