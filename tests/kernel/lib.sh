@@ -171,7 +171,8 @@ make_many() {
 # and the host's mount.nfs if it has one (knc.sh --no-mount --bin) and runs
 # basefs itself.
 guest_start_local() {
-  local script=$1 bins=(--bin "$B") m; shift
+  local script=$1 bins=(--bin "$T/bin/basefs") m; shift
+  mkdir -p "$T/bin" && ln -sf "$(realpath "$B")" "$T/bin/basefs" # knc.sh keeps the name
   for m in /usr/sbin/mount.nfs /sbin/mount.nfs; do
     if [[ -x $m ]]; then bins+=(--bin "$m"); break; fi
   done
