@@ -13,6 +13,8 @@
 #define FLUSH_AT (256 * 1024)
 /* The out encoder holds a batch plus one maximal reply. */
 #define OUT_CAP (FLUSH_AT + RPCSRV_REPLY_MAX + 64)
+/* A connection keeps its reply buffer between batches up to this size. */
+#define OUT_KEEP (256 * 1024)
 
 struct conn {
   uv_tcp_t tcp;
@@ -28,8 +30,8 @@ struct conn {
 
 struct write_req {
   uv_write_t req;
-  uint8_t *buf;
-  size_t len;
+  uint8_t *buf; /* owned: the batch, whose first bytes may be sent already */
+  size_t len;   /* bytes queued */
 };
 
 struct tcpsrv {
@@ -137,15 +139,39 @@ static void write_done(uv_write_t *req, int status)
     conn_pump(c);
 }
 
+/* Writes the batched replies. While nothing is queued in libuv they go out
+ * with one write(2) right here (uv_try_write): uv_write would also write at
+ * once, but its completion path re-arms the socket's watcher, one
+ * epoll_ctl per reply. Only what the socket did not take is queued, and
+ * once anything is queued everything goes through the queue, in order. */
 static int conn_flush(struct conn *c)
 {
   if (c->out.len == 0)
     return 0;
+  size_t off = 0;
+  if (c->queued == 0) {
+    uv_buf_t b = uv_buf_init((char *)c->out.buf, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN)
+      return n;
+    if (n > 0)
+      off = (size_t)n;
+    if (off == c->out.len) {
+      /* Keep the buffer for the next replies, unless a big batch grew it. */
+      if (c->out.alloc > OUT_KEEP)
+        xdr_enc_free(&c->out);
+      else
+        xdr_enc_truncate(&c->out, 0);
+      return 0;
+    }
+  }
   struct write_req *w = malloc(sizeof *w);
   if (!w)
     return -ENOMEM;
-  w->buf = xdr_enc_take(&c->out, &w->len);
-  uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+  size_t total;
+  w->buf = xdr_enc_take(&c->out, &total);
+  w->len = total - off;
+  uv_buf_t b = uv_buf_init((char *)w->buf + off, (unsigned)w->len);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
   if (rc < 0) {
     free(w->buf);
