@@ -20,20 +20,39 @@
  * sync API). Rates are medians over the rounds. With --pid NAME=PID a second
  * table gives that server's CPU time per operation (all threads, from
  * /proc/PID/task/TID/schedstat): on a loaded machine it moves much less than
- * the rates do. Benchmarks are not tests: a failing operation prints an error
- * and its row shows "ERR".
+ * the rates do; next to it, the bench's own thread CPU per operation (the
+ * libnfs client runs on that one thread). A third table gives, per phase,
+ * the shares of the wall time the client's CPU, the client's and server's
+ * CPU together, and the client's waits for a CPU took: whether the client,
+ * the pair taking turns, or other load set the rate.
+ *
+ * Evidence for the "x1" rows: every x1 phase alternates blocks of its calls
+ * with as many round trips to the RPC floor, a trivial TCP echo server on a
+ * thread of this process (loopback, TCP_NODELAY, epoll), one message in
+ * flight (write a GETATTR-sized call, poll, read a GETATTR-sized reply), so
+ * both meet the same load and idle states of the machine; the echo's time is
+ * left out of the phase. No server answers one request at a time faster than
+ * that round trip, so an x1 target whose 2x the reference is over the floor
+ * measured alongside the reference is marked "above floor": unreachable here.
+ * Benchmarks are not tests: a failing operation prints an error and its row
+ * shows "ERR".
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +133,23 @@ static int ntargets;
 static double results[MAX_TARGETS][P_COUNT][MAX_ROUNDS]; /* <0: error, 0: not run */
 /* server CPU seconds (utime+stime) per operation, when its pid is known */
 static double cpu_per_op[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+/* this process's (the client's) thread CPU seconds per operation; over the
+ * phase's wall time: that CPU time, client and server CPU time together, and
+ * the client's time waiting for a CPU (runnable, not running) */
+static double client_cpu_per_op[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double client_busy[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double pair_busy[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double client_wait[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+/* the RPC floor, measured alongside each x1 phase of each target (the
+ * loopback round trip moves with the machine's load and idle states):
+ * echo round trips/s, client and echo server thread CPU seconds per round
+ * trip, client and client+server CPU over wall time (0: not run, <0:
+ * failed) */
+static double floor_rate[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double floor_client_cpu[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double floor_server_cpu[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double floor_busy[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
+static double floor_pair[MAX_TARGETS][P_COUNT][MAX_ROUNDS];
 
 static double now(void)
 {
@@ -150,20 +186,63 @@ static double proc_cpu(int pid)
 	return (double)sum * 1e-9;
 }
 
-/* Records a phase: rate (or -1) and the server's CPU per operation. */
-static double phase_cpu0;
+/* CPU time of the calling thread in seconds. */
+static double thread_cpu(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Seconds the calling thread spent runnable but waiting for a CPU (second
+ * field of its schedstat), or -1. */
+static double thread_wait(void)
+{
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	unsigned long long run, wait;
+	int n = f ? fscanf(f, "%llu %llu", &run, &wait) : 0;
+	if (f)
+		fclose(f);
+	return n == 2 ? (double)wait * 1e-9 : -1;
+}
+
+/* Records a phase: rate (or -1), the server's and the client's CPU per
+ * operation, and the shares of the wall time they took. */
+static double phase_cpu0, phase_client0, phase_t0, phase_start, phase_wait0;
 static void phase_begin(const struct target *t)
 {
 	phase_cpu0 = proc_cpu(t->pid);
+	phase_wait0 = thread_wait();
+	phase_client0 = thread_cpu();
+	phase_t0 = phase_start = now();
+}
+/* Leaves time spent on something else (the echo) out of the phase. */
+static void phase_skip(double wall, double cpu)
+{
+	phase_t0 += wall;
+	phase_client0 += cpu;
 }
 static void phase_end(const struct target *t, int ti, enum phase p, int round, double rate, double ops)
 {
+	double t1 = now();
+	double client = thread_cpu() - phase_client0, wall = t1 - phase_t0;
+	double w1 = thread_wait();
 	results[ti][p][round] = rate;
+	bool ran = rate > 0 && ops > 0 && wall > 0;
+	if (ran) {
+		client_cpu_per_op[ti][p][round] = client / ops;
+		client_busy[ti][p][round] = client / wall;
+		/* the echo's share included on both sides */
+		if (phase_wait0 >= 0 && w1 >= phase_wait0 && t1 > phase_start)
+			client_wait[ti][p][round] = (w1 - phase_wait0) / (t1 - phase_start);
+	}
 	double c1 = proc_cpu(t->pid);
 	/* threads that exited take their time with them (ganesha's pool): such
 	 * a phase (negative sum) is left unmeasured */
-	if (rate > 0 && phase_cpu0 >= 0 && c1 >= phase_cpu0 && ops > 0)
+	if (ran && phase_cpu0 >= 0 && c1 >= phase_cpu0) {
 		cpu_per_op[ti][p][round] = (c1 - phase_cpu0) / ops;
+		pair_busy[ti][p][round] = (client + c1 - phase_cpu0) / wall;
+	}
 }
 
 static uint64_t rng_state;
@@ -319,6 +398,166 @@ static int t_connect(struct target *t)
 	return 0;
 }
 
+/* ---- the RPC floor: a trivial TCP echo over loopback ---- */
+
+/* A GETATTR call from libnfs (record mark, call header, AUTH_SYS credential,
+ * a 32-byte handle) and its reply (record mark, reply header, nfsstat3,
+ * fattr3) are about this size. */
+#define FLOOR_CALL 128
+#define FLOOR_REPLY 116
+/* An x1 phase alternates this many NFS calls with as many echo round trips,
+ * so that both meet the same load and idle states of the machine. */
+#define FLOOR_BLOCK 25
+
+struct echo {
+	int lfd, fd;     /* listener, client side */
+	pthread_t th;
+	int n;           /* round trips done */
+	double wall, cpu; /* their wall time and the client's CPU time */
+	double srv_cpu;  /* the server thread's CPU time (set when it ends) */
+	int err;         /* server thread's errno */
+	bool failed;
+};
+
+/* The server: accepts one connection and answers every FLOOR_CALL bytes
+ * read with FLOOR_REPLY bytes, the way an event-loop server does: sleep in
+ * epoll_wait, one read per wake-up, write the replies; until EOF. */
+static void *echo_main(void *arg)
+{
+	struct echo *e = arg;
+	int fd = accept(e->lfd, NULL, NULL);
+	if (fd < 0) {
+		e->err = errno;
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		e->err = errno;
+		if (ep >= 0)
+			close(ep);
+		close(fd);
+		return NULL;
+	}
+	double c0 = thread_cpu();
+	static const char reply[FLOOR_REPLY * 16];
+	char in[FLOOR_CALL * 16];
+	size_t have = 0;
+	for (;;) {
+		int k = epoll_wait(ep, &ev, 1, -1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			e->err = errno;
+			break;
+		}
+		ssize_t n = read(fd, in, sizeof in);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			e->err = errno;
+			break;
+		}
+		have += (size_t)n;
+		size_t calls = have / FLOOR_CALL;
+		have %= FLOOR_CALL;
+		if (calls > 0 && write(fd, reply, calls * FLOOR_REPLY) != (ssize_t)(calls * FLOOR_REPLY)) {
+			e->err = EIO; /* with one call in flight the reply always fits */
+			break;
+		}
+	}
+	e->srv_cpu = thread_cpu() - c0;
+	close(ep);
+	close(fd);
+	return NULL;
+}
+
+/* Starts the echo server thread and connects to it; false on failure. */
+static bool floor_open(struct echo *e)
+{
+	memset(e, 0, sizeof *e);
+	e->fd = -1;
+	e->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof sa;
+	if (e->lfd < 0 || bind(e->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(e->lfd, 1) < 0 ||
+	    getsockname(e->lfd, (struct sockaddr *)&sa, &sl) < 0 ||
+	    pthread_create(&e->th, NULL, echo_main, e) != 0) {
+		fprintf(stderr, "rpc floor: echo server: %s\n", strerror(errno));
+		if (e->lfd >= 0)
+			close(e->lfd);
+		return false;
+	}
+	int one = 1;
+	e->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (e->fd < 0 || connect(e->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		fprintf(stderr, "rpc floor: connect: %s\n", strerror(errno));
+		shutdown(e->lfd, SHUT_RDWR); /* wakes its accept() with an error */
+		pthread_join(e->th, NULL);
+		if (e->fd >= 0)
+			close(e->fd);
+		close(e->lfd);
+		return false;
+	}
+	setsockopt(e->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return true;
+}
+
+/* k round trips, one in flight: write the call, poll, read the reply (the
+ * pattern of libnfs under raw_run). Adds their wall and CPU time. */
+static void floor_block(struct echo *e, int k)
+{
+	static const char call[FLOOR_CALL];
+	char reply[FLOOR_REPLY];
+	double t0 = now(), c0 = thread_cpu();
+	for (int i = 0; i < k && !e->failed; i++) {
+		size_t got = 0;
+		if (write(e->fd, call, sizeof call) != (ssize_t)sizeof call)
+			e->failed = true;
+		while (!e->failed && got < sizeof reply) {
+			struct pollfd pfd = {.fd = e->fd, .events = POLLIN};
+			ssize_t r = -1;
+			if (poll(&pfd, 1, 10000) > 0)
+				r = read(e->fd, reply + got, sizeof reply - got);
+			if (r <= 0)
+				e->failed = true;
+			else
+				got += (size_t)r;
+		}
+		if (!e->failed)
+			e->n++;
+	}
+	e->cpu += thread_cpu() - c0;
+	e->wall += now() - t0;
+}
+
+/* Ends the server thread; records the floor figures (round trips/s, or -1
+ * on failure; client and server CPU per round trip; client busy) for phase
+ * p of target ti. */
+static void floor_close(struct echo *e, int ti, int p, int round)
+{
+	shutdown(e->fd, SHUT_WR); /* EOF ends the server thread */
+	pthread_join(e->th, NULL);
+	close(e->fd);
+	close(e->lfd);
+	if (e->failed || e->err || e->n == 0 || e->wall <= 0) {
+		fprintf(stderr, "rpc floor: echo failed after %d round trips: %s\n", e->n,
+		        strerror(e->err ? e->err : errno));
+		floor_rate[ti][p][round] = -1;
+		return;
+	}
+	floor_rate[ti][p][round] = e->n / e->wall;
+	floor_client_cpu[ti][p][round] = e->cpu / e->n;
+	floor_server_cpu[ti][p][round] = e->srv_cpu / e->n;
+	floor_busy[ti][p][round] = e->cpu / e->wall;
+	floor_pair[ti][p][round] = (e->cpu + e->srv_cpu) / e->wall;
+}
+
 /* ---- raw pipelined metadata calls (1 or Q in flight) ---- */
 
 enum rawop { R_LOOKUP, R_GETATTR, R_RDP };
@@ -414,8 +653,11 @@ static int raw_issue(struct pipe *p, struct req *r, int i)
 	return -EINVAL;
 }
 
-/* Runs p->n calls with at most depth in flight; returns ops/s or -1. */
-static double raw_run(struct pipe *p, int depth)
+/* Runs p->n calls with at most depth in flight; returns ops/s or -1. With
+ * an echo (x1 phases), every FLOOR_BLOCK calls alternate with as many echo
+ * round trips, whose time is left out of the rate and, through phase_skip,
+ * out of the phase's client figures. */
+static double raw_run(struct pipe *p, int depth, struct echo *echo)
 {
 	struct req *reqs = calloc((size_t)depth, sizeof *reqs);
 	int *freel = calloc((size_t)depth, sizeof *freel);
@@ -428,8 +670,16 @@ static double raw_run(struct pipe *p, int depth)
 	for (int i = 0; i < depth; i++)
 		freel[i] = i;
 	p->next = p->done = p->inflight = p->errs = 0;
-	double t0 = now();
+	double t0 = now(), skipped = 0;
+	int echo_at = FLOOR_BLOCK;
 	while (p->done < p->n && !p->errs) {
+		if (echo && p->inflight == 0 && p->done >= echo_at && !echo->failed) {
+			double w = echo->wall, c = echo->cpu;
+			floor_block(echo, FLOOR_BLOCK);
+			skipped += echo->wall - w;
+			phase_skip(echo->wall - w, echo->cpu - c);
+			echo_at += FLOOR_BLOCK;
+		}
 		while (p->inflight < depth && p->next < p->n && nfree > 0) {
 			struct req *r = &reqs[freel[--nfree]];
 			if (raw_issue(p, r, p->next) != 0) {
@@ -457,7 +707,14 @@ static double raw_run(struct pipe *p, int depth)
 			if (reqs[s].p == NULL || reqs[s].i < 0)
 				freel[nfree++] = s;
 	}
-	double dt = now() - t0;
+	if (echo && !echo->failed && echo->n < p->n) {
+		/* as many echo round trips as calls: the last block */
+		double w = echo->wall, c = echo->cpu;
+		floor_block(echo, p->n - echo->n);
+		skipped += echo->wall - w;
+		phase_skip(echo->wall - w, echo->cpu - c);
+	}
+	double dt = now() - t0 - skipped;
 	/* drain anything outstanding after an error */
 	for (int k = 0; k < 1000 && p->inflight > 0; k++) {
 		struct pollfd pfd = {.fd = rpc_get_fd(p->rpc), .events = (short)rpc_which_events(p->rpc)};
@@ -587,9 +844,14 @@ static void run_round(struct target *t, int ti, int round)
 					continue;
 				p.op = m[k].op;
 				p.n = m[k].op == R_RDP ? cfg.rdp_ops : F;
+				/* x1: the RPC floor, measured alongside */
+				struct echo echo;
+				bool floor = !m[k].q && want(m[k].ph) && floor_open(&echo);
 				phase_begin(t);
-				double r = raw_run(&p, m[k].q ? cfg.depth : 1);
+				double r = raw_run(&p, m[k].q ? cfg.depth : 1, floor ? &echo : NULL);
 				phase_end(t, ti, m[k].ph, round, r, p.n);
+				if (floor)
+					floor_close(&echo, ti, m[k].ph, round);
 				if (r < 0)
 					break;
 			}
@@ -672,12 +934,12 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* median of the rounds; -1 if any round failed, 0 if never run */
-static double median_of(double (*tab)[P_COUNT][MAX_ROUNDS], int ti, int p)
+static double median_rounds(const double *rounds)
 {
 	double v[MAX_ROUNDS];
 	int n = 0;
 	for (int r = 0; r < cfg.rounds; r++) {
-		double x = tab[ti][p][r];
+		double x = rounds[r];
 		if (x < 0)
 			return -1;
 		if (x > 0)
@@ -687,6 +949,11 @@ static double median_of(double (*tab)[P_COUNT][MAX_ROUNDS], int ti, int p)
 		return 0;
 	qsort(v, (size_t)n, sizeof v[0], cmp_d);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double median_of(double (*tab)[P_COUNT][MAX_ROUNDS], int ti, int p)
+{
+	return median_rounds(tab[ti][p]);
 }
 
 static double median(int ti, int p)
@@ -706,6 +973,36 @@ static void cell(double v)
 		printf(" %10.2f", v);
 }
 
+static void phase_name(int p, char *nm, size_t n)
+{
+	snprintf(nm, n, "%s", phases[p].name);
+	char *q = strstr(nm, "xQ");
+	if (q)
+		snprintf(q + 1, n - (size_t)(q + 1 - nm), "%d", cfg.depth);
+}
+
+#define FLOOR_ROW "RPC floor (echo) x1"
+
+/* Median of a floor table over every x1 phase and round of target ti. */
+static double floor_median(double (*tab)[P_COUNT][MAX_ROUNDS], int ti)
+{
+	static const int x1[] = {P_LOOKUP1, P_GETATTR1, P_RDP1};
+	double v[3 * MAX_ROUNDS];
+	int n = 0;
+	for (size_t k = 0; k < 3; k++)
+		for (int r = 0; r < cfg.rounds; r++) {
+			double x = tab[ti][x1[k]][r];
+			if (x < 0)
+				return -1;
+			if (x > 0)
+				v[n++] = x;
+		}
+	if (n == 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof v[0], cmp_d);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static void report(void)
 {
 	int subj = -1, ref = -1, loc = -1;
@@ -719,6 +1016,9 @@ static void report(void)
 			ref = i;
 		}
 	}
+	bool floored = false;
+	for (int i = 0; i < ntargets; i++)
+		floored |= floor_median(floor_rate, i) != 0;
 	printf("\n%-20s %-8s", "phase", "unit");
 	for (int i = 0; i < ntargets; i++)
 		printf(" %10s", targets[i].name);
@@ -732,25 +1032,34 @@ static void report(void)
 		printf(" %10s", rn);
 	}
 	printf("  target\n");
-	int pass = 0, fail = 0;
+	int pass = 0, fail = 0, above = 0;
 	for (int p = 0; p < P_COUNT; p++) {
+		if (p == P_LOOKUP1 && floored) {
+			/* measured next to each target's x1 phases */
+			printf("%-20s %-8s", FLOOR_ROW, "ops/s");
+			for (int i = 0; i < ntargets; i++)
+				cell(floor_median(floor_rate, i));
+			if (subj >= 0 && ref >= 0)
+				cell(0);
+			if (subj >= 0 && loc >= 0)
+				cell(0);
+			printf("  (one request in flight cannot go faster)\n");
+		}
 		char nm[32];
-		snprintf(nm, sizeof nm, "%s", phases[p].name);
-		char *q = strstr(nm, "xQ");
-		if (q)
-			snprintf(q + 1, sizeof nm - (size_t)(q + 1 - nm), "%d", cfg.depth);
+		phase_name(p, nm, sizeof nm);
 		printf("%-20s %-8s", nm, phases[p].unit);
 		for (int i = 0; i < ntargets; i++)
 			cell(median(i, p));
-		double rs = -1, rl = -1;
+		double rs = -1, rl = -1, b = 0;
 		if (subj >= 0 && ref >= 0) {
-			double a = median(subj, p), b = median(ref, p);
+			double a = median(subj, p);
+			b = median(ref, p);
 			rs = a > 0 && b > 0 ? a / b : 0;
 			cell(rs);
 		}
 		if (subj >= 0 && loc >= 0) {
-			double a = median(subj, p), b = median(loc, p);
-			rl = a > 0 && b > 0 ? a / b : 0;
+			double a = median(subj, p), l = median(loc, p);
+			rl = a > 0 && l > 0 ? a / l : 0;
 			cell(rl);
 		}
 		/* the issue's targets */
@@ -771,42 +1080,118 @@ static void report(void)
 			known = true;
 		}
 		if (known) {
-			printf("  %s %s", goal, ok ? "ok" : "MISSED");
+			/* one request in flight: 2x the reference may be more than the
+			 * loopback round trip allows */
+			bool x1 = p == P_LOOKUP1 || p == P_GETATTR1 || p == P_RDP1;
+			double floor = x1 ? median_of(floor_rate, ref, p) : 0;
+			bool unreachable = !ok && floor > 0 && 2 * b > floor;
+			printf("  %s %s%s", goal, ok ? "ok" : "MISSED", unreachable ? ", above floor" : "");
 			ok ? pass++ : fail++;
+			above += unreachable;
 		}
 		printf("\n");
 	}
-	printf("targets met: %d of %d\n", pass, pass + fail);
+	printf("targets met: %d of %d", pass, pass + fail);
+	if (above)
+		printf(" (%d missed x1 target%s above the RPC floor)", above, above > 1 ? "s" : "");
+	printf("\n");
 
-	/* Server CPU per operation: less sensitive to a loaded machine than rates. */
-	bool any = false;
+	/* CPU per operation: less sensitive to a loaded machine than rates. */
+	int nsrv = 0;
 	for (int i = 0; i < ntargets; i++)
-		any |= targets[i].pid > 0;
-	if (!any)
-		return;
-	printf("\nserver CPU time per operation (all threads, schedstat), microseconds, median:\n%-20s %-8s",
-	       "phase", "");
+		nsrv += targets[i].pid > 0;
+	bool ratio = subj >= 0 && ref >= 0 && targets[subj].pid > 0 && targets[ref].pid > 0;
+	printf("\nCPU time per operation, microseconds, median: servers (all threads, schedstat)%s,\n"
+	       "then this client (cl.NAME: the bench's thread, libnfs included; the floor row: the echo\n"
+	       "server thread in the server columns, its client in the client columns):\n%-20s %-8s",
+	       nsrv ? "" : " (none: no --pid)", "phase", "");
 	for (int i = 0; i < ntargets; i++)
 		if (targets[i].pid > 0)
 			printf(" %10s", targets[i].name);
-	if (subj >= 0 && ref >= 0 && targets[subj].pid > 0 && targets[ref].pid > 0)
+	if (ratio)
 		printf(" %10s", "ref/subj");
+	for (int i = 0; i < ntargets; i++) {
+		snprintf(rn, sizeof rn, "cl.%.7s", targets[i].name);
+		printf(" %10s", rn);
+	}
 	printf("\n");
 	for (int p = 0; p < P_COUNT; p++) {
+		if (p == P_LOOKUP1 && floored) {
+			printf("%-20s %-8s", FLOOR_ROW, "us/op");
+			for (int i = 0; i < ntargets; i++)
+				if (targets[i].pid > 0)
+					cell(floor_median(floor_server_cpu, i) * 1e6);
+			if (ratio)
+				cell(0);
+			for (int i = 0; i < ntargets; i++)
+				cell(floor_median(floor_client_cpu, i) * 1e6);
+			printf("\n");
+		}
 		char nm[32];
-		snprintf(nm, sizeof nm, "%s", phases[p].name);
-		char *q = strstr(nm, "xQ");
-		if (q)
-			snprintf(q + 1, sizeof nm - (size_t)(q + 1 - nm), "%d", cfg.depth);
+		phase_name(p, nm, sizeof nm);
 		printf("%-20s %-8s", nm, "us/op");
 		for (int i = 0; i < ntargets; i++)
 			if (targets[i].pid > 0)
 				cell(median_of(cpu_per_op, i, p) * 1e6);
-		if (subj >= 0 && ref >= 0 && targets[subj].pid > 0 && targets[ref].pid > 0) {
+		if (ratio) {
 			double a = median_of(cpu_per_op, subj, p), b = median_of(cpu_per_op, ref, p);
 			cell(a > 0 && b > 0 ? b / a : 0);
 		}
+		for (int i = 0; i < ntargets; i++)
+			cell(median_of(client_cpu_per_op, i, p) * 1e6);
 		printf("\n");
+	}
+
+	/* Who set the rate: a client busy nearly all the wall time is the
+	 * bottleneck whatever the server does; client and server together near
+	 * one core's worth means they took turns rather than overlapped. */
+	bool nfs = false;
+	for (int i = 0; i < ntargets; i++)
+		nfs |= !targets[i].local;
+	if (!nfs)
+		return;
+	printf("\nshares of the phase's wall time, %%, median: client = the bench thread's CPU time,\n"
+	       "+server = client and server CPU time together (100 = one core), waiting = the bench\n"
+	       "thread runnable but not running (other load):\n%-20s %-8s", "", "");
+	for (int i = 0; i < ntargets; i++)
+		if (!targets[i].local)
+			printf(" %32s", targets[i].name);
+	printf("\n%-20s %-8s", "phase", "");
+	for (int i = 0; i < ntargets; i++)
+		if (!targets[i].local)
+			printf(" %10s %10s %10s", "client", "+server", "waiting");
+	printf("\n");
+	if (floored) {
+		printf("%-20s %-8s", FLOOR_ROW, "%");
+		for (int i = 0; i < ntargets; i++)
+			if (!targets[i].local) {
+				cell(floor_median(floor_busy, i) * 100);
+				cell(floor_median(floor_pair, i) * 100);
+				cell(0);
+			}
+		printf("\n");
+	}
+	for (int p = 0; p < P_COUNT; p++) {
+		bool ran = false, bound = false;
+		for (int i = 0; i < ntargets; i++) {
+			if (targets[i].local)
+				continue;
+			double v = median_of(client_busy, i, p);
+			ran |= v != 0;
+			bound |= v >= 0.8;
+		}
+		if (!ran)
+			continue;
+		char nm[32];
+		phase_name(p, nm, sizeof nm);
+		printf("%-20s %-8s", nm, "%");
+		for (int i = 0; i < ntargets; i++)
+			if (!targets[i].local) {
+				cell(median_of(client_busy, i, p) * 100);
+				cell(median_of(pair_busy, i, p) * 100);
+				cell(median_of(client_wait, i, p) * 100);
+			}
+		printf("%s\n", bound ? "  client-bound" : "");
 	}
 }
 
