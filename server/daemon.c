@@ -25,6 +25,11 @@
 #include "store/view.h"
 
 #define TICK_MS 100
+/* Precomputed ECDSA nonces (store/key.h): each CREATE, REMOVE and COMMIT
+ * signs an entry on the loop; from the pool that costs microseconds instead
+ * of ~0.35 ms, and a background thread refills it while the loop waits on
+ * fsync or idles. 96 bytes each: 24 KiB. */
+#define PRESIGN_NONCES 256
 
 struct daemon {
   const struct daemon_config *cfg;
@@ -250,6 +255,11 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if (key && nfsd_readonly(dm.nfsd))
     dlog(&dm, NFSD_LOG_WARN, "the key %s holds no grant in %s: serving read-only",
          cfg->key_path, cfg->name);
+  /* Also when read-only for now: a grant may arrive. Without the pool every
+   * signature is simply computed in place. */
+  int pr = key ? key_presign_start(PRESIGN_NONCES) : 0;
+  if (pr < 0)
+    dlog(&dm, NFSD_LOG_WARN, "no precomputed signatures: %s", bfs_strerror(pr));
   if ((r = rpcsrv_new(&rpc)) < 0)
     goto out;
   rpcsrv_set_log(rpc, rpc_log, &dm);
@@ -371,6 +381,7 @@ out:
     *why = "close";
     r = cr;
   }
+  key_presign_stop();
   key_free(key);
   if (r == 0)
     dlog(&dm, NFSD_LOG_INFO, "stopped");

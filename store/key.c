@@ -4,7 +4,8 @@
  * Signing is deterministic (RFC 6979, mbedtls_ecdsa_sign_det_ext): the nonce
  * comes from the key and the digest, so a weak RNG can never leak the private
  * key. The RNG (getrandom) only blinds the scalar multiplication against side
- * channels.
+ * channels. A process that starts the nonce pool (key_presign_start(), see
+ * "Precomputed nonces" below) signs with random nonces from getrandom instead.
  *
  * Signing and verification are lock-free and keep their curve tables per
  * thread (see key_sign() and "Per-thread verification state" below).
@@ -16,10 +17,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/ecdsa.h>
@@ -610,19 +614,349 @@ out:
 }
 
 /*
+ * Precomputed nonces.
+ *
+ * An ECDSA signature is r = x(kG) mod n and s = k^-1 (e + r d) mod n for a
+ * nonce k. The scalar multiplication kG is nearly all of the cost, and it
+ * depends on neither the key nor the message, so a background thread
+ * computes it ahead of time and keeps, per nonce:
+ *
+ *   r       x(kG) mod n, never 0;
+ *   t       a random blinding factor in [1, n-1];
+ *   kt_inv  (k t)^-1 mod n.
+ *
+ * Signing then costs a few bignum products: s = kt_inv * (t e + (t r) d)
+ * = t (e + r d) / (k t) = (e + r d) / k (mod n). As in mbedTLS's own
+ * ecdsa_sign, the inversion works on k t, not on k, so its timing says
+ * nothing about k; and here the private scalar d is only ever multiplied by
+ * t r, a value unknown to an observer.
+ *
+ * A nonce is as secret as the private key (k and one signature give d) and
+ * must never serve twice (two signatures with one k give d). So: k is
+ * uniform in [1, n-1] from getrandom (mbedtls_mpi_random, rejection
+ * sampling), R = kG is computed on the refill thread's own group (mbedTLS
+ * caches G's comb table inside the group: no group is ever shared between
+ * threads), a nonce leaves the pool under the mutex, so exactly one signer
+ * gets it, and is wiped right after use; the pool is wiped at stop. After
+ * fork() the child must not sign with the parent's nonces (the parent may use
+ * the same ones): a pthread_atfork child handler wipes the child's copy and
+ * forgets the refill thread (which does not exist there), and every use also
+ * checks that getpid() is the pid that started the pool, for a child made
+ * without fork() (a raw clone skips the handlers).
+ *
+ * The pool is process-wide and its nonces fit any key: a nonce binds to a
+ * key only when it is used, once.
+ */
+struct nonce {
+  uint8_t r[32];
+  uint8_t t[32];
+  uint8_t kt_inv[32];
+};
+
+#define PRESIGN_MAX 65536
+#define NONCE_TRIES 8
+
+static struct {
+  pthread_mutex_t lock;   /* guards everything below but pid's reads */
+  pthread_mutex_t control; /* serializes start and stop */
+  pthread_cond_t wake;    /* the refill thread: room in the pool, or stop */
+  struct nonce *slots;    /* [size]; the ready nonces are slots[0..ready) */
+  unsigned size, ready;
+  bool thread;            /* the refill thread exists (joinable) */
+  bool stop;              /* asks the refill thread to exit */
+  pthread_t tid;
+  atomic_int pid;         /* the process the pool serves; 0 when stopped */
+  uint64_t made, taken, fallbacks;
+} pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .control = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static int pool_once_rc;
+
+/* Wipes and frees the pool's nonces; pool.lock held (or a single thread). */
+static void pool_wipe(void)
+{
+  if (pool.slots) {
+    mbedtls_platform_zeroize(pool.slots, (size_t)pool.size * sizeof *pool.slots);
+    free(pool.slots);
+  }
+  pool.slots = NULL;
+  pool.size = pool.ready = 0;
+}
+
+/* fork(): the parent keeps the locks through the fork, so the child's copy
+ * of the pool is consistent; the child then empties it. */
+static void atfork_prepare(void)
+{
+  pthread_mutex_lock(&pool.control);
+  pthread_mutex_lock(&pool.lock);
+}
+
+static void atfork_parent(void)
+{
+  pthread_mutex_unlock(&pool.lock);
+  pthread_mutex_unlock(&pool.control);
+}
+
+static void atfork_child(void)
+{
+  atomic_store(&pool.pid, 0);
+  pool_wipe();
+  pool.thread = false; /* not copied by fork(): nothing to join */
+  pool.stop = false;
+  pool.made = pool.taken = pool.fallbacks = 0;
+  pthread_cond_init(&pool.wake, NULL); /* the parent's refill thread may have waited on it */
+  pthread_mutex_unlock(&pool.lock);
+  pthread_mutex_unlock(&pool.control);
+}
+
+static void pool_init_once(void)
+{
+  pool_once_rc = pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0 ? 0 : -ENOMEM;
+}
+
+/* One fresh nonce computed on GRP (the caller's own group). */
+static int make_nonce(mbedtls_ecp_group *grp, struct nonce *out)
+{
+  mbedtls_mpi k, t, kt, r;
+  mbedtls_ecp_point R;
+  mbedtls_mpi_init(&k);
+  mbedtls_mpi_init(&t);
+  mbedtls_mpi_init(&kt);
+  mbedtls_mpi_init(&r);
+  mbedtls_ecp_point_init(&R);
+  int rc = -EIO;
+  int tries = 0;
+  do {
+    /* r == 0 has probability ~2^-256; a loop of tries rather than forever. */
+    if (++tries > NONCE_TRIES)
+      goto out;
+    if (mbedtls_mpi_random(&k, 1, &grp->N, rng, NULL) != 0 ||
+        mbedtls_ecp_mul(grp, &R, &k, &grp->G, rng, NULL) != 0 || mbedtls_mpi_mod_mpi(&r, &R.X, &grp->N) != 0)
+      goto out;
+  } while (mbedtls_mpi_cmp_int(&r, 0) == 0);
+  if (mbedtls_mpi_random(&t, 1, &grp->N, rng, NULL) != 0 || mbedtls_mpi_mul_mpi(&kt, &k, &t) != 0 ||
+      mbedtls_mpi_mod_mpi(&kt, &kt, &grp->N) != 0 || mbedtls_mpi_inv_mod(&kt, &kt, &grp->N) != 0)
+    goto out;
+  if (mbedtls_mpi_write_binary(&r, out->r, 32) == 0 && mbedtls_mpi_write_binary(&t, out->t, 32) == 0 &&
+      mbedtls_mpi_write_binary(&kt, out->kt_inv, 32) == 0)
+    rc = 0;
+out:
+  mbedtls_mpi_free(&k); /* mbedtls_mpi_free zeroizes */
+  mbedtls_mpi_free(&t);
+  mbedtls_mpi_free(&kt);
+  mbedtls_mpi_free(&r);
+  mbedtls_ecp_point_free(&R);
+  if (rc < 0)
+    mbedtls_platform_zeroize(out, sizeof *out);
+  return rc;
+}
+
+/*
+ * The refill thread: computes nonces outside the lock while the pool has
+ * room, sleeps on the condition variable when it is full (no CPU when idle).
+ * A signer wakes it after taking a nonce.
+ */
+static void *refill_main(void *arg)
+{
+  (void)arg;
+  mbedtls_ecp_group grp; /* ours alone: its G table is written on first use */
+  mbedtls_ecp_group_init(&grp);
+  bool grp_ok = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) == 0;
+  pthread_mutex_lock(&pool.lock);
+  while (!pool.stop) {
+    if (pool.ready >= pool.size || !grp_ok) {
+      pthread_cond_wait(&pool.wake, &pool.lock);
+      continue;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    struct nonce n;
+    int rc = make_nonce(&grp, &n);
+    pthread_mutex_lock(&pool.lock);
+    if (rc == 0 && pool.ready < pool.size) {
+      pool.slots[pool.ready++] = n;
+      pool.made++;
+    }
+    mbedtls_platform_zeroize(&n, sizeof n);
+    if (rc < 0 && !pool.stop) {
+      /* No randomness or no memory: signers take the deterministic path
+       * meanwhile; try again in a while rather than spin. */
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += 1;
+      pthread_cond_timedwait(&pool.wake, &pool.lock, &until);
+    }
+  }
+  pthread_mutex_unlock(&pool.lock);
+  mbedtls_ecp_group_free(&grp);
+  return NULL;
+}
+
+int key_presign_start(unsigned pool_size)
+{
+  if (pool_size == 0 || pool_size > PRESIGN_MAX)
+    return -EINVAL;
+  pthread_once(&pool_once, pool_init_once);
+  if (pool_once_rc < 0)
+    return pool_once_rc;
+  pthread_mutex_lock(&pool.control);
+  int rc = 0;
+  if (pool.thread)
+    goto out; /* running: keeps its size */
+  struct nonce *slots = calloc(pool_size, sizeof *slots);
+  if (!slots) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  pthread_mutex_lock(&pool.lock);
+  pool.slots = slots;
+  pool.size = pool_size;
+  pool.ready = 0;
+  pool.stop = false;
+  pool.made = pool.taken = pool.fallbacks = 0;
+  pthread_mutex_unlock(&pool.lock);
+  /* The thread takes no signals: they stay with the threads that expect them. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int cr = pthread_create(&pool.tid, NULL, refill_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_mutex_lock(&pool.lock);
+  if (cr != 0) {
+    pool_wipe();
+    rc = -cr;
+  } else {
+    pool.thread = true;
+    atomic_store(&pool.pid, (int)getpid());
+  }
+  pthread_mutex_unlock(&pool.lock);
+out:
+  pthread_mutex_unlock(&pool.control);
+  return rc;
+}
+
+void key_presign_stop(void)
+{
+  pthread_mutex_lock(&pool.control);
+  if (pool.thread) {
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.pid, 0); /* signers stop taking nonces now */
+    pool.stop = true;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_join(pool.tid, NULL);
+    pthread_mutex_lock(&pool.lock);
+    pool.thread = false;
+    pool.stop = false;
+    pool_wipe();
+    pthread_mutex_unlock(&pool.lock);
+  }
+  pthread_mutex_unlock(&pool.control);
+}
+
+void key_presign_stats(struct key_presign_stats *out)
+{
+  memset(out, 0, sizeof *out);
+  if (atomic_load(&pool.pid) != (int)getpid())
+    return; /* stopped, or the parent's copy in a child */
+  pthread_mutex_lock(&pool.lock);
+  out->size = pool.size;
+  out->ready = pool.ready;
+  out->made = pool.made;
+  out->taken = pool.taken;
+  out->fallbacks = pool.fallbacks;
+  pthread_mutex_unlock(&pool.lock);
+}
+
+/* Moves a nonce out of the pool into *OUT; false if the pool has none. */
+static bool pool_take(struct nonce *out)
+{
+  int pid = atomic_load(&pool.pid);
+  if (pid == 0 || pid != (int)getpid())
+    return false; /* never started, stopped, or this is a child's copy */
+  bool got = false;
+  pthread_mutex_lock(&pool.lock);
+  if (atomic_load(&pool.pid) == pid && pool.ready > 0) {
+    struct nonce *n = &pool.slots[--pool.ready];
+    *out = *n;
+    mbedtls_platform_zeroize(n, sizeof *n);
+    pool.taken++;
+    got = true;
+    pthread_cond_signal(&pool.wake);
+  } else if (atomic_load(&pool.pid) == pid) {
+    pool.fallbacks++;
+  }
+  pthread_mutex_unlock(&pool.lock);
+  return got;
+}
+
+/* s = kt_inv (t e + (t r) d) mod n with nonce NC: 0, 1 if s == 0 (take
+ * another nonce), or -ENOMEM. */
+static int sign_with_nonce(const mbedtls_mpi *N, const mbedtls_mpi *d, const hash_t *digest, const struct nonce *nc,
+                           uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  mbedtls_mpi e, r, t, kti, a, b;
+  mbedtls_mpi_init(&e);
+  mbedtls_mpi_init(&r);
+  mbedtls_mpi_init(&t);
+  mbedtls_mpi_init(&kti);
+  mbedtls_mpi_init(&a);
+  mbedtls_mpi_init(&b);
+  int rc = -ENOMEM;
+  /* P-256's n has 256 bits, as many as the digest: e is the digest itself. */
+  if (mbedtls_mpi_read_binary(&e, digest->bytes, HASH_SIZE) != 0 || mbedtls_mpi_read_binary(&r, nc->r, 32) != 0 ||
+      mbedtls_mpi_read_binary(&t, nc->t, 32) != 0 || mbedtls_mpi_read_binary(&kti, nc->kt_inv, 32) != 0)
+    goto out;
+  if (mbedtls_mpi_mul_mpi(&a, &t, &r) != 0 || mbedtls_mpi_mod_mpi(&a, &a, N) != 0 || /* a = t r */
+      mbedtls_mpi_mul_mpi(&b, &a, d) != 0 ||                                         /* b = t r d */
+      mbedtls_mpi_mul_mpi(&a, &t, &e) != 0 ||                                        /* a = t e */
+      mbedtls_mpi_add_mpi(&a, &a, &b) != 0 || mbedtls_mpi_mod_mpi(&a, &a, N) != 0 ||
+      mbedtls_mpi_mul_mpi(&b, &a, &kti) != 0 || mbedtls_mpi_mod_mpi(&b, &b, N) != 0) /* s */
+    goto out;
+  if (mbedtls_mpi_cmp_int(&b, 0) == 0) {
+    rc = 1;
+    goto out;
+  }
+  if (mbedtls_mpi_write_binary(&r, sig, 32) == 0 && mbedtls_mpi_write_binary(&b, sig + 32, 32) == 0)
+    rc = 0;
+out:
+  mbedtls_mpi_free(&e);
+  mbedtls_mpi_free(&r);
+  mbedtls_mpi_free(&t);
+  mbedtls_mpi_free(&kti);
+  mbedtls_mpi_free(&a);
+  mbedtls_mpi_free(&b);
+  return rc;
+}
+
+/*
  * Signing without a lock: the only state mbedTLS writes while signing is the
  * base-point table cached inside the group, so each thread signs on its own
  * plain P-256 group (the verification state's, whose G table it shares),
  * never on key->kp.grp. The private scalar is only read, the RFC 6979 nonce
  * DRBG lives on the stack of mbedtls_ecdsa_sign_det_ext(), and the blinding
- * RNG is getrandom(): signatures stay deterministic and bit-identical to a
- * serial signer's, on any number of threads.
+ * RNG is getrandom(): without the nonce pool, signatures stay deterministic
+ * and bit-identical to a serial signer's, on any number of threads. With it,
+ * the pool's mutex is held only to move one nonce out.
  */
 int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE])
 {
   struct verify_state *st = thread_state();
   if (!st)
     return -ENOMEM;
+  struct nonce nc;
+  /* s == 0 (probability ~2^-256) costs a nonce; a few tries, then RFC 6979. */
+  for (int tries = 0; tries < NONCE_TRIES && pool_take(&nc); tries++) {
+    int rc = sign_with_nonce(&st->grp.N, &key->kp.d, digest, &nc, sig);
+    mbedtls_platform_zeroize(&nc, sizeof nc);
+    if (rc == 0)
+      return 0;
+    if (rc < 0)
+      break; /* the deterministic path says whether memory is really short */
+  }
   mbedtls_mpi r, s;
   mbedtls_mpi_init(&r);
   mbedtls_mpi_init(&s);

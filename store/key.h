@@ -9,6 +9,8 @@
  * be verified on every core at once. key_sign() is deterministic (RFC 6979):
  * the same key and digest always give the same signature; it is thread-safe
  * and takes no lock, so several threads may sign with one key at once.
+ * A process that starts the nonce pool (key_presign_start() below) signs
+ * with precomputed random nonces instead: see there.
  *
  * Files (format 1), both PEM so openssl can read them:
  *   PATH      mode 0600: "# basefs private key, format 1 (...)" then a SEC1
@@ -46,7 +48,45 @@ int key_dup(const struct key *key, struct key **out);
 void key_public(const struct key *key, uint8_t pub[KEY_PUBLIC_SIZE]);
 void key_fingerprint(const uint8_t pub[KEY_PUBLIC_SIZE], hash_t *fp);
 
+/* SIG = KEY's signature of DIGEST: from a pooled nonce while the pool below
+ * runs and holds one (a few microseconds), else RFC 6979 (~0.35 ms). */
 int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE]);
+
+/*
+ * The nonce pool: ECDSA's expensive step, R = kG for a nonce k, depends on
+ * neither key nor message, so one background thread precomputes up to
+ * POOL_SIZE nonces (uniformly random k from getrandom, the curve point, and
+ * the blinded inverse) and keeps the pool full, sleeping while it is full.
+ * While it runs, key_sign() moves one nonce out of the pool (each serves at
+ * most one signature and is wiped after use) and finishes the signature
+ * with a few bignum operations; an empty pool never blocks: key_sign() then
+ * signs deterministically (RFC 6979) as without the pool.
+ *
+ * With the pool, signatures are randomized: the same key and digest give a
+ * different signature each time. They are still standard ECDSA, and
+ * key_verify() (or any ECDSA verifier) accepts them unchanged; an entry's id
+ * never covers its signature (store/entry.h), so ids stay deterministic.
+ *
+ * The pool is process-wide and serves every key. After fork() the child's
+ * pool is empty and stopped (the child never uses the parent's nonces; it
+ * may start its own). Memory: 96 bytes per nonce (256 nonces: 24 KiB).
+ *
+ * key_presign_start(): 0 once the refill thread runs (also when it ran
+ * already: a running pool keeps its size), -EINVAL for a size of 0 or above
+ * 65536, -ENOMEM or a pthread error. key_presign_stop() joins the thread and
+ * wipes the pool; a no-op when it does not run. Both are thread-safe.
+ */
+int key_presign_start(unsigned pool_size);
+void key_presign_stop(void);
+
+/* A snapshot of the pool (all 0 when it does not run in this process):
+ * SIZE nonces at most, READY now; MADE computed and TAKEN used since the
+ * start; FALLBACKS signatures that found the pool empty and went RFC 6979. */
+struct key_presign_stats {
+  unsigned size, ready;
+  uint64_t made, taken, fallbacks;
+};
+void key_presign_stats(struct key_presign_stats *out);
 /* 0 if PUB is a point of P-256 (on the curve, not infinity), -BFS_EKEY if not. */
 int key_check_public(const uint8_t pub[KEY_PUBLIC_SIZE]);
 /* 0 if SIG is PUB's signature of DIGEST, -BFS_ESIGNATURE if not, -BFS_EKEY if PUB is no point. */
