@@ -540,20 +540,21 @@ static int submit_commit(struct nfsd *d, struct entry *e)
 struct fill_arg {
   struct nfsd *d;
   const struct obj *o;
-  uint64_t limit; /* copy no more than this */
+  uint64_t limit;              /* copy no more than this */
+  uint64_t skip_off, skip_end; /* nor this range: the caller writes it next */
 };
 
-/* Copies the object's stored content into a new staging file. */
-static int fill_from_store(void *arg, int fd)
+/* Copies [OFF, END) of the object's stored content to FD. */
+static int copy_from_store(struct fill_arg *a, int fd, uint64_t off, uint64_t end)
 {
-  struct fill_arg *a = arg;
+  if (off >= end)
+    return 0;
   size_t chunk = 1u << 20;
-  uint8_t *buf = malloc(chunk);
+  uint8_t *buf = malloc(end - off < chunk ? (size_t)(end - off) : chunk);
   if (!buf)
     return -ENOMEM;
   int r = 0;
-  uint64_t end = a->o->st.size < a->limit ? a->o->st.size : a->limit;
-  for (uint64_t off = 0; off < end;) {
+  while (off < end) {
     ssize_t n = obj_read(a->d, a->o, off, buf, end - off < chunk ? (size_t)(end - off) : chunk);
     if (n <= 0) {
       r = n < 0 ? (int)n : -EIO;
@@ -572,6 +573,30 @@ static int fill_from_store(void *arg, int fd)
     off += (uint64_t)n;
   }
   free(buf);
+  return r;
+}
+
+/* Copies the object's stored content into a new (or recycled, LEN bytes of
+ * junk) staging file, leaving out the range the caller overwrites: a whole
+ * rewrite reads nothing from the store, and a recycled file keeps its
+ * allocated blocks where the write lands (see stage_create). */
+static int fill_from_store(void *arg, int fd, uint64_t len, uint64_t *size)
+{
+  struct fill_arg *a = arg;
+  uint64_t end = a->o->st.size < a->limit ? a->o->st.size : a->limit;
+  uint64_t s0 = a->skip_off < end ? a->skip_off : end;
+  uint64_t s1 = a->skip_end < end ? a->skip_end : end;
+  if (s1 < s0)
+    s1 = s0;
+  int r = copy_from_store(a, fd, 0, s0);
+  if (r == 0)
+    r = copy_from_store(a, fd, s1, end);
+  /* No junk may stay where the file shows bytes: past the content, only
+   * the skipped range (written next) when it joins the content. */
+  uint64_t keep = a->skip_off <= end && a->skip_end > end ? a->skip_end : end;
+  if (r == 0 && len > keep && ftruncate(fd, (off_t)keep) < 0)
+    r = -errno;
+  *size = end;
   return r;
 }
 
@@ -595,9 +620,13 @@ static int seal_first(void *arg, struct stage_file *f)
 }
 
 /* Starts staging O (a file) unless it is staged already, copying at most
- * LIMIT bytes of its content (a truncate needs no more). */
-static int obj_stage_upto(struct nfsd *d, struct obj *o, uint64_t limit)
+ * LIMIT bytes of its content (a truncate needs no more) and none of
+ * [SKIP_OFF, SKIP_END), which the caller writes next (or drops the file
+ * when that fails: obj_unstage_new). *FRESH tells whether it was created. */
+static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_t skip_off,
+                          uint64_t skip_end, bool *fresh)
 {
+  *fresh = false;
   if (o->sf)
     return 0;
   if (o->cf) {
@@ -610,13 +639,18 @@ static int obj_stage_upto(struct nfsd *d, struct obj *o, uint64_t limit)
    * least recently is sealed first. */
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
     stage_foreach(d->stage, seal_first, d);
-  struct fill_arg a = {d, o, limit};
+  struct fill_arg a = {d, o, limit, skip_off, skip_end};
   int r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
                        o->st.mtime_ns, &o->sf);
+  *fresh = r == 0;
   return r;
 }
 
-static int obj_stage(struct nfsd *d, struct obj *o) { return obj_stage_upto(d, o, UINT64_MAX); }
+static int obj_stage_upto(struct nfsd *d, struct obj *o, uint64_t limit)
+{
+  bool fresh;
+  return obj_stage_skip(d, o, limit, 0, 0, &fresh);
+}
 
 /* How many DELTA links lead from content entry ID to a full version. */
 static int delta_depth(struct nfsd *d, const hash_t *id)
@@ -699,12 +733,14 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
     }
   }
   size_t out_len = 0;
-  uint64_t size = 0;
-  r = content_encode_fd(d->blocks, stage_fd(f), prev, prev_len, content_room(e), &e->content_kind,
-                        e->content, &out_len, &size);
+  uint64_t size = e->size;
+  /* Only the regions written since the base are cut and stored again. */
+  struct content_base cb;
+  stage_base_content(f, &cb);
+  struct blocks_list list;
+  r = content_encode_staged(d->blocks, stage_fd(f), size, prev, prev_len, &cb, content_room(e),
+                            &e->content_kind, e->content, &out_len, &list);
   free(prev);
-  if (r == 0 && size != e->size)
-    r = -EIO; /* the staging file changed under us */
   if (r == 0) {
     e->content_len = (uint16_t)out_len;
     r = submit_commit(d, e);
@@ -716,13 +752,14 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
           (unsigned long long)size);
     struct view_stat now;
     if (keep && view_stat(d->view, &n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
-        stage_rebase(d->stage, f, &e->id) == 0)
+        stage_rebase(d->stage, f, &e->id, &list) == 0)
       ;
     else
       stage_drop(d->stage, f);
   } else {
     logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", hex, bfs_strerror(r));
   }
+  blocks_list_free(&list); /* unless stage_rebase took it */
   free(e);
   return r;
 }
@@ -1204,9 +1241,19 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
       r = -EACCES;
     else if (a.offset > MAX_FILE_SIZE || a.data.len > MAX_FILE_SIZE - a.offset)
       r = -EFBIG;
-    else if ((r = obj_stage(d, &o)) == 0)
-      r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len,
-                      a.stable != NFS3_UNSTABLE, now_ns());
+    else {
+      bool fresh;
+      uint64_t base_size = o.st.size;
+      r = obj_stage_skip(d, &o, UINT64_MAX, a.offset, a.offset + a.data.len, &fresh);
+      if (r == 0)
+        r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len,
+                        a.stable != NFS3_UNSTABLE, now_ns());
+      if (r < 0 && fresh && o.sf && a.offset < base_size && a.data.len > 0) {
+        /* Its copy left out what this write should have put there. */
+        stage_drop(d->stage, o.sf);
+        o.sf = NULL;
+      }
+    }
   }
   res.status = status_of(r);
   if (res.wcc.before.present)

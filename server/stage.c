@@ -12,6 +12,10 @@
 #include <unistd.h>
 
 #define INDEX_SIZE 1024 /* a power of two */
+/* Recycled files kept open: enough for a burst of small files, each at most
+ * SPARE_MAX_SIZE (a pooled file's blocks stay allocated). */
+#define SPARE_MAX 16
+#define SPARE_MAX_SIZE (1u << 20)
 
 struct stage_file {
   struct stage_file *next, *prev; /* the write-order list */
@@ -25,6 +29,12 @@ struct stage_file {
   uint64_t base_size;
   uint64_t mtime_ns;
   uint64_t last_write;
+  /* Since the base: written ranges, the least size, the base's blocks. */
+  struct content_range *ranges;
+  size_t nranges, cranges;
+  uint64_t clean_end;
+  struct blocks_list blocks;
+  bool junk_tail; /* a failed write may have left bytes past size */
 };
 
 struct stage {
@@ -37,7 +47,25 @@ struct stage {
    * READDIRPLUS entry), the list order changes on every write; both stay
    * O(1) with hundreds of staged files. */
   struct stage_file *index[INDEX_SIZE];
+  struct stage_file *spare[SPARE_MAX]; /* recycled files, named <obj>.u */
+  size_t nspare;
 };
+
+/* Forgets what F shared with a base. */
+static void base_reset(struct stage_file *f)
+{
+  free(f->ranges);
+  f->ranges = NULL;
+  f->nranges = f->cranges = 0;
+  blocks_list_free(&f->blocks);
+}
+
+static void file_free(struct stage_file *f)
+{
+  base_reset(f);
+  close(f->fd);
+  free(f);
+}
 
 static void file_name(const hash_t *obj, const char *suffix, char out[80])
 {
@@ -173,6 +201,18 @@ int stage_open(const char *dir, struct stage **out)
   return 0;
 }
 
+/* Deletes the recycled files (stage_free, or a full disk: they hold blocks). */
+static void spare_release(struct stage *s)
+{
+  for (size_t i = 0; i < s->nspare; i++) {
+    char name[80];
+    file_name(&s->spare[i]->obj, "u", name);
+    unlinkat(s->dirfd, name, 0);
+    file_free(s->spare[i]);
+  }
+  s->nspare = 0;
+}
+
 void stage_free(struct stage *s)
 {
   if (!s)
@@ -180,9 +220,9 @@ void stage_free(struct stage *s)
   while (s->files) {
     struct stage_file *f = s->files;
     s->files = f->next;
-    close(f->fd);
-    free(f);
+    file_free(f);
   }
+  spare_release(s);
   close(s->dirfd);
   free(s);
 }
@@ -195,38 +235,73 @@ struct stage_file *stage_get(struct stage *s, const hash_t *obj)
   return NULL;
 }
 
+/* A recycled file for OBJ (named OBJ.u), or NULL. */
+static struct stage_file *spare_take(struct stage *s, const hash_t *obj)
+{
+  if (s->nspare == 0)
+    return NULL;
+  size_t k = s->nspare - 1;
+  for (size_t i = 0; i < s->nspare; i++)
+    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0)
+      k = i;
+  struct stage_file *f = s->spare[k];
+  s->spare[k] = s->spare[--s->nspare];
+  if (memcmp(&f->obj, obj, sizeof *obj) != 0) {
+    char from[80], to[80];
+    file_name(&f->obj, "u", from);
+    file_name(obj, "u", to);
+    if (renameat(s->dirfd, from, s->dirfd, to) < 0) {
+      unlinkat(s->dirfd, from, 0);
+      file_free(f);
+      return NULL;
+    }
+  }
+  return f;
+}
+
 int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
-                 int (*fill)(void *arg, int fd), void *arg, uint64_t now_ns,
-                 struct stage_file **out)
+                 int (*fill)(void *arg, int fd, uint64_t len, uint64_t *size), void *arg,
+                 uint64_t now_ns, struct stage_file **out)
 {
   if (stage_get(s, obj))
     return -EEXIST;
-  char tmp[80], name[80];
-  file_name(obj, "t", tmp);
+  char name[80];
   file_name(obj, "u", name);
-  int fd = openat(s->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -errno;
-  int r = fill ? fill(arg, fd) : 0;
-  struct stat st;
-  if (r == 0 && fstat(fd, &st) < 0)
+  /* No temporary name: a .u is deleted at start whatever it holds. */
+  struct stage_file *f = spare_take(s, obj);
+  uint64_t len = 0;
+  if (f) {
+    len = f->size;
+    int fd = f->fd;
+    memset(f, 0, sizeof *f);
+    f->fd = fd;
+  } else {
+    f = calloc(1, sizeof *f);
+    if (!f)
+      return -ENOMEM;
+    f->fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (f->fd < 0) {
+      int r = -errno;
+      free(f);
+      return r;
+    }
+  }
+  uint64_t size = 0;
+  int r = 0;
+  if (fill)
+    r = fill(arg, f->fd, len, &size);
+  else if (len > 0 && ftruncate(f->fd, 0) < 0)
     r = -errno;
-  if (r == 0 && renameat(s->dirfd, tmp, s->dirfd, name) < 0)
-    r = -errno;
-  struct stage_file *f = NULL;
-  if (r == 0 && !(f = calloc(1, sizeof *f)))
-    r = -ENOMEM;
   if (r < 0) {
-    close(fd);
-    unlinkat(s->dirfd, tmp, 0);
     unlinkat(s->dirfd, name, 0);
+    file_free(f);
     return r;
   }
   f->obj = *obj;
   f->base = *base;
-  f->fd = fd;
-  f->size = (uint64_t)st.st_size;
-  f->base_size = f->size;
+  f->size = size;
+  f->base_size = size;
+  f->clean_end = size;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
   list_add(s, f);
@@ -249,19 +324,98 @@ int stage_sync(struct stage *s, struct stage_file *f)
   return 0;
 }
 
+/* Merges the two closest ranges (keeps the list bounded; a superset). */
+static void ranges_squeeze(struct stage_file *f)
+{
+  size_t best = 0;
+  uint64_t gap = UINT64_MAX;
+  for (size_t i = 0; i + 1 < f->nranges; i++)
+    if (f->ranges[i + 1].off - f->ranges[i].end < gap) {
+      gap = f->ranges[i + 1].off - f->ranges[i].end;
+      best = i;
+    }
+  f->ranges[best].end = f->ranges[best + 1].end;
+  memmove(f->ranges + best + 1, f->ranges + best + 2,
+          (f->nranges - best - 2) * sizeof *f->ranges);
+  f->nranges--;
+}
+
+/* Notes [OFF, END) as written since the base. */
+static int ranges_add(struct stage_file *f, uint64_t off, uint64_t end)
+{
+  if (off >= end || off >= f->clean_end)
+    return 0; /* nothing, or past what is compared with the base anyway */
+  struct content_range *r = f->ranges;
+  size_t n = f->nranges;
+  /* The first range that ends at or after OFF (touching ones merge). */
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r[mid].end < off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  size_t last = lo;
+  while (last < n && r[last].off <= end)
+    last++;
+  if (last > lo) {
+    /* Overlaps ranges lo..last-1: one range covers them all. */
+    if (r[lo].off > off)
+      r[lo].off = off;
+    r[lo].end = r[last - 1].end > end ? r[last - 1].end : end;
+    memmove(r + lo + 1, r + last, (n - last) * sizeof *r);
+    f->nranges = n - (last - lo - 1);
+    return 0;
+  }
+  if (n == f->cranges) {
+    size_t ncap = f->cranges ? 2 * f->cranges : 16;
+    struct content_range *nr = realloc(r, (ncap + 1) * sizeof *nr);
+    if (!nr)
+      return -ENOMEM;
+    f->ranges = r = nr;
+    f->cranges = ncap;
+  }
+  memmove(r + lo + 1, r + lo, (n - lo) * sizeof *r);
+  r[lo].off = off;
+  r[lo].end = end;
+  f->nranges = n + 1;
+  if (f->nranges > STAGE_RANGES_MAX)
+    ranges_squeeze(f);
+  return 0;
+}
+
 int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void *data, size_t len,
                 bool sync, uint64_t now_ns)
 {
   if (off > (uint64_t)INT64_MAX - len)
     return -EFBIG;
+  /* Bytes a failed write left past the end must not show through a gap. */
+  if (f->junk_tail && off > f->size) {
+    if (ftruncate(f->fd, (off_t)f->size) < 0)
+      return -errno;
+    f->junk_tail = false;
+  }
+  /* Noted first: if the write fails half-way, its bytes may still differ. */
+  if (ranges_add(f, off, off + len) < 0) {
+    /* Cannot track: compare nothing with the base. */
+    f->nranges = 0;
+    f->clean_end = 0;
+  }
   const uint8_t *p = data;
   size_t done = 0;
   while (done < len) {
     ssize_t k = pwrite(f->fd, p + done, len - done, (off_t)(off + done));
     if (k < 0 && errno == EINTR)
       continue;
-    if (k < 0)
-      return -errno;
+    if (k < 0) {
+      int r = -errno;
+      f->junk_tail = true;
+      f->dirty = true;
+      if (r == -ENOSPC)
+        spare_release(s);
+      return r;
+    }
     done += (size_t)k;
   }
   if (off + len > f->size)
@@ -303,6 +457,9 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
   if (ftruncate(f->fd, (off_t)size) < 0)
     return -errno;
   f->size = size;
+  f->junk_tail = false;
+  if (size < f->clean_end)
+    f->clean_end = size;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
   f->dirty = true;
@@ -312,10 +469,17 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
 
 bool stage_dirty(const struct stage_file *f) { return f->dirty; }
 
-int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base)
+int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
+                 struct blocks_list *blocks)
 {
+  base_reset(f);
+  if (blocks) {
+    f->blocks = *blocks;
+    memset(blocks, 0, sizeof *blocks);
+  }
   f->base = *base;
   f->base_size = f->size;
+  f->clean_end = f->size;
   f->dirty = false;
   if (!f->durable)
     return 0;
@@ -337,14 +501,34 @@ const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
 size_t stage_count(const struct stage *s) { return s->count; }
 
+void stage_base_content(const struct stage_file *f, struct content_base *out)
+{
+  out->list = f->blocks.n > 0 && f->blocks.total == f->base_size ? &f->blocks : NULL;
+  out->ranges = f->ranges;
+  out->n = f->nranges;
+  out->clean_end = f->clean_end;
+}
+
 void stage_drop(struct stage *s, struct stage_file *f)
 {
   char name[80];
   file_name(&f->obj, f->durable ? "s" : "u", name);
-  unlinkat(s->dirfd, name, 0);
   list_remove(s, f);
-  close(f->fd);
-  free(f);
+  /* Recycle the inode (see stage.h): a durable one must first lose its .s
+   * name, or the next start would seal its junk. */
+  bool keep = s->nspare < SPARE_MAX && f->size <= SPARE_MAX_SIZE && !f->junk_tail;
+  if (keep && f->durable) {
+    char to[80];
+    file_name(&f->obj, "u", to);
+    keep = renameat(s->dirfd, name, s->dirfd, to) == 0;
+  }
+  if (keep) {
+    base_reset(f);
+    s->spare[s->nspare++] = f;
+    return;
+  }
+  unlinkat(s->dirfd, name, 0);
+  file_free(f);
 }
 
 int stage_foreach(struct stage *s, int (*fn)(void *arg, struct stage_file *f), void *arg)

@@ -12,6 +12,17 @@
  * (The first copy costs O(size); an index of written ranges over the base
  * version would avoid it for huge files and is left for later.)
  *
+ * Incremental sealing: the file remembers which byte ranges were written
+ * (and how short it ever got) since its base, and can hold the base's block
+ * list (given at stage_rebase), so a seal re-cuts only around the changes
+ * (store/content.h, content_base).
+ *
+ * Recycling: a dropped file whose bytes no longer matter (clean, or sealed)
+ * is kept open, still named .u, in a small pool; the next stage_create takes
+ * it and renames it to its new object instead of creating an inode (ext4's
+ * inode allocation was the costliest syscall of a small rewrite). A pooled
+ * .u is junk like any .u: deleted at the next start, or by stage_free().
+ *
  * Files live in DIR (e.g. fs/NAME/stage) as <object-hex>.u while no byte of
  * it was written durably, and <object-hex>.s after the first FILE_SYNC or
  * DATA_SYNC write (fdatasync'd, renamed, directory synced). On start,
@@ -28,6 +39,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "store/blocks.h"
+#include "store/content.h"
 #include "store/hash.h"
 
 struct stage;
@@ -42,13 +55,18 @@ void stage_free(struct stage *s);
 struct stage_file *stage_get(struct stage *s, const hash_t *obj);
 
 /*
- * Starts staging OBJ on top of version BASE: creates the file, lets
- * FILL(ARG, fd) write the base content from offset 0, then publishes it.
+ * Starts staging OBJ on top of version BASE: takes a file (a recycled one
+ * LEN bytes long holding junk, or a new empty one: LEN 0) and lets
+ * FILL(ARG, fd, LEN, &size) write the base content (*SIZE bytes) from offset
+ * 0. FILL may leave out one range R that the caller writes right after
+ * (stage_write) and drops the file if that fails; otherwise, and once R is
+ * written, the file must be exactly max(*SIZE, end of R) bytes long (FILL
+ * truncates a longer recycled file). FILL may be NULL (an empty base).
  * -EEXIST if OBJ is staged already.
  */
 int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
-                 int (*fill)(void *arg, int fd), void *arg, uint64_t now_ns,
-                 struct stage_file **out);
+                 int (*fill)(void *arg, int fd, uint64_t len, uint64_t *size), void *arg,
+                 uint64_t now_ns, struct stage_file **out);
 
 /* Writes LEN bytes at OFF; with SYNC the file is durable before it returns.
  * NOW_NS becomes the staged mtime. Returns 0 or -errno. */
@@ -75,8 +93,20 @@ uint64_t stage_last_write(const struct stage_file *f);
  * into a version). A clean file is a cached copy of its base version. */
 bool stage_dirty(const struct stage_file *f);
 /* After sealing: F now holds exactly version BASE (clean). Its data is in
- * the log, so it is no longer recovered at start (.s becomes .u). */
-int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base);
+ * the log, so it is no longer recovered at start (.s becomes .u). BLOCKS
+ * (or NULL, or n = 0) is BASE's block list: F takes it over (and frees it). */
+int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
+                 struct blocks_list *blocks);
+
+/*
+ * What F still shares with its base, for content_encode_staged(): the
+ * base's block list (NULL when unknown), the written ranges since the base
+ * (sorted, disjoint; a superset of the changed bytes: close ranges get merged
+ * past STAGE_RANGES_MAX) and the least size F had since (bytes from there on
+ * may differ). The pointers stay valid until F's next change.
+ */
+#define STAGE_RANGES_MAX 1024
+void stage_base_content(const struct stage_file *f, struct content_base *out);
 
 /* Deletes the staged file of F (after sealing, or to discard it). */
 void stage_drop(struct stage *s, struct stage_file *f);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "store/chunk.h"
 #include "store/error.h"
 
 /*
@@ -34,6 +36,30 @@ static unsigned ceil_log2(size_t v)
   return b;
 }
 
+/* One compression context per thread, reset for each frame: creating one
+ * costs more than compressing a 4 KiB file (a seal tries up to four frames). */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+
+static void free_cctx(void *c) { ZSTD_freeCCtx(c); }
+static void cctx_key_init(void) { pthread_key_create(&cctx_key, free_cctx); }
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+  pthread_once(&cctx_once, cctx_key_init);
+  ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+  if (!c) {
+    c = ZSTD_createCCtx();
+    if (c && pthread_setspecific(cctx_key, c) != 0) {
+      ZSTD_freeCCtx(c);
+      c = NULL;
+    }
+  }
+  if (c)
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  return c;
+}
+
 /*
  * One frame of DATA (with PREFIX as a raw dictionary when not NULL) into a
  * malloc'd *OUT. Returns the frame size or a negative error.
@@ -41,7 +67,7 @@ static unsigned ceil_log2(size_t v)
 static ssize_t zframe(const void *data, size_t len, const void *prefix, size_t prefix_len,
                       int level, uint8_t **out)
 {
-  ZSTD_CCtx *c = ZSTD_createCCtx();
+  ZSTD_CCtx *c = thread_cctx();
   size_t cap = ZSTD_compressBound(len);
   uint8_t *buf = malloc(cap);
   ssize_t ret = -ENOMEM;
@@ -78,7 +104,6 @@ static ssize_t zframe(const void *data, size_t len, const void *prefix, size_t p
   ret = (ssize_t)r;
 out:
   free(buf);
-  ZSTD_freeCCtx(c);
   return ret;
 }
 
@@ -226,8 +251,10 @@ delta:
   return 1;
 }
 
-int content_encode(struct blocks *bs, const void *data, size_t len, const void *prev,
-                   size_t prev_len, size_t avail, uint8_t *kind, uint8_t *out, size_t *out_len)
+/* content_encode(); LIST (or NULL) receives the block list of a block form. */
+static int encode_buf(struct blocks *bs, const void *data, size_t len, const void *prev,
+                      size_t prev_len, size_t avail, uint8_t *kind, uint8_t *out, size_t *out_len,
+                      struct blocks_list *list)
 {
   if (avail > ENTRY_CONTENT_MAX)
     avail = ENTRY_CONTENT_MAX;
@@ -246,8 +273,17 @@ int content_encode(struct blocks *bs, const void *data, size_t len, const void *
   if (err)
     return err;
   err = encode_blocks(bs, &l, avail, kind, out, out_len);
-  blocks_list_free(&l);
+  if (!err && list)
+    *list = l;
+  else
+    blocks_list_free(&l);
   return err;
+}
+
+int content_encode(struct blocks *bs, const void *data, size_t len, const void *prev,
+                   size_t prev_len, size_t avail, uint8_t *kind, uint8_t *out, size_t *out_len)
+{
+  return encode_buf(bs, data, len, prev, prev_len, avail, kind, out, out_len, NULL);
 }
 
 int content_encode_fd(struct blocks *bs, int fd, const void *prev, size_t prev_len, size_t avail,
@@ -295,6 +331,247 @@ int content_encode_fd(struct blocks *bs, int fd, const void *prev, size_t prev_l
   if (!err)
     *size = l.total;
   blocks_list_free(&l);
+  return err;
+}
+
+/* Exactly LEN bytes of FD at OFF; -EIO if the file ends before. */
+static int read_exact(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return -errno;
+    if (r == 0)
+      return -EIO;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+/* ---- incremental block lists ---- */
+
+/* The bytes re-cut at a time (plus room for one whole chunk). */
+#define UPDATE_BUF (1u << 20)
+
+struct update {
+  struct blocks *bs;
+  int fd;
+  uint64_t size;
+  const struct content_base *base;
+  uint64_t *o; /* n + 1 offsets of the base's blocks */
+  size_t n;
+  struct blocks_list *out;
+  size_t cap;
+};
+
+/* Whether every byte of [A, E) is still the base's (and exists). */
+static bool range_clean(const struct update *u, uint64_t a, uint64_t e)
+{
+  const struct content_base *b = u->base;
+  if (e > b->clean_end || e > u->size)
+    return false;
+  /* The first written range ending after A. */
+  size_t lo = 0, hi = b->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (b->ranges[mid].end <= a)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo == b->n || b->ranges[lo].off >= e;
+}
+
+/*
+ * Whether base block I can stand for the bytes at its offsets: they are
+ * unchanged, so a chunker started at its start (a cut) cuts at its end again
+ * (a cut depends only on the chunk's own bytes), unless its end was the
+ * base's end of file and the file now goes on.
+ */
+static bool reusable(const struct update *u, size_t i)
+{
+  return range_clean(u, u->o[i], u->o[i + 1]) && (i + 1 < u->n || u->size == u->o[u->n]);
+}
+
+static int push(struct update *u, const hash_t *h, uint32_t len)
+{
+  struct blocks_list *l = u->out;
+  if (l->n == u->cap) {
+    size_t ncap = u->cap ? 2 * u->cap : u->n + 16;
+    hash_t *nh = realloc(l->hash, ncap * sizeof *nh);
+    if (!nh)
+      return -ENOMEM;
+    l->hash = nh;
+    uint32_t *ns = realloc(l->size, ncap * sizeof *ns);
+    if (!ns)
+      return -ENOMEM;
+    l->size = ns;
+    u->cap = ncap;
+  }
+  l->hash[l->n] = *h;
+  l->size[l->n] = len;
+  l->n++;
+  l->total += len;
+  return 0;
+}
+
+static int emit(struct update *u, const uint8_t *data, size_t len)
+{
+  hash_t h;
+  int r = blocks_put(u->bs, data, len, &h);
+  if (r < 0)
+    return r;
+  if (r == 1)
+    u->out->written++;
+  return push(u, &h, (uint32_t)len);
+}
+
+/*
+ * Cuts the file again from *POS (a cut of the new list) until a cut falls
+ * on the start of a reusable base block (from there on both lists agree)
+ * or the file ends; *POS becomes that cut. *I is the first base block not
+ * before *POS.
+ */
+static int recut(struct update *u, uint8_t *buf, uint64_t *pos, size_t *i)
+{
+  struct chunker c;
+  chunker_init(&c);
+  uint64_t bufpos = *pos; /* the file offset of buf[0] */
+  size_t have = 0, start = 0, scan = 0;
+  for (;;) {
+    if (scan == have) {
+      if (bufpos + have == u->size) {
+        *pos = u->size;
+        return have > start ? emit(u, buf + start, have - start) : 0;
+      }
+      memmove(buf, buf + start, have - start);
+      bufpos += start;
+      have -= start;
+      scan -= start;
+      start = 0;
+      uint64_t left = u->size - (bufpos + have);
+      size_t want = UPDATE_BUF + CHUNK_MAX - have;
+      if (want > left)
+        want = (size_t)left;
+      int err = read_exact(u->fd, buf + have, want, bufpos + have);
+      if (err)
+        return err;
+      have += want;
+      continue;
+    }
+    bool cut;
+    scan += chunker_feed(&c, buf + scan, have - scan, &cut);
+    if (!cut)
+      continue;
+    int err = emit(u, buf + start, scan - start);
+    if (err)
+      return err;
+    start = scan;
+    uint64_t q = bufpos + scan;
+    while (*i < u->n && u->o[*i] < q)
+      (*i)++;
+    if (q == u->size || (*i < u->n && u->o[*i] == q && reusable(u, *i))) {
+      *pos = q;
+      return 0;
+    }
+  }
+}
+
+int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct content_base *base,
+                          struct blocks_list *out)
+{
+  memset(out, 0, sizeof *out);
+  const struct blocks_list *bl = base ? base->list : NULL;
+  bool full = !bl || bl->n == 0;
+  struct update u = {.bs = bs, .fd = fd, .size = size, .base = base, .out = out};
+  if (!full) {
+    u.n = bl->n;
+    u.o = malloc((u.n + 1) * sizeof *u.o);
+    if (!u.o)
+      return -ENOMEM;
+    u.o[0] = 0;
+    for (size_t i = 0; i < u.n; i++)
+      u.o[i + 1] = u.o[i] + bl->size[i];
+    for (size_t i = 1; i < base->n; i++)
+      if (base->ranges[i].off < base->ranges[i - 1].end)
+        full = true; /* not sorted and disjoint: trust nothing */
+    if (u.o[u.n] != bl->total || base->clean_end > u.o[u.n])
+      full = true;
+  }
+  if (!full) {
+    /* Re-cutting is serial: when most of the file changed, the parallel
+     * full cut (same result) is faster in time, if not in CPU. */
+    uint64_t redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
+    for (size_t i = 0; i < u.n; i++)
+      if (!reusable(&u, i))
+        redo += bl->size[i];
+    full = redo > size / 4 * 3;
+  }
+  if (full) {
+    free(u.o);
+    if (lseek(fd, 0, SEEK_SET) < 0)
+      return -errno;
+    int err = blocks_write_fd(bs, fd, out);
+    if (!err && out->total != size) {
+      blocks_list_free(out);
+      err = -EIO; /* the file changed under us */
+    }
+    return err;
+  }
+  uint8_t *buf = malloc(UPDATE_BUF + CHUNK_MAX);
+  int err = buf ? 0 : -ENOMEM;
+  uint64_t pos = 0;
+  size_t i = 0;
+  while (!err && pos < size) {
+    while (i < u.n && u.o[i] < pos)
+      i++;
+    if (i < u.n && u.o[i] == pos && reusable(&u, i)) {
+      err = push(&u, &bl->hash[i], bl->size[i]);
+      pos = u.o[i + 1];
+      i++;
+    } else {
+      err = recut(&u, buf, &pos, &i);
+    }
+  }
+  free(buf);
+  free(u.o);
+  if (err)
+    blocks_list_free(out);
+  return err;
+}
+
+int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *prev,
+                          size_t prev_len, const struct content_base *base, size_t avail,
+                          uint8_t *kind, uint8_t *out, size_t *out_len, struct blocks_list *list)
+{
+  if (list)
+    memset(list, 0, sizeof *list);
+  if (size <= CONTENT_EMBED_MAX) {
+    uint8_t *buf = malloc(size ? (size_t)size : 1);
+    if (!buf)
+      return -ENOMEM;
+    int err = read_exact(fd, buf, (size_t)size, 0);
+    if (!err)
+      err = encode_buf(bs, buf, (size_t)size, prev, prev_len, avail, kind, out, out_len, list);
+    free(buf);
+    return err;
+  }
+  if (avail > ENTRY_CONTENT_MAX)
+    avail = ENTRY_CONTENT_MAX;
+  if (!bs || avail < HASH_SIZE)
+    return -BFS_ETOOBIG;
+  struct blocks_list l;
+  int err = content_blocks_update(bs, fd, size, base, &l);
+  if (err)
+    return err;
+  err = encode_blocks(bs, &l, avail, kind, out, out_len);
+  if (!err && list)
+    *list = l;
+  else
+    blocks_list_free(&l);
   return err;
 }
 

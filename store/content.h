@@ -62,6 +62,50 @@ int content_encode_fd(struct blocks *bs, int fd, const void *prev, size_t prev_l
                       uint8_t *kind, uint8_t *out, size_t *out_len, uint64_t *size);
 
 /*
+ * What a staged file still shares with the version it is based on: LIST is
+ * that version's block list as the block store cut it (blocks_write_*), and
+ * every byte of the file below CLEAN_END that lies in none of the N sorted,
+ * disjoint RANGES [off, end) equals the base's byte at the same offset.
+ */
+struct content_range {
+  uint64_t off, end;
+};
+struct content_base {
+  const struct blocks_list *list;
+  const struct content_range *ranges;
+  size_t n;
+  uint64_t clean_end;
+};
+
+/*
+ * content_encode_fd() for a staged file of known SIZE (read exactly: -EIO
+ * if it is shorter). With BASE (or NULL), a content that takes a block form
+ * reuses the base's blocks that lie wholly in clean bytes without reading
+ * them; see content_blocks_update(). LIST (or NULL) receives the block list
+ * of a block form (n = 0 for the other forms), the next call's base;
+ * blocks_list_free() it.
+ */
+int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *prev,
+                          size_t prev_len, const struct content_base *base, size_t avail,
+                          uint8_t *kind, uint8_t *out, size_t *out_len,
+                          struct blocks_list *list);
+
+/*
+ * The block list of FD's SIZE bytes, stored in BS: exactly the list
+ * blocks_write_fd() gives for the file (the same cuts, the same blocks),
+ * computed incrementally from BASE (or NULL: a full cut). Content-defined
+ * cuts depend only on the bytes of their own chunk, so a base block whose
+ * bytes are all clean is cut the same way again once a cut falls on its
+ * start: from each changed region, the file is cut again from the last
+ * kept cut before it until a new cut falls on the start of a clean base
+ * block (usually within a chunk or two), and only those bytes are read.
+ * When most of the file changed, the parallel full cut is used instead.
+ * out->written counts the blocks newly stored.
+ */
+int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct content_base *base,
+                          struct blocks_list *out);
+
+/*
  * Decodes a whole content: KIND and BYTES/LEN from the entry, SIZE the
  * entry's declared size (the hard cap: nothing decodes to more or less),
  * PREV/PREV_LEN the parent version's content for DELTA. Refuses SIZE > MAX

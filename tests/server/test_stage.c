@@ -1,0 +1,212 @@
+/* server/stage: recycling of dropped files, written ranges, recovery names. */
+#include "server/stage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/test.h"
+
+static hash_t obj_of(unsigned i)
+{
+  hash_t h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.bytes, &i, sizeof i);
+  h.bytes[31] = 1;
+  return h;
+}
+
+struct fill {
+  const uint8_t *data;
+  size_t len;
+  uint64_t got_len; /* the recycled file's length FILL was given */
+};
+
+static int fill_fn(void *arg, int fd, uint64_t len, uint64_t *size)
+{
+  struct fill *f = arg;
+  f->got_len = len;
+  if (f->len && pwrite(fd, f->data, f->len, 0) != (ssize_t)f->len)
+    return -EIO;
+  if (len > f->len && ftruncate(fd, (off_t)f->len) < 0)
+    return -errno;
+  *size = f->len;
+  return 0;
+}
+
+static int count_files(const char *dir, char kind)
+{
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t l = strlen(de->d_name);
+    if (l > 2 && de->d_name[l - 2] == '.' && de->d_name[l - 1] == kind)
+      n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static const char *stage_dir(void)
+{
+  static char dir[4096];
+  snprintf(dir, sizeof dir, "%s/stage", test_tmpdir());
+  return dir;
+}
+
+TEST(recycled_file_holds_only_the_new_content)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  uint8_t big[8192], small[100];
+  memset(big, 'A', sizeof big);
+  memset(small, 'b', sizeof small);
+  hash_t a = obj_of(1), b = obj_of(2), zero;
+  memset(&zero, 0, sizeof zero);
+  struct fill fa = {big, sizeof big, 99};
+  struct stage_file *f;
+  CHECK_OK(stage_create(s, &a, &zero, fill_fn, &fa, 1, &f));
+  CHECK_INT(fa.got_len, ==, 0);
+  CHECK_INT(stage_size(f), ==, sizeof big);
+  struct stat st;
+  CHECK_OK(fstat(stage_fd(f), &st));
+  ino_t ino = st.st_ino;
+  stage_drop(s, f);
+  CHECK(stage_get(s, &a) == NULL);
+  CHECK_INT(stage_count(s), ==, 0);
+  /* The next object gets the same inode, renamed, with only its bytes. */
+  struct fill fb = {small, sizeof small, 99};
+  CHECK_OK(stage_create(s, &b, &zero, fill_fn, &fb, 2, &f));
+  CHECK_INT(fb.got_len, ==, sizeof big);
+  CHECK_OK(fstat(stage_fd(f), &st));
+  CHECK_INT(st.st_ino, ==, ino);
+  CHECK_INT(st.st_size, ==, sizeof small);
+  CHECK(stage_get(s, &b) == f);
+  uint8_t buf[200];
+  CHECK_INT(stage_read(f, 0, buf, sizeof buf), ==, (ssize_t)sizeof small);
+  CHECK_MEM(buf, small, sizeof small);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  /* A durable file dropped (sealed) is recycled under a .u name. */
+  CHECK_OK(stage_write(s, f, 0, "xyz", 3, true, 3));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
+  stage_drop(s, f);
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  /* A NULL fill on a recycled file empties it. */
+  CHECK_OK(stage_create(s, &a, &zero, NULL, NULL, 4, &f));
+  CHECK_INT(stage_size(f), ==, 0);
+  CHECK_OK(fstat(stage_fd(f), &st));
+  CHECK_INT(st.st_size, ==, 0);
+  stage_free(s);
+  /* A restart deletes every .u. */
+  CHECK_OK(stage_open(stage_dir(), &s));
+  CHECK_INT(stage_count(s), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  stage_free(s);
+}
+
+TEST(pool_is_unlinked_at_free_and_durable_files_survive)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  hash_t zero;
+  memset(&zero, 0, sizeof zero);
+  struct stage_file *f[5];
+  for (unsigned i = 0; i < 5; i++) {
+    hash_t o = obj_of(10 + i);
+    CHECK_OK(stage_create(s, &o, &zero, NULL, NULL, 1, &f[i]));
+  }
+  CHECK_OK(stage_write(s, f[4], 0, "durable", 7, true, 2));
+  for (unsigned i = 0; i < 4; i++)
+    stage_drop(s, f[i]);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 4); /* pooled */
+  stage_free(s);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
+  CHECK_OK(stage_open(stage_dir(), &s));
+  CHECK_INT(stage_count(s), ==, 1);
+  hash_t o4 = obj_of(14);
+  struct stage_file *g = stage_get(s, &o4);
+  CHECK(g != NULL && stage_dirty(g));
+  uint8_t buf[16];
+  CHECK_INT(stage_read(g, 0, buf, sizeof buf), ==, 7);
+  CHECK_MEM(buf, "durable", 7);
+  stage_free(s);
+}
+
+TEST(written_ranges_merge_and_stay_bounded)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  hash_t o = obj_of(1), zero;
+  memset(&zero, 0, sizeof zero);
+  static uint8_t base[1 << 20];
+  struct fill fl = {base, sizeof base, 0};
+  struct stage_file *f;
+  CHECK_OK(stage_create(s, &o, &zero, fill_fn, &fl, 1, &f));
+  struct content_base cb;
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.n, ==, 0);
+  CHECK_INT(cb.clean_end, ==, sizeof base);
+  CHECK(cb.list == NULL);
+  uint8_t x[64] = {0};
+  CHECK_OK(stage_write(s, f, 100, x, 10, false, 2));
+  CHECK_OK(stage_write(s, f, 50, x, 10, false, 3));
+  CHECK_OK(stage_write(s, f, 110, x, 5, false, 4)); /* touches [100,110) */
+  CHECK_OK(stage_write(s, f, 55, x, 10, false, 5));  /* overlaps [50,60) */
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.n, ==, 2);
+  CHECK_INT(cb.ranges[0].off, ==, 50);
+  CHECK_INT(cb.ranges[0].end, ==, 65);
+  CHECK_INT(cb.ranges[1].off, ==, 100);
+  CHECK_INT(cb.ranges[1].end, ==, 115);
+  CHECK_OK(stage_write(s, f, 40, x, 10, false, 6)); /* touches [50,65): merged */
+  CHECK_OK(stage_write(s, f, 60, x, 10, false, 7)); /* [60,70) */
+  CHECK_OK(stage_write(s, f, 64, x, 40, false, 8)); /* [64,104): joins both */
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.n, ==, 1);
+  CHECK_INT(cb.ranges[0].off, ==, 40);
+  CHECK_INT(cb.ranges[0].end, ==, 115);
+  /* Many scattered writes: bounded, sorted, disjoint, covering every write. */
+  uint64_t offs[3000];
+  for (int i = 0; i < 3000; i++) {
+    offs[i] = test_rand() % (sizeof base - 10);
+    CHECK_OK(stage_write(s, f, offs[i], x, 3, false, 9));
+  }
+  stage_base_content(f, &cb);
+  CHECK(cb.n <= STAGE_RANGES_MAX);
+  for (size_t i = 1; i < cb.n; i++)
+    CHECK(cb.ranges[i - 1].end < cb.ranges[i].off);
+  for (int i = 0; i < 3000; i++) {
+    bool in = false;
+    for (size_t k = 0; k < cb.n && !in; k++)
+      in = cb.ranges[k].off <= offs[i] && offs[i] + 3 <= cb.ranges[k].end;
+    CHECK_MSG(in, "write at %llu not covered", (unsigned long long)offs[i]);
+  }
+  /* A truncation lowers the clean end; a rebase forgets everything. */
+  CHECK_OK(stage_truncate(s, f, 1000, 10));
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.clean_end, ==, 1000);
+  CHECK_OK(stage_truncate(s, f, 5000, 11));
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.clean_end, ==, 1000);
+  struct blocks_list l = {0};
+  l.n = 1;
+  l.hash = calloc(1, sizeof *l.hash);
+  l.size = calloc(1, sizeof *l.size);
+  l.size[0] = 5000;
+  l.total = 5000;
+  hash_t v = obj_of(77);
+  CHECK_OK(stage_rebase(s, f, &v, &l));
+  CHECK(l.hash == NULL); /* taken over */
+  CHECK(!stage_dirty(f));
+  stage_base_content(f, &cb);
+  CHECK_INT(cb.n, ==, 0);
+  CHECK_INT(cb.clean_end, ==, 5000);
+  CHECK(cb.list != NULL && cb.list->total == 5000);
+  stage_free(s);
+}
