@@ -381,6 +381,12 @@ out:
     *why = "close";
     r = cr;
   }
+  if (key) {
+    struct key_presign_stats ps;
+    key_presign_stats(&ps);
+    dlog(&dm, NFSD_LOG_DEBUG, "signatures: %llu from precomputed nonces, %llu computed in place (pool empty)",
+         (unsigned long long)ps.taken, (unsigned long long)ps.fallbacks);
+  }
   key_presign_stop();
   key_free(key);
   if (r == 0)
