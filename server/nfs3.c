@@ -542,6 +542,7 @@ struct fill_arg {
   const struct obj *o;
   uint64_t limit;              /* copy no more than this */
   uint64_t skip_off, skip_end; /* nor this range: the caller writes it next */
+  struct blocks_list blocks;   /* the copied content's block list, if known */
 };
 
 /* Copies [OFF, END) of the object's stored content to FD. */
@@ -596,6 +597,15 @@ static int fill_from_store(void *arg, int fd, uint64_t len, uint64_t *size)
   uint64_t keep = a->skip_off <= end && a->skip_end > end ? a->skip_end : end;
   if (r == 0 && len > keep && ftruncate(fd, (off_t)keep) < 0)
     r = -errno;
+  /* A large stored file's block list: the first seal of this copy then
+   * re-cuts only around the writes (content_blocks_update). */
+  if (r == 0 && end > CONTENT_EMBED_MAX && end == a->o->st.size && !a->o->sf && !a->o->cf &&
+      !hash_is_zero(&a->o->st.content)) {
+    int err = 0;
+    struct content_reader *rd = reader_get(a->d, &a->o->st.content, &err);
+    if (rd && content_reader_size(rd) == end)
+      content_reader_blocks(rd, &a->blocks);
+  }
   *size = end;
   return r;
 }
@@ -639,10 +649,13 @@ static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_
    * least recently is sealed first. */
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
     stage_foreach(d->stage, seal_first, d);
-  struct fill_arg a = {d, o, limit, skip_off, skip_end};
+  struct fill_arg a = {d, o, limit, skip_off, skip_end, {0}};
   int r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
                        o->st.mtime_ns, &o->sf);
   *fresh = r == 0;
+  if (r == 0 && a.blocks.n > 0)
+    stage_set_base_blocks(o->sf, &a.blocks);
+  blocks_list_free(&a.blocks);
   return r;
 }
 

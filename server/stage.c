@@ -501,6 +501,13 @@ const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
 size_t stage_count(const struct stage *s) { return s->count; }
 
+void stage_set_base_blocks(struct stage_file *f, struct blocks_list *blocks)
+{
+  blocks_list_free(&f->blocks);
+  f->blocks = *blocks;
+  memset(blocks, 0, sizeof *blocks);
+}
+
 void stage_base_content(const struct stage_file *f, struct content_base *out)
 {
   out->list = f->blocks.n > 0 && f->blocks.total == f->base_size ? &f->blocks : NULL;

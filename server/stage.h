@@ -98,6 +98,10 @@ bool stage_dirty(const struct stage_file *f);
 int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
                  struct blocks_list *blocks);
 
+/* Right after stage_create: BLOCKS is the block list of the base content
+ * FILL copied (ignored unless its total is that size); F takes it over. */
+void stage_set_base_blocks(struct stage_file *f, struct blocks_list *blocks);
+
 /*
  * What F still shares with its base, for content_encode_staged(): the
  * base's block list (NULL when unknown), the written ranges since the base

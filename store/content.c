@@ -700,6 +700,25 @@ uint64_t content_reader_size(const struct content_reader *r)
   return r->size;
 }
 
+int content_reader_blocks(const struct content_reader *r, struct blocks_list *out)
+{
+  memset(out, 0, sizeof *out);
+  if (r->flat || r->n == 0)
+    return 0;
+  out->hash = malloc(r->n * sizeof *out->hash);
+  out->size = malloc(r->n * sizeof *out->size);
+  if (!out->hash || !out->size) {
+    blocks_list_free(out);
+    return -ENOMEM;
+  }
+  memcpy(out->hash, r->hash, r->n * sizeof *out->hash);
+  for (size_t i = 0; i < r->n; i++)
+    out->size[i] = (uint32_t)(r->off[i + 1] - r->off[i]);
+  out->n = r->n;
+  out->total = r->off[r->n];
+  return 0;
+}
+
 ssize_t content_read(struct content_reader *r, uint64_t off, void *buf, size_t len)
 {
   if (off >= r->size)

@@ -131,6 +131,9 @@ int content_open(struct blocks *bs, uint8_t kind, const uint8_t *bytes, size_t l
 /* Up to LEN bytes at OFF; returns the count (0 at or past the end) or an error. */
 ssize_t content_read(struct content_reader *r, uint64_t off, void *buf, size_t len);
 uint64_t content_reader_size(const struct content_reader *r);
+/* A copy of the block list of a block-form content (n = 0 for the embedded
+ * forms): a staged copy's base for content_blocks_update(). */
+int content_reader_blocks(const struct content_reader *r, struct blocks_list *out);
 void content_close(struct content_reader *r);
 
 /*
