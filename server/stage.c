@@ -12,10 +12,15 @@
 #include <unistd.h>
 
 #define INDEX_SIZE 1024 /* a power of two */
-/* Recycled files kept open: enough for a burst of small files, each at most
- * SPARE_MAX_SIZE (a pooled file's blocks stay allocated). */
-#define SPARE_MAX 16
-#define SPARE_MAX_SIZE (1u << 20)
+/* Recycled files: up to SPARE_MAX (as many as files may be staged, so a
+ * steady state of evictions never creates nor deletes an inode), the first
+ * SPARE_OPEN of them kept open. A pooled file keeps its blocks (a rewrite
+ * lands on allocated blocks) up to SPARE_KEEP_SIZE; a larger one is
+ * emptied. The pool is at most SPARE_MAX * SPARE_KEEP_SIZE of junk. */
+#define SPARE_MAX 256
+#define SPARE_OPEN 16
+#define SPARE_KEEP_SIZE (64u << 10)
+#define SIZE_UNKNOWN UINT64_MAX
 
 struct stage_file {
   struct stage_file *next, *prev; /* the write-order list */
@@ -48,7 +53,7 @@ struct stage {
    * O(1) with hundreds of staged files. */
   struct stage_file *index[INDEX_SIZE];
   struct stage_file *spare[SPARE_MAX]; /* recycled files, named <obj>.u */
-  size_t nspare;
+  size_t nspare, nspare_open;
 };
 
 /* Forgets what F shared with a base. */
@@ -63,8 +68,49 @@ static void base_reset(struct stage_file *f)
 static void file_free(struct stage_file *f)
 {
   base_reset(f);
-  close(f->fd);
+  if (f->fd >= 0)
+    close(f->fd);
   free(f);
+}
+
+/* Pools F (a .u, out of the list); false if the pool is full. */
+static bool spare_put(struct stage *s, struct stage_file *f)
+{
+  if (s->nspare == SPARE_MAX)
+    return false;
+  base_reset(f);
+  if (f->fd >= 0 && f->size != 0 && f->size > SPARE_KEEP_SIZE) {
+    f->size = ftruncate(f->fd, 0) == 0 ? 0 : SIZE_UNKNOWN;
+  }
+  if (f->fd >= 0 && s->nspare_open >= SPARE_OPEN) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  if (f->fd >= 0)
+    s->nspare_open++;
+  s->spare[s->nspare++] = f;
+  return true;
+}
+
+/* Removes pool entry K. */
+static struct stage_file *spare_remove(struct stage *s, size_t k)
+{
+  struct stage_file *f = s->spare[k];
+  s->spare[k] = s->spare[--s->nspare];
+  if (f->fd >= 0)
+    s->nspare_open--;
+  return f;
+}
+
+/* Before a live file takes the name OBJ.u: a pooled file of that name
+ * must not stay in the pool (it would be recycled under a live file). */
+static void spare_forget(struct stage *s, const hash_t *obj)
+{
+  for (size_t i = 0; i < s->nspare; i++)
+    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0) {
+      file_free(spare_remove(s, i));
+      return;
+    }
 }
 
 static void file_name(const hash_t *obj, const char *suffix, char out[80])
@@ -143,7 +189,18 @@ static int recover(struct stage *s)
       continue;
     char kind = de->d_name[n - 1];
     if (kind != 's') {
-      /* .u (never acknowledged as durable) and .t (a copy in progress). */
+      /* .u (never acknowledged as durable: its bytes are junk; the inode
+       * is recycled, unopened, of unknown length) and .t (a copy in
+       * progress, from older versions). */
+      struct stage_file *f = kind == 'u' ? calloc(1, sizeof *f) : NULL;
+      if (f) {
+        f->obj = obj;
+        f->fd = -1;
+        f->size = SIZE_UNKNOWN;
+        if (spare_put(s, f))
+          continue;
+        free(f);
+      }
       unlinkat(s->dirfd, de->d_name, 0);
       continue;
     }
@@ -201,7 +258,7 @@ int stage_open(const char *dir, struct stage **out)
   return 0;
 }
 
-/* Deletes the recycled files (stage_free, or a full disk: they hold blocks). */
+/* Deletes the recycled files (a full disk: they hold blocks). */
 static void spare_release(struct stage *s)
 {
   for (size_t i = 0; i < s->nspare; i++) {
@@ -210,7 +267,7 @@ static void spare_release(struct stage *s)
     unlinkat(s->dirfd, name, 0);
     file_free(s->spare[i]);
   }
-  s->nspare = 0;
+  s->nspare = s->nspare_open = 0;
 }
 
 void stage_free(struct stage *s)
@@ -222,7 +279,9 @@ void stage_free(struct stage *s)
     s->files = f->next;
     file_free(f);
   }
-  spare_release(s);
+  /* Pooled files stay (junk .u): the next start recycles them. */
+  for (size_t i = 0; i < s->nspare; i++)
+    file_free(s->spare[i]);
   close(s->dirfd);
   free(s);
 }
@@ -240,21 +299,30 @@ static struct stage_file *spare_take(struct stage *s, const hash_t *obj)
 {
   if (s->nspare == 0)
     return NULL;
+  /* Its own old file if pooled (it has the name), else an open one. */
   size_t k = s->nspare - 1;
-  for (size_t i = 0; i < s->nspare; i++)
-    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0)
+  bool same = false;
+  for (size_t i = 0; i < s->nspare && !same; i++) {
+    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0) {
       k = i;
-  struct stage_file *f = s->spare[k];
-  s->spare[k] = s->spare[--s->nspare];
-  if (memcmp(&f->obj, obj, sizeof *obj) != 0) {
-    char from[80], to[80];
-    file_name(&f->obj, "u", from);
-    file_name(obj, "u", to);
-    if (renameat(s->dirfd, from, s->dirfd, to) < 0) {
-      unlinkat(s->dirfd, from, 0);
-      file_free(f);
-      return NULL;
+      same = true;
+    } else if (s->spare[i]->fd >= 0 && s->spare[k]->fd < 0) {
+      k = i;
     }
+  }
+  struct stage_file *f = spare_remove(s, k);
+  char from[80], to[80];
+  file_name(&f->obj, "u", from);
+  file_name(obj, "u", to);
+  if (f->fd < 0 && (f->fd = openat(s->dirfd, from, O_RDWR | O_CLOEXEC)) < 0) {
+    unlinkat(s->dirfd, from, 0);
+    free(f);
+    return NULL;
+  }
+  if (!same && renameat(s->dirfd, from, s->dirfd, to) < 0) {
+    unlinkat(s->dirfd, from, 0);
+    file_free(f);
+    return NULL;
   }
   return f;
 }
@@ -486,6 +554,7 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
   char from[80], to[80];
   file_name(&f->obj, "s", from);
   file_name(&f->obj, "u", to);
+  spare_forget(s, &f->obj);
   if (renameat(s->dirfd, from, s->dirfd, to) < 0)
     return -errno;
   f->durable = false;
@@ -523,17 +592,18 @@ void stage_drop(struct stage *s, struct stage_file *f)
   list_remove(s, f);
   /* Recycle the inode (see stage.h): a durable one must first lose its .s
    * name, or the next start would seal its junk. */
-  bool keep = s->nspare < SPARE_MAX && f->size <= SPARE_MAX_SIZE && !f->junk_tail;
+  bool keep = s->nspare < SPARE_MAX && !f->junk_tail;
   if (keep && f->durable) {
     char to[80];
     file_name(&f->obj, "u", to);
+    spare_forget(s, &f->obj);
     keep = renameat(s->dirfd, name, s->dirfd, to) == 0;
+    if (keep)
+      f->durable = false;
   }
-  if (keep) {
-    base_reset(f);
-    s->spare[s->nspare++] = f;
+  if (keep && spare_put(s, f))
     return;
-  }
+  file_name(&f->obj, f->durable ? "s" : "u", name);
   unlinkat(s->dirfd, name, 0);
   file_free(f);
 }

@@ -17,19 +17,23 @@
  * list (given at stage_rebase), so a seal re-cuts only around the changes
  * (store/content.h, content_base).
  *
- * Recycling: a dropped file whose bytes no longer matter (clean, or sealed)
- * is kept open, still named .u, in a small pool; the next stage_create takes
- * it and renames it to its new object instead of creating an inode (ext4's
- * inode allocation was the costliest syscall of a small rewrite). A pooled
- * .u is junk like any .u: deleted at the next start, or by stage_free().
+ * Recycling: a dropped file (its bytes no longer matter: clean, sealed or
+ * discarded) goes, still or again named .u, to a pool of up to 256 files;
+ * the next stage_create takes one and renames it to its new object instead
+ * of creating an inode (ext4's inode allocation, slowed by the deletions,
+ * was the costliest syscall of a small rewrite: ~0.5 ms). A pooled .u is
+ * junk like any .u, never read: it stays on disk at stage_free() and the
+ * next start pools it again. Junk is bounded: pooled files larger than
+ * 64 KiB are emptied. A full disk (ENOSPC on a write) deletes the pool.
  *
  * Files live in DIR (e.g. fs/NAME/stage) as <object-hex>.u while no byte of
  * it was written durably, and <object-hex>.s after the first FILE_SYNC or
  * DATA_SYNC write (fdatasync'd, renamed, directory synced). On start,
- * stage_open() deletes .u files (their writes were UNSTABLE: the new write
- * verifier makes clients resend them) and keeps .s files, which the caller
- * seals at once (stage_foreach()): data acknowledged as durable is never
- * lost.
+ * stage_open() discards the bytes of .u files (their writes were UNSTABLE:
+ * the new write verifier makes clients resend them; the files themselves
+ * are recycled as junk, see below, or deleted) and keeps .s files, which
+ * the caller seals at once (stage_foreach()): data acknowledged as durable
+ * is never lost.
  */
 #ifndef BASEFS_SERVER_STAGE_H
 #define BASEFS_SERVER_STAGE_H

@@ -101,15 +101,25 @@ TEST(recycled_file_holds_only_the_new_content)
   CHECK_INT(stage_size(f), ==, 0);
   CHECK_OK(fstat(stage_fd(f), &st));
   CHECK_INT(st.st_size, ==, 0);
+  CHECK_OK(stage_write(s, f, 0, "unstable junk", 13, false, 5));
   stage_free(s);
-  /* A restart deletes every .u. */
+  /* A restart stages nothing from a .u; its file is recycled, its bytes
+   * never shown. */
   CHECK_OK(stage_open(stage_dir(), &s));
   CHECK_INT(stage_count(s), ==, 0);
-  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  CHECK(stage_get(s, &a) == NULL);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  struct fill fc = {small, 10, 99};
+  CHECK_OK(stage_create(s, &b, &zero, fill_fn, &fc, 6, &f));
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  CHECK_OK(fstat(stage_fd(f), &st));
+  CHECK_INT(st.st_size, ==, 10);
+  CHECK_INT(stage_read(f, 0, buf, sizeof buf), ==, 10);
+  CHECK_MEM(buf, small, 10);
   stage_free(s);
 }
 
-TEST(pool_is_unlinked_at_free_and_durable_files_survive)
+TEST(pool_survives_restart_and_durable_files_are_recovered)
 {
   struct stage *s;
   CHECK_OK(stage_open(stage_dir(), &s));
@@ -125,10 +135,24 @@ TEST(pool_is_unlinked_at_free_and_durable_files_survive)
     stage_drop(s, f[i]);
   CHECK_INT(count_files(stage_dir(), 'u'), ==, 4); /* pooled */
   stage_free(s);
-  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 4);
   CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
   CHECK_OK(stage_open(stage_dir(), &s));
   CHECK_INT(stage_count(s), ==, 1);
+  /* The pooled files serve new objects: no file is created. */
+  struct stage_file *n[4];
+  for (unsigned i = 0; i < 4; i++) {
+    hash_t o = obj_of(100 + i);
+    uint8_t junk[5] = {1, 2, 3, 4, 5};
+    struct fill fl = {junk, i, 0};
+    CHECK_OK(stage_create(s, &o, &zero, fill_fn, &fl, 1, &n[i]));
+    uint8_t back[8];
+    CHECK_INT(stage_read(n[i], 0, back, sizeof back), ==, (ssize_t)i);
+    struct stat st;
+    CHECK_OK(fstat(stage_fd(n[i]), &st));
+    CHECK_INT(st.st_size, ==, i);
+  }
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 4);
   hash_t o4 = obj_of(14);
   struct stage_file *g = stage_get(s, &o4);
   CHECK(g != NULL && stage_dirty(g));
