@@ -212,12 +212,30 @@ static double thread_wait(void)
 	return n == 2 ? (double)wait * 1e-9 : -1;
 }
 
+/* Waits (up to 3 s) until the server uses under 1% of a core over 20 ms and
+ * returns its CPU time then: a server's background work (basefs refills its
+ * pool of signature nonces after the writes that used them) is charged to
+ * the phase that caused it, never to the next one. */
+static double server_settled(int pid)
+{
+	double c = proc_cpu(pid);
+	for (int i = 0; c >= 0 && i < 150; i++) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		double c2 = proc_cpu(pid);
+		if (c2 < 0 || c2 - c < 0.2e-3)
+			return c2;
+		c = c2;
+	}
+	return c;
+}
+
 /* Records a phase: rate (or -1), the server's and the client's CPU per
  * operation, and the shares of the wall time they took. */
 static double phase_cpu0, phase_client0, phase_t0, phase_start, phase_wait0;
 static void phase_begin(const struct target *t)
 {
-	phase_cpu0 = proc_cpu(t->pid);
+	phase_cpu0 = server_settled(t->pid);
 	phase_wait0 = thread_wait();
 	phase_client0 = thread_cpu();
 	phase_t0 = phase_start = now();
@@ -242,12 +260,14 @@ static void phase_end(const struct target *t, int ti, enum phase p, int round, d
 		if (phase_wait0 >= 0 && w1 >= phase_wait0 && t1 > phase_start)
 			client_wait[ti][p][round] = (w1 - phase_wait0) / (t1 - phase_start);
 	}
-	double c1 = proc_cpu(t->pid);
+	double c_end = proc_cpu(t->pid), c1 = server_settled(t->pid);
 	/* threads that exited take their time with them (ganesha's pool): such
 	 * a phase (negative sum) is left unmeasured */
 	if (ran && phase_cpu0 >= 0 && c1 >= phase_cpu0) {
 		cpu_per_op[ti][p][round] = (c1 - phase_cpu0) / ops;
-		pair_busy[ti][p][round] = (client + c1 - phase_cpu0) / wall;
+		/* what ran while the phase ran */
+		if (c_end >= phase_cpu0)
+			pair_busy[ti][p][round] = (client + c_end - phase_cpu0) / wall;
 	}
 }
 
