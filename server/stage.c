@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define INDEX_SIZE 1024 /* a power of two */
@@ -27,6 +28,7 @@ struct stage_file {
   struct stage_file *hnext;       /* the object index's chain */
   hash_t obj;
   hash_t base;
+  hash_t uname; /* the file's own name while not durable (<uname>.u) */
   int fd;
   bool durable; /* renamed to .s */
   bool dirty;
@@ -52,8 +54,9 @@ struct stage {
    * READDIRPLUS entry), the list order changes on every write; both stay
    * O(1) with hundreds of staged files. */
   struct stage_file *index[INDEX_SIZE];
-  struct stage_file *spare[SPARE_MAX]; /* recycled files, named <obj>.u */
+  struct stage_file *spare[SPARE_MAX]; /* recycled files, <uname>.u */
   size_t nspare, nspare_open;
+  uint64_t salt, seq; /* for new unames */
 };
 
 /* Forgets what F shared with a base. */
@@ -102,15 +105,16 @@ static struct stage_file *spare_remove(struct stage *s, size_t k)
   return f;
 }
 
-/* Before a live file takes the name OBJ.u: a pooled file of that name
- * must not stay in the pool (it would be recycled under a live file). */
-static void spare_forget(struct stage *s, const hash_t *obj)
+/* A fresh name for a new file: unique in DIR (a per-start salt and a
+ * sequence; object ids are SHA-256 digests and never look like it). */
+static hash_t new_uname(struct stage *s)
 {
-  for (size_t i = 0; i < s->nspare; i++)
-    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0) {
-      file_free(spare_remove(s, i));
-      return;
-    }
+  hash_t h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.bytes + 16, &s->salt, sizeof s->salt);
+  uint64_t n = ++s->seq;
+  memcpy(h.bytes + 24, &n, sizeof n);
+  return h;
 }
 
 static void file_name(const hash_t *obj, const char *suffix, char out[80])
@@ -195,6 +199,7 @@ static int recover(struct stage *s)
       struct stage_file *f = kind == 'u' ? calloc(1, sizeof *f) : NULL;
       if (f) {
         f->obj = obj;
+        f->uname = obj;
         f->fd = -1;
         f->size = SIZE_UNKNOWN;
         if (spare_put(s, f))
@@ -219,6 +224,7 @@ static int recover(struct stage *s)
       break;
     }
     f->obj = obj;
+    f->uname = new_uname(s);
     f->fd = fd;
     f->durable = true;
     f->dirty = true;
@@ -249,6 +255,9 @@ int stage_open(const char *dir, struct stage **out)
     free(s);
     return r;
   }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s->salt = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
   int r = recover(s);
   if (r < 0) {
     stage_free(s);
@@ -263,7 +272,7 @@ static void spare_release(struct stage *s)
 {
   for (size_t i = 0; i < s->nspare; i++) {
     char name[80];
-    file_name(&s->spare[i]->obj, "u", name);
+    file_name(&s->spare[i]->uname, "u", name);
     unlinkat(s->dirfd, name, 0);
     file_free(s->spare[i]);
   }
@@ -294,35 +303,24 @@ struct stage_file *stage_get(struct stage *s, const hash_t *obj)
   return NULL;
 }
 
-/* A recycled file for OBJ (named OBJ.u), or NULL. */
-static struct stage_file *spare_take(struct stage *s, const hash_t *obj)
+/* A recycled file (an open one if any), or NULL. */
+static struct stage_file *spare_take(struct stage *s)
 {
   if (s->nspare == 0)
     return NULL;
-  /* Its own old file if pooled (it has the name), else an open one. */
   size_t k = s->nspare - 1;
-  bool same = false;
-  for (size_t i = 0; i < s->nspare && !same; i++) {
-    if (memcmp(&s->spare[i]->obj, obj, sizeof *obj) == 0) {
+  for (size_t i = s->nspare; i-- > 0 && s->spare[k]->fd < 0;)
+    if (s->spare[i]->fd >= 0)
       k = i;
-      same = true;
-    } else if (s->spare[i]->fd >= 0 && s->spare[k]->fd < 0) {
-      k = i;
-    }
-  }
   struct stage_file *f = spare_remove(s, k);
-  char from[80], to[80];
-  file_name(&f->obj, "u", from);
-  file_name(obj, "u", to);
-  if (f->fd < 0 && (f->fd = openat(s->dirfd, from, O_RDWR | O_CLOEXEC)) < 0) {
-    unlinkat(s->dirfd, from, 0);
-    free(f);
-    return NULL;
-  }
-  if (!same && renameat(s->dirfd, from, s->dirfd, to) < 0) {
-    unlinkat(s->dirfd, from, 0);
-    file_free(f);
-    return NULL;
+  if (f->fd < 0) {
+    char name[80];
+    file_name(&f->uname, "u", name);
+    if ((f->fd = openat(s->dirfd, name, O_RDWR | O_CLOEXEC)) < 0) {
+      unlinkat(s->dirfd, name, 0);
+      free(f);
+      return NULL;
+    }
   }
   return f;
 }
@@ -333,20 +331,25 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
 {
   if (stage_get(s, obj))
     return -EEXIST;
+  /* No temporary name, and no rename for a recycled file: a .u is junk at
+   * start whatever it holds, so its name need not say whose it is. */
   char name[80];
-  file_name(obj, "u", name);
-  /* No temporary name: a .u is deleted at start whatever it holds. */
-  struct stage_file *f = spare_take(s, obj);
+  struct stage_file *f = spare_take(s);
   uint64_t len = 0;
   if (f) {
     len = f->size;
     int fd = f->fd;
+    hash_t uname = f->uname;
     memset(f, 0, sizeof *f);
     f->fd = fd;
+    f->uname = uname;
+    file_name(&f->uname, "u", name);
   } else {
     f = calloc(1, sizeof *f);
     if (!f)
       return -ENOMEM;
+    f->uname = new_uname(s);
+    file_name(&f->uname, "u", name);
     f->fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (f->fd < 0) {
       int r = -errno;
@@ -384,7 +387,7 @@ int stage_sync(struct stage *s, struct stage_file *f)
   if (f->durable)
     return 0;
   char from[80], to[80];
-  file_name(&f->obj, "u", from);
+  file_name(&f->uname, "u", from);
   file_name(&f->obj, "s", to);
   if (renameat(s->dirfd, from, s->dirfd, to) < 0 || fsync(s->dirfd) < 0)
     return -errno;
@@ -553,8 +556,7 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
     return 0;
   char from[80], to[80];
   file_name(&f->obj, "s", from);
-  file_name(&f->obj, "u", to);
-  spare_forget(s, &f->obj);
+  file_name(&f->uname, "u", to);
   if (renameat(s->dirfd, from, s->dirfd, to) < 0)
     return -errno;
   f->durable = false;
@@ -588,22 +590,21 @@ void stage_base_content(const struct stage_file *f, struct content_base *out)
 void stage_drop(struct stage *s, struct stage_file *f)
 {
   char name[80];
-  file_name(&f->obj, f->durable ? "s" : "u", name);
+  file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
   list_remove(s, f);
   /* Recycle the inode (see stage.h): a durable one must first lose its .s
    * name, or the next start would seal its junk. */
   bool keep = s->nspare < SPARE_MAX && !f->junk_tail;
   if (keep && f->durable) {
     char to[80];
-    file_name(&f->obj, "u", to);
-    spare_forget(s, &f->obj);
+    file_name(&f->uname, "u", to);
     keep = renameat(s->dirfd, name, s->dirfd, to) == 0;
     if (keep)
       f->durable = false;
   }
   if (keep && spare_put(s, f))
     return;
-  file_name(&f->obj, f->durable ? "s" : "u", name);
+  file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
   unlinkat(s->dirfd, name, 0);
   file_free(f);
 }

@@ -19,16 +19,19 @@
  *
  * Recycling: a dropped file (its bytes no longer matter: clean, sealed or
  * discarded) goes, still or again named .u, to a pool of up to 256 files;
- * the next stage_create takes one and renames it to its new object instead
- * of creating an inode (ext4's inode allocation, slowed by the deletions,
- * was the costliest syscall of a small rewrite: ~0.5 ms). A pooled .u is
+ * the next stage_create takes one as it is (no syscall when it is open)
+ * instead of creating an inode (ext4's inode allocation, slowed by the
+ * deletions, was the costliest syscall of a small rewrite: ~0.5 ms). A
+ * pooled .u is
  * junk like any .u, never read: it stays on disk at stage_free() and the
  * next start pools it again. Junk is bounded: pooled files larger than
  * 64 KiB are emptied. A full disk (ENOSPC on a write) deletes the pool.
  *
- * Files live in DIR (e.g. fs/NAME/stage) as <object-hex>.u while no byte of
- * it was written durably, and <object-hex>.s after the first FILE_SYNC or
- * DATA_SYNC write (fdatasync'd, renamed, directory synced). On start,
+ * Files live in DIR (e.g. fs/NAME/stage) as <hex>.u while no byte of it
+ * was written durably (a name of the file's own, 64 hex digits, not its
+ * object's: a recycled file needs no rename), and <object-hex>.s after the
+ * first FILE_SYNC or DATA_SYNC write (fdatasync'd, renamed, directory
+ * synced); back to its .u name once sealed (stage_rebase). On start,
  * stage_open() discards the bytes of .u files (their writes were UNSTABLE:
  * the new write verifier makes clients resend them; the files themselves
  * are recycled as junk, see below, or deleted) and keeps .s files, which

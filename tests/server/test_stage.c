@@ -234,3 +234,36 @@ TEST(written_ranges_merge_and_stay_bounded)
   CHECK(cb.list != NULL && cb.list->total == 5000);
   stage_free(s);
 }
+
+TEST(sealed_durable_file_is_not_recovered)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  hash_t o = obj_of(5), zero, v = obj_of(6);
+  memset(&zero, 0, sizeof zero);
+  struct stage_file *f;
+  CHECK_OK(stage_create(s, &o, &zero, NULL, NULL, 1, &f));
+  CHECK_OK(stage_write(s, f, 0, "acked", 5, true, 2));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  /* Sealed: the data is in the log, the file goes back to its .u name. */
+  CHECK_OK(stage_rebase(s, f, &v, NULL));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  /* Written durably again, then a crash: recovered under its object. */
+  CHECK_OK(stage_write(s, f, 5, "+more", 5, true, 3));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
+  stage_free(s);
+  CHECK_OK(stage_open(stage_dir(), &s));
+  CHECK_INT(stage_count(s), ==, 1);
+  struct stage_file *g = stage_get(s, &o);
+  CHECK(g != NULL && stage_dirty(g));
+  uint8_t buf[16];
+  CHECK_INT(stage_read(g, 0, buf, sizeof buf), ==, 10);
+  CHECK_MEM(buf, "acked+more", 10);
+  CHECK_OK(stage_rebase(s, g, &v, NULL));
+  stage_free(s);
+  CHECK_OK(stage_open(stage_dir(), &s));
+  CHECK_INT(stage_count(s), ==, 0);
+  stage_free(s);
+}
