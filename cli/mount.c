@@ -204,7 +204,7 @@ static int run_mount(int argc, char **argv)
   static const struct option options[] = {
       {"nfs", required_argument, NULL, 'n'},  {"key", required_argument, NULL, 'k'},
       {"exports", required_argument, NULL, 'e'}, {"portmap", no_argument, NULL, 'p'},
-      {"no-udp", no_argument, NULL, 'U'},
+      {"no-udp", no_argument, NULL, 'U'},    {"spin-us", required_argument, NULL, 's'},
       {"verbose", no_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -216,7 +216,7 @@ static int run_mount(int argc, char **argv)
   const char *first_nfs = NULL;
   int c;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":n:k:e:pvh", options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":n:k:e:s:pvh", options, NULL)) != -1) {
     switch (c) {
     case 'n':
       if (!first_nfs)
@@ -224,7 +224,8 @@ static int run_mount(int argc, char **argv)
       /* fall through */
     case 'k':
     case 'e':
-      sargv[sargc++] = c == 'n' ? "--nfs" : c == 'k' ? "--key" : "--exports";
+    case 's':
+      sargv[sargc++] = c == 'n' ? "--nfs" : c == 'k' ? "--key" : c == 'e' ? "--exports" : "--spin-us";
       sargv[sargc++] = optarg;
       break;
     case 'p': sargv[sargc++] = "--portmap"; break;
@@ -352,6 +353,6 @@ static int run_mount(int argc, char **argv)
 }
 
 CLI_COMMAND(mount, "mount",
-            "mount NAME DIR [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--portmap] [--no-udp] "
+            "mount NAME DIR [--nfs ADDR:PORT]... [--key FILE] [--exports FILE] [--portmap] [--no-udp] [--spin-us N] "
             "[--verbose]",
             "serve a filesystem and mount it on DIR with the kernel NFS client", run_mount)

@@ -288,6 +288,11 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   for (int i = 0; i < cfg->naddrs; i++) {
     struct tcpsrv *t = NULL;
     int lr = tcpsrv_start(&dm.loop, rpc, (struct sockaddr *)&ss[i], &t);
+    if (lr == 0) {
+      tcpsrv_set_spin(t, (uint64_t)cfg->spin_us * 1000);
+      if (i == 0)
+        dlog(&dm, NFSD_LOG_DEBUG, "tcp: after a reply, polling %u us for the next call", cfg->spin_us);
+    }
     if (lr < 0) {
       uv_run(&dm.loop, UV_RUN_NOWAIT); /* releases the failed handle (tcp.h) */
       if (cfg->optional[i]) {

@@ -33,6 +33,9 @@ struct daemon_config {
    * daemon whose first address has port 2049 registers NFS and MOUNT with
    * the host's rpcbind (a failure is one warning) and unregisters at exit. */
   bool portmap;
+  /* After a reply, poll the connection this long for its next call before
+   * sleeping (tcpsrv_set_spin); 0: never. */
+  unsigned spin_us;
   nfsd_log_fn log;      /* level + line */
   void *log_ctx;
 };

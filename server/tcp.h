@@ -34,6 +34,21 @@ int tcpsrv_parse_addr(const char *s, struct sockaddr_storage *ss);
  * e.g. -EADDRINUSE) the loop must still run once to release a handle. */
 int tcpsrv_start(uv_loop_t *loop, struct rpcsrv *rpc, const struct sockaddr *addr,
                  struct tcpsrv **out);
+/* Default of tcpsrv_set_spin(). */
+#define TCPSRV_SPIN_DEFAULT_NS 50000u
+/*
+ * After replying, poll a connection for its next call for up to NS
+ * nanoseconds (yielding the CPU between tries) instead of sleeping at once:
+ * a client with one call in flight then does not pay a wake-up of this
+ * thread per call. 0 (the default of tcpsrv_start) turns it off. A spin
+ * that catches nothing stops spinning on that connection until the client
+ * again calls within NS of a reply, so idle or slow clients cost ~nothing.
+ */
+void tcpsrv_set_spin(struct tcpsrv *s, uint64_t ns);
+/* Reads (of a call or part of one) made by spinning rather than by the loop. */
+uint64_t tcpsrv_spin_served(const struct tcpsrv *s);
+/* Spins that caught nothing within the budget. */
+uint64_t tcpsrv_spin_missed(const struct tcpsrv *s);
 /* The bound port. */
 int tcpsrv_port(const struct tcpsrv *s);
 /* Connections currently open. */

@@ -24,7 +24,9 @@
 /*
  * Signs ENTRIES[0..N) with KEY on THREADS threads (<= 0: one per online CPU):
  * each entry, whose other fields are set, gets its pubkey, id and signature,
- * exactly as entry_sign() would give them (signatures are deterministic).
+ * exactly as entry_sign() would give them: the same ids always, the same
+ * signatures unless the process runs a nonce pool (key_presign_start(),
+ * store/key.h), whose signatures are randomized.
  * Returns 0, the error of the lowest-indexed entry that could not be signed
  * (entry_sign()'s errors), or -EINVAL for a NULL array with N > 0 or a NULL
  * key. On error the other entries may be signed or not.

@@ -47,6 +47,18 @@ grep -q "bad --nfs address" "$T/err" || fail "bad --nfs message: $(cat "$T/err")
 "$B" serve nosuch --nfs 127.0.0.1:0 2>"$T/err" && fail "unknown filesystem served"
 grep -q "no filesystem named nosuch" "$T/err" || fail "unknown fs message: $(cat "$T/err")"
 
+for bad in abc -1 100001 ""; do
+  "$B" serve t --nfs 127.0.0.1:0 --spin-us "$bad" 2>"$T/err" && fail "--spin-us '$bad' accepted"
+  grep -q -- "--spin-us takes microseconds" "$T/err" || fail "--spin-us '$bad' message: $(cat "$T/err")"
+done
+# --spin-us reaches the TCP server (default 50 us).
+start_serve "$T/log" serve t --nfs 127.0.0.1:0 --verbose --spin-us 7 || fail "serve --spin-us did not start"
+grep -q "polling 7 us for the next call" "$T/log" || fail "--spin-us 7 not applied: $(cat "$T/log")"
+stop_serve
+start_serve "$T/log" serve t --nfs 127.0.0.1:0 --verbose || fail "serve --verbose did not start"
+grep -q "polling 50 us for the next call" "$T/log" || fail "default spin not applied: $(cat "$T/log")"
+stop_serve
+
 start_serve "$T/log" serve t --nfs 127.0.0.1:0 || fail "serve did not start"
 grep -q "^info: serving /basefs of t on 127.0.0.1:$PORT (read-write)" "$T/log" || fail "no serving line"
 U="?version=3&nfsport=$PORT&mountport=$PORT"
