@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -353,12 +355,9 @@ static int read_exact(int fd, uint8_t *buf, size_t len, uint64_t off)
 
 /* ---- incremental block lists ---- */
 
-/* The bytes re-cut at a time (plus room for one whole chunk). */
-#define UPDATE_BUF (1u << 20)
-
 struct update {
   struct blocks *bs;
-  int fd;
+  const uint8_t *map; /* the file, mapped */
   uint64_t size;
   const struct content_base *base;
   uint64_t *o; /* n + 1 offsets of the base's blocks */
@@ -435,49 +434,46 @@ static int emit(struct update *u, const uint8_t *data, size_t len)
  * or the file ends; *POS becomes that cut. *I is the first base block not
  * before *POS.
  */
-static int recut(struct update *u, uint8_t *buf, uint64_t *pos, size_t *i)
+static int recut(struct update *u, uint64_t *pos, size_t *i)
 {
   struct chunker c;
   chunker_init(&c);
-  uint64_t bufpos = *pos; /* the file offset of buf[0] */
-  size_t have = 0, start = 0, scan = 0;
-  for (;;) {
-    if (scan == have) {
-      if (bufpos + have == u->size) {
-        *pos = u->size;
-        return have > start ? emit(u, buf + start, have - start) : 0;
-      }
-      memmove(buf, buf + start, have - start);
-      bufpos += start;
-      have -= start;
-      scan -= start;
-      start = 0;
-      uint64_t left = u->size - (bufpos + have);
-      size_t want = UPDATE_BUF + CHUNK_MAX - have;
-      if (want > left)
-        want = (size_t)left;
-      int err = read_exact(u->fd, buf + have, want, bufpos + have);
-      if (err)
-        return err;
-      have += want;
-      continue;
-    }
+  uint64_t start = *pos, at = *pos;
+  while (at < u->size) {
     bool cut;
-    scan += chunker_feed(&c, buf + scan, have - scan, &cut);
-    if (!cut)
+    size_t left = u->size - at > SIZE_MAX ? SIZE_MAX : (size_t)(u->size - at);
+    at += chunker_feed(&c, u->map + at, left, &cut);
+    if (!cut && at < u->size)
       continue;
-    int err = emit(u, buf + start, scan - start);
+    int err = emit(u, u->map + start, (size_t)(at - start));
     if (err)
       return err;
-    start = scan;
-    uint64_t q = bufpos + scan;
-    while (*i < u->n && u->o[*i] < q)
+    start = at;
+    while (*i < u->n && u->o[*i] < at)
       (*i)++;
-    if (q == u->size || (*i < u->n && u->o[*i] == q && reusable(u, *i))) {
-      *pos = q;
-      return 0;
-    }
+    if (at == u->size || (*i < u->n && u->o[*i] == at && reusable(u, *i)))
+      break;
   }
+  *pos = at;
+  return 0;
+}
+
+/* The file mapped read-only, SIZE bytes (checked: a shorter file would
+ * fault on access). */
+static int map_file(int fd, uint64_t size, const uint8_t **out)
+{
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  if ((uint64_t)st.st_size < size)
+    return -EIO; /* the file changed under us */
+  if (size > SIZE_MAX)
+    return -EFBIG;
+  void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return -errno;
+  *out = p;
+  return 0;
 }
 
 int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct content_base *base,
@@ -486,7 +482,7 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
   memset(out, 0, sizeof *out);
   const struct blocks_list *bl = base ? base->list : NULL;
   bool full = !bl || bl->n == 0;
-  struct update u = {.bs = bs, .fd = fd, .size = size, .base = base, .out = out};
+  struct update u = {.bs = bs, .size = size, .base = base, .out = out};
   if (!full) {
     u.n = bl->n;
     u.o = malloc((u.n + 1) * sizeof *u.o);
@@ -502,44 +498,53 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
       full = true;
   }
   if (!full) {
-    /* Re-cutting is serial: when most of the file changed, the parallel
-     * full cut (same result) is faster in time, if not in CPU. */
+    /* Re-cutting is serial: when half the file or more changed, the
+     * parallel full cut (same result) takes less time, if more CPU. */
     uint64_t redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
     for (size_t i = 0; i < u.n; i++)
       if (!reusable(&u, i))
         redo += bl->size[i];
-    full = redo > size / 4 * 3;
+    full = redo > size / 2;
   }
-  if (full) {
+  /* Mapped, the bytes are hashed where the page cache holds them: no copy
+   * of the file through read buffers. */
+  int err = 0;
+  if (size > 0 && (err = map_file(fd, size, &u.map)) < 0 && err != -EIO) {
+    /* Cannot map (an odd filesystem): the read path, a full cut. */
     free(u.o);
     if (lseek(fd, 0, SEEK_SET) < 0)
       return -errno;
-    int err = blocks_write_fd(bs, fd, out);
+    err = blocks_write_fd(bs, fd, out);
     if (!err && out->total != size) {
       blocks_list_free(out);
       err = -EIO; /* the file changed under us */
     }
     return err;
   }
-  uint8_t *buf = malloc(UPDATE_BUF + CHUNK_MAX);
-  int err = buf ? 0 : -ENOMEM;
-  uint64_t pos = 0;
-  size_t i = 0;
-  while (!err && pos < size) {
-    while (i < u.n && u.o[i] < pos)
-      i++;
-    if (i < u.n && u.o[i] == pos && reusable(&u, i)) {
-      err = push(&u, &bl->hash[i], bl->size[i]);
-      pos = u.o[i + 1];
-      i++;
-    } else {
-      err = recut(&u, buf, &pos, &i);
+  if (err == 0 && size == 0)
+    full = true; /* blocks_write_buf of nothing: the empty list */
+  if (err == 0 && full) {
+    err = blocks_write_buf(bs, u.map, (size_t)size, out);
+  } else if (err == 0) {
+    uint64_t pos = 0;
+    size_t i = 0;
+    while (!err && pos < size) {
+      while (i < u.n && u.o[i] < pos)
+        i++;
+      if (i < u.n && u.o[i] == pos && reusable(&u, i)) {
+        err = push(&u, &bl->hash[i], bl->size[i]);
+        pos = u.o[i + 1];
+        i++;
+      } else {
+        err = recut(&u, &pos, &i);
+      }
     }
+    if (err)
+      blocks_list_free(out);
   }
-  free(buf);
+  if (u.map)
+    munmap((void *)u.map, (size_t)size);
   free(u.o);
-  if (err)
-    blocks_list_free(out);
   return err;
 }
 
