@@ -99,8 +99,11 @@ int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *
  * start: from each changed region, the file is cut again from the last
  * kept cut before it until a new cut falls on the start of a clean base
  * block (usually within a chunk or two), and only those bytes are read.
- * When most of the file changed, the parallel full cut is used instead.
- * out->written counts the blocks newly stored.
+ * When half of the file or more must be cut again, the parallel full cut
+ * is used instead. out->written counts the blocks newly stored. A base list
+ * not cut by this chunker (a peer's bug) still gives a list that decodes
+ * to exactly the file's bytes (a reused block holds exactly the clean bytes
+ * at its offsets), only not the one a full cut gives.
  */
 int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct content_base *base,
                           struct blocks_list *out);
