@@ -363,7 +363,6 @@ struct update {
   uint64_t *o; /* n + 1 offsets of the base's blocks */
   size_t n;
   struct blocks_list *out;
-  size_t cap;
 };
 
 /* Whether every byte of [A, E) is still the base's (and exists). */
@@ -395,46 +394,36 @@ static bool reusable(const struct update *u, size_t i)
   return range_clean(u, u->o[i], u->o[i + 1]) && (i + 1 < u->n || u->size == u->o[u->n]);
 }
 
-static int push(struct update *u, const hash_t *h, uint32_t len)
-{
-  struct blocks_list *l = u->out;
-  if (l->n == u->cap) {
-    size_t ncap = u->cap ? 2 * u->cap : u->n + 16;
-    hash_t *nh = realloc(l->hash, ncap * sizeof *nh);
-    if (!nh)
-      return -ENOMEM;
-    l->hash = nh;
-    uint32_t *ns = realloc(l->size, ncap * sizeof *ns);
-    if (!ns)
-      return -ENOMEM;
-    l->size = ns;
-    u->cap = ncap;
-  }
-  l->hash[l->n] = *h;
-  l->size[l->n] = len;
-  l->n++;
-  l->total += len;
-  return 0;
-}
+/* One block of the new list: a base block kept (BASE >= 0) or new bytes. */
+struct piece {
+  uint64_t off;
+  uint32_t len;
+  int64_t base;
+};
 
-static int emit(struct update *u, const uint8_t *data, size_t len)
+static int add_piece(struct piece **p, size_t *n, size_t *cap, uint64_t off, uint64_t len,
+                     int64_t base)
 {
-  hash_t h;
-  int r = blocks_put(u->bs, data, len, &h);
-  if (r < 0)
-    return r;
-  if (r == 1)
-    u->out->written++;
-  return push(u, &h, (uint32_t)len);
+  if (*n == *cap) {
+    size_t ncap = *cap ? 2 * *cap : 64;
+    struct piece *np = realloc(*p, ncap * sizeof *np);
+    if (!np)
+      return -ENOMEM;
+    *p = np;
+    *cap = ncap;
+  }
+  (*p)[(*n)++] = (struct piece){off, (uint32_t)len, base};
+  return 0;
 }
 
 /*
  * Cuts the file again from *POS (a cut of the new list) until a cut falls
  * on the start of a reusable base block (from there on both lists agree)
  * or the file ends; *POS becomes that cut. *I is the first base block not
- * before *POS.
+ * before *POS. Only cuts: the new blocks are stored afterwards, in parallel.
  */
-static int recut(struct update *u, uint64_t *pos, size_t *i)
+static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, size_t *n,
+                 size_t *cap)
 {
   struct chunker c;
   chunker_init(&c);
@@ -445,7 +434,7 @@ static int recut(struct update *u, uint64_t *pos, size_t *i)
     at += chunker_feed(&c, u->map + at, left, &cut);
     if (!cut && at < u->size)
       continue;
-    int err = emit(u, u->map + start, (size_t)(at - start));
+    int err = add_piece(p, n, cap, start, at - start, -1);
     if (err)
       return err;
     start = at;
@@ -456,6 +445,113 @@ static int recut(struct update *u, uint64_t *pos, size_t *i)
   }
   *pos = at;
   return 0;
+}
+
+/* Storing the new blocks: every thread takes every NTH new piece. */
+struct store_job {
+  struct update *u;
+  struct piece *p;
+  size_t n;
+  hash_t *hash; /* per piece */
+  int nth, first;
+  int err;
+  size_t written;
+};
+
+static void *store_pieces(void *arg)
+{
+  struct store_job *j = arg;
+  size_t k = 0;
+  for (size_t i = 0; i < j->n && !j->err; i++) {
+    if (j->p[i].base >= 0)
+      continue;
+    if (k++ % (size_t)j->nth != (size_t)j->first)
+      continue;
+    int r = blocks_put(j->u->bs, j->u->map + j->p[i].off, j->p[i].len, &j->hash[i]);
+    if (r < 0)
+      j->err = r;
+    else if (r == 1)
+      j->written++;
+  }
+  return NULL;
+}
+
+/* The threads worth using for NEW_BYTES of new blocks (hashing and
+ * compressing run at ~100-300 MB/s per core). */
+static int store_threads(uint64_t new_bytes)
+{
+  if (new_bytes < 4 * (uint64_t)CHUNK_MAX)
+    return 1;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int t = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+  uint64_t by_size = new_bytes / (2 * (uint64_t)CHUNK_MAX);
+  return by_size < (uint64_t)t ? (int)by_size : t;
+}
+
+/* The incremental list (see content_blocks_update): plan, store, assemble. */
+static int update_list(struct update *u, const struct blocks_list *bl)
+{
+  struct piece *p = NULL;
+  size_t n = 0, cap = 0;
+  uint64_t pos = 0, new_bytes = 0;
+  size_t i = 0;
+  int err = 0;
+  while (!err && pos < u->size) {
+    while (i < u->n && u->o[i] < pos)
+      i++;
+    if (i < u->n && u->o[i] == pos && reusable(u, i)) {
+      err = add_piece(&p, &n, &cap, pos, bl->size[i], (int64_t)i);
+      pos = u->o[i + 1];
+      i++;
+    } else {
+      err = recut(u, &pos, &i, &p, &n, &cap);
+    }
+  }
+  hash_t *hash = NULL;
+  if (!err && n > 0 && !(hash = malloc(n * sizeof *hash)))
+    err = -ENOMEM;
+  for (size_t k = 0; k < n && !err; k++)
+    if (p[k].base < 0)
+      new_bytes += p[k].len;
+  if (!err) {
+    int nth = store_threads(new_bytes);
+    struct store_job jobs[4];
+    pthread_t tid[4];
+    bool started[4] = {false};
+    for (int t = 0; t < nth; t++)
+      jobs[t] = (struct store_job){u, p, n, hash, nth, t, 0, 0};
+    for (int t = 1; t < nth; t++)
+      started[t] = pthread_create(&tid[t], NULL, store_pieces, &jobs[t]) == 0;
+    store_pieces(&jobs[0]);
+    for (int t = 1; t < nth; t++) {
+      if (started[t])
+        pthread_join(tid[t], NULL);
+      else
+        store_pieces(&jobs[t]); /* no thread: do its share here */
+    }
+    for (int t = 0; t < nth; t++) {
+      if (jobs[t].err && !err)
+        err = jobs[t].err;
+      u->out->written += jobs[t].written;
+    }
+  }
+  struct blocks_list *l = u->out;
+  if (!err && n > 0) {
+    l->hash = malloc(n * sizeof *l->hash);
+    l->size = malloc(n * sizeof *l->size);
+    if (!l->hash || !l->size)
+      err = -ENOMEM;
+  }
+  for (size_t k = 0; k < n && !err; k++) {
+    l->hash[k] = p[k].base >= 0 ? bl->hash[p[k].base] : hash[k];
+    l->size[k] = p[k].len;
+    l->total += p[k].len;
+  }
+  if (!err)
+    l->n = n;
+  free(hash);
+  free(p);
+  return err;
 }
 
 /* The file mapped read-only, SIZE bytes (checked: a shorter file would
@@ -498,8 +594,8 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
       full = true;
   }
   if (!full) {
-    /* Re-cutting is serial: when half the file or more changed, the
-     * parallel full cut (same result) takes less time, if more CPU. */
+    /* When half the file or more must be cut again, the full cut (its
+     * chunking overlaps the hashing) measured faster than planning first. */
     uint64_t redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
     for (size_t i = 0; i < u.n; i++)
       if (!reusable(&u, i))
@@ -526,19 +622,7 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
   if (err == 0 && full) {
     err = blocks_write_buf(bs, u.map, (size_t)size, out);
   } else if (err == 0) {
-    uint64_t pos = 0;
-    size_t i = 0;
-    while (!err && pos < size) {
-      while (i < u.n && u.o[i] < pos)
-        i++;
-      if (i < u.n && u.o[i] == pos && reusable(&u, i)) {
-        err = push(&u, &bl->hash[i], bl->size[i]);
-        pos = u.o[i + 1];
-        i++;
-      } else {
-        err = recut(&u, &pos, &i);
-      }
-    }
+    err = update_list(&u, bl);
     if (err)
       blocks_list_free(out);
   }

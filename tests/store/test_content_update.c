@@ -229,3 +229,15 @@ TEST(incremental_bad_base_is_not_trusted)
   free(buf);
   blocks_close(bs);
 }
+
+TEST(incremental_large_changes_stored_in_parallel_equal_full)
+{
+  struct blocks *bs = open_store();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/staged", test_tmpdir());
+  /* A few hundred-kilobyte writes in 12 MiB: megabytes of new blocks (the
+   * threaded store), well under half the file (no full cut). */
+  for (int round = 0; round < 3; round++)
+    one_case(bs, path, 12u << 20, round == 2, 4, 400000, round == 1);
+  blocks_close(bs);
+}
