@@ -284,6 +284,9 @@ static void conn_pump(struct conn *c)
  * off for the connection until a call again arrives within spin_ns of its
  * reply, so a slow client costs one wasted spin, not one per call. Bounded
  * by SPIN_REQUESTS_MAX calls so other connections and timers get their turn.
+ * No spin at all while the client runs on our CPU (SO_INCOMING_CPU: over
+ * loopback the sender's CPU): it needs that CPU to send its call, and there
+ * the wake-up is cheap anyway (measured: spinning then halved GETATTR x1).
  */
 static void conn_spin(struct conn *c)
 {
@@ -295,6 +298,12 @@ static void conn_spin(struct conn *c)
     uint64_t start = uv_hrtime();
     c->replied_at = start;
     if (c->closing || !c->reading || c->queued || c->spin_off)
+      return;
+    /* A client on this very CPU (loopback runs the sender's softirq on the
+     * sender's CPU) needs the CPU we would spin on: sleep instead. */
+    int cpu_in = -1;
+    socklen_t cpu_len = sizeof cpu_in;
+    if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu_in, &cpu_len) == 0 && cpu_in == sched_getcpu())
       return;
     ssize_t n;
     for (;;) {

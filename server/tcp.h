@@ -43,6 +43,7 @@ int tcpsrv_start(uv_loop_t *loop, struct rpcsrv *rpc, const struct sockaddr *add
  * thread per call. 0 (the default of tcpsrv_start) turns it off. A spin
  * that catches nothing stops spinning on that connection until the client
  * again calls within NS of a reply, so idle or slow clients cost ~nothing.
+ * A client whose packets come in on this thread's CPU is never spun for.
  */
 void tcpsrv_set_spin(struct tcpsrv *s, uint64_t ns);
 /* Reads (of a call or part of one) made by spinning rather than by the loop. */

@@ -7,6 +7,7 @@
 #include <nfsc/libnfs-raw.h>
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -509,10 +510,25 @@ static void sleep_ms(int ms)
   nanosleep(&ts, NULL);
 }
 
+static bool pin_to_cpu(int cpu)
+{
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
 TEST(tcp_spin_catches_the_next_call_and_backs_off)
 {
+  /* The server never spins for a client on its own CPU: put the loop
+   * thread (it inherits this thread's mask) and this client on two. */
+  if (!pin_to_cpu(1)) {
+    printf("# skipped: needs 2 CPUs\n");
+    return;
+  }
   struct harness h;
   harness_start_with(&h, register_test_prog);
+  CHECK(pin_to_cpu(0));
   /* Off: every call goes through the loop. */
   tcpsrv_set_spin(h.tcp, 0);
   int fd = raw_connect(h.port);
@@ -533,7 +549,7 @@ TEST(tcp_spin_catches_the_next_call_and_backs_off)
   sleep_ms(30);
 
   /* A short one misses a slow client, then stays off for it... */
-  tcpsrv_set_spin(h.tcp, 2000000);
+  tcpsrv_set_spin(h.tcp, 10000000);
   fd = raw_connect(h.port);
   /* raw_send_record writes the record mark and the body apart: without
    * this, Nagle holds the body for the mark's delayed ACK (40 ms). */
@@ -548,11 +564,25 @@ TEST(tcp_spin_catches_the_next_call_and_backs_off)
   null_ok(fd, 22);
   sleep_ms(50);
   CHECK_INT(tcpsrv_spin_served(h.tcp), ==, before);
-  CHECK_INT(tcpsrv_spin_missed(h.tcp), ==, missed + 1); /* one wasted spin, not three */
+  /* At most one wasted spin, not one per call. (It may be none: the spin
+   * is skipped when the last packet in, an ACK, came in on the server's CPU.) */
+  CHECK_INT(tcpsrv_spin_missed(h.tcp), <=, missed + 1);
   /* ...until it calls again within the budget of a reply. */
   for (uint32_t i = 0; i < 20; i++)
     null_ok(fd, 30 + i);
   CHECK_INT(tcpsrv_spin_served(h.tcp), >, before);
+  close(fd);
+
+  /* On the server's CPU, a client is never spun for. */
+  CHECK(pin_to_cpu(1));
+  served = tcpsrv_spin_served(h.tcp);
+  missed = tcpsrv_spin_missed(h.tcp);
+  fd = raw_connect(h.port);
+  CHECK_OK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+  for (uint32_t i = 0; i < 20; i++)
+    null_ok(fd, 60 + i);
+  CHECK_INT(tcpsrv_spin_served(h.tcp), ==, served);
+  CHECK_INT(tcpsrv_spin_missed(h.tcp), ==, missed);
   close(fd);
   harness_stop(&h);
 }
