@@ -36,7 +36,9 @@ ok "SIGTERM restart: handles, fds and cwd keep working"
 dd if=/dev/urandom of=/tmp/s bs=1M count=${KNC_STREAM_MB:-64} 2>/dev/null
 want=$(sha /tmp/s)
 size=$(stat -c %s /tmp/s)
-echo 1048576 > /proc/sys/vm/dirty_background_bytes # WRITEs go out while dd runs
+# WRITEs go out while dd runs, in batches of a few MiB with a COMMIT after
+# each: the kill lands inside a batch (acknowledged, not yet committed).
+echo 4194304 > /proc/sys/vm/dirty_background_bytes
 w0=$(server_written)
 exec 3> $M/stream
 mark kill-now

@@ -34,8 +34,10 @@ until ((staged >= 8 << 20)); do
   ((${EPOCHREALTIME%.*} < deadline)) || fail "no staged writes from the guest's stream"
   sleep 0.01
 done
-ls -l "$FSDIR/stage" | sed "s/^/$knc_name: staged at the kill: /"
+# Kill at once: a COMMIT (fast now that seals are incremental) may follow
+# any moment and leave nothing unstable to resend.
 serve_stop KILL
+ls -l "$FSDIR/stage" | sed "s/^/$knc_name: staged at the kill: /"
 tell restarted-2
 serve_start "$port"
 note "SIGKILL restart done at $(elapsed) s"
