@@ -37,11 +37,37 @@
 /* READ/WRITE/READDIR sizes for UDP clients: a reply must fit one datagram
  * (server/udp.h's UDPSRV_IO_MAX; Linux's nfsd uses 32 KiB too). */
 #define UDP_IO_MAX 32768u
+/* Encoded READDIR/READDIRPLUS replies kept for repeats on an unchanged
+ * filesystem (a client polling a directory, `ls -l` in a loop): at most
+ * RDC_N of them and RDC_BYTES_MAX bytes in all, least recently used
+ * evicted first. Memory is bounded by RDC_BYTES_MAX (plus the slots). */
+#define RDC_N 64
+#define RDC_BYTES_MAX (4u << 20)
 
 struct rcache {
   hash_t content;          /* the content entry read */
   struct content_reader *r;
   uint64_t used;           /* LRU clock; 0 = empty slot */
+};
+
+/* One cached reply body (from the directory attributes to eof), valid
+ * while the view's change counter and the server's own (d->gen: staging)
+ * are what they were when it was encoded. Keyed on everything the
+ * encoding reads from the call: the handle bytes, the cookie, the budgets
+ * (dircount, and maxcount capped by the transport) and plus. The cookie
+ * verifier and the credential change nothing in a successful reply (both
+ * are checked before the cache is consulted, on every call). */
+struct rdc {
+  uint64_t used; /* LRU clock; 0 = empty slot */
+  uint64_t vchanges, gen;
+  bool plus;
+  uint32_t fh_len;
+  uint8_t fh[NFS3_FHSIZE];
+  uint64_t cookie;
+  uint32_t dircount;
+  size_t max;
+  uint8_t *buf;
+  size_t len;
 };
 
 struct nfsd {
@@ -56,11 +82,23 @@ struct nfsd {
   uint8_t verf[NFS3_WRITEVERFSIZE];
   struct rcache cache[RCACHE_N];
   uint64_t clock;
+  uint64_t gen; /* bumped by everything that may change what nfs shows, besides the view */
+  struct rdc rdc[RDC_N];
+  size_t rdc_bytes;
+  uint64_t rdc_clock;
+  bool rdc_off;
+  struct nfsd_rdc_stats rdc_stats;
   nfsd_log_fn log;
   void *log_ctx;
 };
 
 /* ---- small helpers ---- */
+
+/* Something (staged data, a seal, a new view) may have changed what any
+ * reply shows: cached READDIR replies are stale. Every mutating path calls
+ * it; view changes are counted by the view itself (view_changes). */
+static void changed(struct nfsd *d) { d->gen++; }
+static void rdc_free_all(struct nfsd *d);
 
 static uint64_t now_ns(void)
 {
@@ -166,10 +204,12 @@ static int obj_stat(struct nfsd *d, struct obj *o)
                              : NULL;
   if (f && !stage_dirty(f)) {
     /* A copy kept after a seal: valid while its version is the head. */
-    if (hash_cmp(stage_base(f), &o->st.version) == 0)
+    if (hash_cmp(stage_base(f), &o->st.version) == 0) {
       o->cf = f;
-    else
+    } else {
+      changed(d);
       stage_drop(d->stage, f);
+    }
   } else if (f) {
     o->sf = f;
   }
@@ -622,6 +662,7 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
 static int seal_first(void *arg, struct stage_file *f)
 {
   struct nfsd *d = arg;
+  changed(d);
   if (stage_dirty(f))
     seal(d, f, NULL, false);
   else
@@ -639,6 +680,7 @@ static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_
   *fresh = false;
   if (o->sf)
     return 0;
+  changed(d);
   if (o->cf) {
     /* The copy kept after the last seal: the next write dirties it. */
     o->sf = o->cf;
@@ -690,6 +732,7 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
  */
 static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
 {
+  changed(d);
   if (!stage_dirty(f)) {
     if (!keep)
       stage_drop(d->stage, f);
@@ -811,6 +854,7 @@ static int tick_one(void *arg, struct stage_file *f)
 
 int nfsd_tick(struct nfsd *d, uint64_t now)
 {
+  changed(d);
   struct tick_arg a = {d, now, TICK_TIMERS, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -818,6 +862,7 @@ int nfsd_tick(struct nfsd *d, uint64_t now)
 
 int nfsd_flush(struct nfsd *d)
 {
+  changed(d);
   struct tick_arg a = {d, 0, TICK_DIRTY, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -825,6 +870,7 @@ int nfsd_flush(struct nfsd *d)
 
 int nfsd_seal_all(struct nfsd *d)
 {
+  changed(d);
   struct tick_arg a = {d, 0, TICK_ALL, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -852,6 +898,7 @@ static void on_new_view(void *arg, struct view *v)
 {
   struct nfsd *d = arg;
   d->view = v;
+  changed(d);
 }
 
 int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ctx,
@@ -906,6 +953,7 @@ void nfsd_free(struct nfsd *d)
   if (!d)
     return;
   fs_set_view_hook(d->fs, NULL, NULL);
+  rdc_free_all(d);
   for (int i = 0; i < RCACHE_N; i++)
     if (d->cache[i].used)
       content_close(d->cache[i].r);
@@ -961,6 +1009,7 @@ static bool time_eq(struct nfs3_time a, struct nfs3_time b)
 static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_setattr_args a;
   DEC(nfs3_dec_setattr_args, a);
   struct cred c;
@@ -1235,6 +1284,7 @@ static enum rpcsrv_status proc_read(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_write_args a;
   DEC(nfs3_dec_write_args, a);
   struct cred c;
@@ -1364,6 +1414,7 @@ static void create_reply(struct rpcsrv_call *call, struct nfsd *d, int r, struct
 static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_create_args a;
   DEC(nfs3_dec_create_args, a);
   struct cred c;
@@ -1434,6 +1485,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_mkdir_args a;
   DEC(nfs3_dec_mkdir_args, a);
   struct cred c;
@@ -1471,6 +1523,7 @@ static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_symlink_args a;
   DEC(nfs3_dec_symlink_args, a);
   struct cred c;
@@ -1518,6 +1571,7 @@ static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_mknod(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_mknod_args a;
   DEC(nfs3_dec_mknod_args, a);
   struct obj dir;
@@ -1570,6 +1624,7 @@ static int may_unlink(const struct cred *c, const struct obj *dir, const struct 
 static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_dirop_args a;
   DEC(nfs3_dec_dirop_args, a);
   struct cred c;
@@ -1638,6 +1693,7 @@ static int move_status(int r)
 static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_rename_args a;
   DEC(nfs3_dec_rename_args, a);
   struct cred c;
@@ -1759,6 +1815,7 @@ reply:
 static enum rpcsrv_status proc_link(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_link_args a;
   DEC(nfs3_dec_link_args, a);
   struct cred c;
@@ -1860,6 +1917,105 @@ static int rd_cb(void *arg, const char *name, const struct view_node *node, uint
   return rd_emit(arg, name, node, cookie);
 }
 
+static bool rdc_match(const struct rdc *c, bool plus, const struct nfs3_readdirplus_args *a,
+                      size_t max)
+{
+  return c->used && c->plus == plus && c->cookie == a->cookie && c->dircount == a->dircount &&
+         c->max == max && c->fh_len == a->dir.len && memcmp(c->fh, a->dir.data, a->dir.len) == 0;
+}
+
+static void rdc_clear(struct nfsd *d, struct rdc *c)
+{
+  if (!c->used)
+    return;
+  d->rdc_bytes -= c->len;
+  free(c->buf);
+  memset(c, 0, sizeof *c);
+}
+
+/* The cached reply for this call if it is still current, else NULL (a
+ * stale one is freed). */
+static struct rdc *rdc_find(struct nfsd *d, bool plus, const struct nfs3_readdirplus_args *a,
+                            size_t max)
+{
+  if (d->rdc_off)
+    return NULL;
+  uint64_t vchanges = view_changes(d->view);
+  for (int i = 0; i < RDC_N; i++) {
+    struct rdc *c = &d->rdc[i];
+    if (!rdc_match(c, plus, a, max))
+      continue;
+    if (c->vchanges != vchanges || c->gen != d->gen) {
+      rdc_clear(d, c);
+      return NULL;
+    }
+    c->used = ++d->rdc_clock;
+    return c;
+  }
+  return NULL;
+}
+
+/* Keeps a copy of a reply encoded at (VCHANGES, GEN); nothing when it
+ * does not fit or memory is short (the cache is only an accelerator). */
+static void rdc_store(struct nfsd *d, bool plus, const struct nfs3_readdirplus_args *a, size_t max,
+                      uint64_t vchanges, uint64_t gen, const uint8_t *p, size_t len)
+{
+  if (d->rdc_off || len > RDC_BYTES_MAX || vchanges != view_changes(d->view) || gen != d->gen)
+    return;
+  struct rdc *slot = NULL;
+  for (int i = 0; i < RDC_N; i++) {
+    struct rdc *c = &d->rdc[i];
+    if (rdc_match(c, plus, a, max) || (c->used && (c->vchanges != vchanges || c->gen != gen)))
+      rdc_clear(d, c); /* a stale one, never served again */
+    if (!slot || d->rdc[i].used < slot->used)
+      slot = &d->rdc[i];
+  }
+  rdc_clear(d, slot);
+  while (d->rdc_bytes + len > RDC_BYTES_MAX) {
+    struct rdc *old = NULL;
+    for (int i = 0; i < RDC_N; i++)
+      if (d->rdc[i].used && (!old || d->rdc[i].used < old->used))
+        old = &d->rdc[i];
+    if (!old)
+      return;
+    rdc_clear(d, old);
+  }
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf)
+    return;
+  memcpy(buf, p, len);
+  slot->buf = buf;
+  slot->len = len;
+  slot->plus = plus;
+  slot->cookie = a->cookie;
+  slot->dircount = a->dircount;
+  slot->max = max;
+  slot->fh_len = a->dir.len;
+  memcpy(slot->fh, a->dir.data, a->dir.len);
+  slot->vchanges = vchanges;
+  slot->gen = gen;
+  slot->used = ++d->rdc_clock;
+  d->rdc_bytes += len;
+  d->rdc_stats.stored++;
+}
+
+static void rdc_free_all(struct nfsd *d)
+{
+  for (int i = 0; i < RDC_N; i++)
+    rdc_clear(d, &d->rdc[i]);
+}
+
+void nfsd_rdc_enable(struct nfsd *d, bool on) { d->rdc_off = !on; }
+
+void nfsd_rdc_stats(const struct nfsd *d, struct nfsd_rdc_stats *out)
+{
+  *out = d->rdc_stats;
+  out->entries = 0;
+  for (int i = 0; i < RDC_N; i++)
+    out->entries += d->rdc[i].used != 0;
+  out->bytes = d->rdc_bytes;
+}
+
 static enum rpcsrv_status readdir_common(struct rpcsrv_call *call, bool plus)
 {
   struct nfsd *d = call->ctx;
@@ -1897,6 +2053,17 @@ static enum rpcsrv_status readdir_common(struct rpcsrv_call *call, bool plus)
   uint32_t io = call->peer && !call->peer->stream ? UDP_IO_MAX : NFS3_IO_MAX;
   size_t max = a.maxcount > io ? io : a.maxcount;
   size_t start = call->res->len;
+  struct rdc *hit = rdc_find(d, plus, &a, max);
+  if (hit) {
+    uint8_t *p = xdr_enc_reserve(call->res, hit->len);
+    if (p)
+      memcpy(p, hit->buf, hit->len);
+    d->rdc_stats.hits++;
+    return RPCSRV_OK;
+  }
+  if (!d->rdc_off)
+    d->rdc_stats.misses++;
+  uint64_t vchanges = view_changes(d->view), gen = d->gen;
   struct rd s = {.d = d, .res = call->res, .plus = plus, .max = max,
                  .dirmax = a.dircount ? a.dircount : max};
   s.used = nfs3_readdir_overhead(&dattr);
@@ -1917,6 +2084,8 @@ static enum rpcsrv_status readdir_common(struct rpcsrv_call *call, bool plus)
     return RPCSRV_OK;
   }
   nfs3_enc_readdir_end(call->res, !s.full);
+  if (xdr_enc_error(call->res) == 0)
+    rdc_store(d, plus, &a, max, vchanges, gen, call->res->buf + start, call->res->len - start);
   return RPCSRV_OK;
 }
 
@@ -2002,6 +2171,7 @@ static enum rpcsrv_status proc_pathconf(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_commit(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
+  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_commit_args a;
   DEC(nfs3_dec_commit_args, a);
   struct nfs3_commit_res res = {0};

@@ -63,6 +63,14 @@
  *    entry carrying the file's mtime (an entry has one time), so it does
  *    not move mtime.
  *  - UDP clients get 32 KiB rtmax/wtmax (a reply fits one datagram).
+ *  - READDIR/READDIRPLUS replies are cached (64 replies, 4 MiB at most,
+ *    least recently used out first): a repeat of a call (same handle,
+ *    cookie, dircount, maxcount) while nothing changed — the view's
+ *    change counter (view_changes) and the server's own, which every
+ *    write, staging change, seal and new view moves — is answered with
+ *    the bytes encoded the first time, after the same per-call checks
+ *    (handle, type, permission, cookie verifier). Byte for byte what
+ *    encoding now would give (tests/server/test_nfs3_rdcache.c).
  *
  * This header stays free of xdr/nfs3.h so tests may include it next to
  * libnfs's headers.
@@ -127,6 +135,18 @@ int nfsd_flush(struct nfsd *d);
 int nfsd_seal_all(struct nfsd *d);
 /* Files currently staged. */
 unsigned nfsd_staged(const struct nfsd *d);
+/* The READDIR(PLUS) reply cache (see above): counters since nfsd_new,
+ * and what it holds now. */
+struct nfsd_rdc_stats {
+  uint64_t hits, misses, stored;
+  unsigned entries;
+  size_t bytes;
+};
+void nfsd_rdc_stats(const struct nfsd *d, struct nfsd_rdc_stats *out);
+/* Bypasses the cache (OFF: neither consulted nor filled; what it holds
+ * stays) or uses it again; on by default. For tests comparing cached
+ * replies with freshly encoded ones. */
+void nfsd_rdc_enable(struct nfsd *d, bool on);
 /* True when the serving key may write nowhere (no key, or no grant). */
 bool nfsd_readonly(struct nfsd *d);
 

@@ -284,6 +284,7 @@ struct view {
   size_t ncounting, npending;
   size_t pending_bytes; /* memory held by pending entries (entry_cost) */
   uint64_t rseq;
+  uint64_t changes; /* view_changes(): bumped by everything that may change the state */
   uint32_t gen;
   bool need_full;
   bool bulk; /* checkpoint load: derive everything once at the end */
@@ -1238,6 +1239,7 @@ static int hash_qcmp(const void *a, const void *b);
 
 static void recompute_all(struct view *v)
 {
+  v->changes++;
   merkle_clear(v->merkle);
   v->merkle_defer = true;
   v->ncounting = 0;
@@ -1319,11 +1321,14 @@ int view_set_incomplete(struct view *v, const hash_t *id, bool incomplete)
   struct ventry *e = find_entry(v, id);
   if (!e)
     return -ENOENT;
+  v->changes++;
   e->incomplete = incomplete;
   if (e->obj && e->obj->type != VIEW_DIR)
     e->obj->listing_stale = true; /* nothing cached depends on it otherwise */
   return 0;
 }
+
+uint64_t view_changes(const struct view *v) { return v->changes; }
 
 void view_set_listener(struct view *v, view_listener_fn fn, void *arg)
 {
@@ -1513,6 +1518,7 @@ int view_apply(struct view *v, const struct entry *in)
   struct ventry *old = find_entry(v, &in->id);
   if (old)
     return VIEW_DUPLICATE;
+  v->changes++;
   if (in->action == ENTRY_MKDIR && hash_is_zero(&in->dir))
     return -BFS_EKIND; /* a second root */
   if (!shape_ok(in))

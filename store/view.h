@@ -200,6 +200,12 @@ int view_set_incomplete(struct view *v, const hash_t *id, bool incomplete);
  * for tests and for repair after an allocation failure. */
 void view_recompute(struct view *v);
 
+/* A counter that moves whenever the state may have changed (every
+ * view_apply() of a new entry, view_set_incomplete(), view_recompute()):
+ * equal values mean every query answers as before, so callers may cache
+ * what they derived from the view (server/nfs3.c's READDIR replies). */
+uint64_t view_changes(const struct view *v);
+
 /* Numbers of stored entries: counting, pending (both kinds). */
 size_t view_count(const struct view *v);
 size_t view_pending(const struct view *v);
