@@ -40,9 +40,12 @@
 /* Encoded READDIR/READDIRPLUS replies kept for repeats on an unchanged
  * filesystem (a client polling a directory, `ls -l` in a loop): at most
  * RDC_N of them and RDC_BYTES_MAX bytes in all, least recently used
- * evicted first. Memory is bounded by RDC_BYTES_MAX (plus the slots). */
-#define RDC_N 64
-#define RDC_BYTES_MAX (4u << 20)
+ * evicted first. Memory is bounded by RDC_BYTES_MAX (plus the slots).
+ * The count must exceed the directories a client lists in turn: LRU serves
+ * a round-robin over more directories than slots with no hit at all (64
+ * slots never hit bench_nfs's 100 directories). */
+#define RDC_N 256
+#define RDC_BYTES_MAX (8u << 20)
 
 struct rcache {
   hash_t content;          /* the content entry read */

@@ -63,7 +63,7 @@
  *    entry carrying the file's mtime (an entry has one time), so it does
  *    not move mtime.
  *  - UDP clients get 32 KiB rtmax/wtmax (a reply fits one datagram).
- *  - READDIR/READDIRPLUS replies are cached (64 replies, 4 MiB at most,
+ *  - READDIR/READDIRPLUS replies are cached (256 replies, 8 MiB at most,
  *    least recently used out first): a repeat of a call (same handle,
  *    cookie, dircount, maxcount) while nothing changed — the view's
  *    change counter (view_changes) and the server's own, which every
