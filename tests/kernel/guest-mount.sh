@@ -1,5 +1,5 @@
 # guest-mount.sh — test_mount's guest half (after guest-lib.sh). Booted with
-# knc.sh --no-mount --bin basefs [--bin mount.nfs]: basefs runs IN the guest,
+# knc.sh --no-mount --bin basefs --bin mount.nfs: basefs runs IN the guest,
 # whose kernel has the NFS client, against a filesystem in the guest's
 # tmpfs HOME.
 #  1. `basefs mount t /mnt/x` (serves in a child, mounts with the kernel
@@ -9,8 +9,8 @@
 #     store (offline CLI).
 #  2. `basefs serve t --portmap`: mounts that give no port at all — the
 #     kernel (addr=127.0.0.1, no helper) and mount.nfs (the plain
-#     `mount -t nfs -o vers=3,nolock localhost:/basefs DIR`, when the host
-#     had mount.nfs to copy) ask PMAP GETPORT on port 111.
+#     `mount -t nfs -o vers=3,nolock localhost:/basefs DIR`) ask PMAP
+#     GETPORT on port 111.
 # A basefs log with a sanitizer report fails the test.
 X=/mnt/x
 Y=/mnt/y
@@ -145,20 +145,16 @@ ok "kernel mount with no port options (PMAP GETPORT on 111)"
 
 # The plain command line, through mount.nfs (busybox mount runs the helper
 # once the kernel refused options without addr=).
-if [ -x /bin/mount.nfs ]; then
-  timeout 60 mount -t nfs -o vers=3,nolock localhost:/basefs $Y ||
-    fail "mount -t nfs -o vers=3,nolock localhost:/basefs (mount.nfs, port mapper)"
-  grep " $Y nfs " /proc/mounts | sed 's/^/mounts: /'
-  eq "read through mount.nfs's mount" "$(cat $Y/pm-kernel)" "via the kernel and the port mapper"
-  dd if=/dev/urandom of=/tmp/pm bs=64k count=16 2>/dev/null
-  cp /tmp/pm $Y/pm-helper
-  sync
-  eq "CLI sha256 of a 1 MiB file written through it" "$(cli_sha /pm-helper)" "$(sha /tmp/pm)"
-  umount $Y || fail "umount $Y"
-  ok "mount -t nfs -o vers=3,nolock localhost:/basefs (mount.nfs, port mapper)"
-else
-  mark no-mount-nfs
-fi
+timeout 60 mount -t nfs -o vers=3,nolock localhost:/basefs $Y ||
+  fail "mount -t nfs -o vers=3,nolock localhost:/basefs (mount.nfs, port mapper)"
+grep " $Y nfs " /proc/mounts | sed 's/^/mounts: /'
+eq "read through mount.nfs's mount" "$(cat $Y/pm-kernel)" "via the kernel and the port mapper"
+dd if=/dev/urandom of=/tmp/pm bs=64k count=16 2>/dev/null
+cp /tmp/pm $Y/pm-helper
+sync
+eq "CLI sha256 of a 1 MiB file written through it" "$(cli_sha /pm-helper)" "$(sha /tmp/pm)"
+umount $Y || fail "umount $Y"
+ok "mount -t nfs -o vers=3,nolock localhost:/basefs (mount.nfs, port mapper)"
 
 kill -INT $spid
 rc=0; wait $spid || rc=$?

@@ -168,14 +168,13 @@ make_many() {
 
 # guest_start_local GUEST_SCRIPT [ARG...]: like guest_start, but with no
 # server on the host and nothing mounted: the guest gets $B (as `basefs`)
-# and the host's mount.nfs if it has one (knc.sh --no-mount --bin) and runs
-# basefs itself.
+# and the host's mount.nfs (knc.sh --no-mount --bin) and runs basefs itself.
 guest_start_local() {
-  local script=$1 bins=(--bin "$T/bin/basefs") m; shift
+  local script=$1 m; shift
   mkdir -p "$T/bin" && ln -sf "$(realpath "$B")" "$T/bin/basefs" # knc.sh keeps the name
-  for m in /usr/sbin/mount.nfs /sbin/mount.nfs; do
-    if [[ -x $m ]]; then bins+=(--bin "$m"); break; fi
-  done
+  m=$(command -v mount.nfs || PATH=/usr/sbin:/sbin command -v mount.nfs) ||
+    fail "no mount.nfs to copy into the guest (Debian: nfs-common)"
+  local bins=(--bin "$T/bin/basefs" --bin "$m")
   cat "$here/guest-lib.sh" "$script" > "$T/guest.sh"
   : > "$T/out"
   "$here/knc.sh" --no-mount "${bins[@]}" --timeout "${KNC_TIMEOUT:-240}" --out "$T/out" \

@@ -16,7 +16,4 @@ guest_start_local "$here/guest-mount.sh"
 wait_mark mount-done 220
 guest_wait
 grep '^ok \|^without a port mapper' "$T/out" | sed "s/^/$knc_name: guest: /"
-if grep -qx "@@ no-mount-nfs" "$T/out"; then
-  note "no mount.nfs on this host to copy into the guest: the plain mount line was not tried"
-fi
 note "ok in $(elapsed) s"
