@@ -97,10 +97,25 @@ struct nfsd {
 
 /* ---- small helpers ---- */
 
-/* Something (staged data, a seal, a new view) may have changed what any
- * reply shows: cached READDIR replies are stale. Every mutating path calls
- * it; view changes are counted by the view itself (view_changes). */
+/* Something outside the view (staged data, a seal, a new view) may have
+ * changed what a reply shows: cached READDIR replies are stale. Every path
+ * that changes staging calls it; entries are counted by the view itself
+ * (view_changes), so the procedures that only submit entries need not. */
 static void changed(struct nfsd *d) { d->gen++; }
+
+/* Staged writes and truncates change a file's size and mtime. */
+static int staged_write(struct nfsd *d, struct stage_file *f, uint64_t off, const void *data,
+                        size_t len, bool sync, uint64_t now)
+{
+  changed(d);
+  return stage_write(d->stage, f, off, data, len, sync, now);
+}
+
+static int staged_truncate(struct nfsd *d, struct stage_file *f, uint64_t size, uint64_t now)
+{
+  changed(d);
+  return stage_truncate(d->stage, f, size, now);
+}
 static void rdc_free_all(struct nfsd *d);
 
 static uint64_t now_ns(void)
@@ -857,7 +872,6 @@ static int tick_one(void *arg, struct stage_file *f)
 
 int nfsd_tick(struct nfsd *d, uint64_t now)
 {
-  changed(d);
   struct tick_arg a = {d, now, TICK_TIMERS, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -865,7 +879,6 @@ int nfsd_tick(struct nfsd *d, uint64_t now)
 
 int nfsd_flush(struct nfsd *d)
 {
-  changed(d);
   struct tick_arg a = {d, 0, TICK_DIRTY, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -873,7 +886,6 @@ int nfsd_flush(struct nfsd *d)
 
 int nfsd_seal_all(struct nfsd *d)
 {
-  changed(d);
   struct tick_arg a = {d, 0, TICK_ALL, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -1012,7 +1024,6 @@ static bool time_eq(struct nfs3_time a, struct nfs3_time b)
 static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_setattr_args a;
   DEC(nfs3_dec_setattr_args, a);
   struct cred c;
@@ -1088,7 +1099,7 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
   if (set_size) {
     /* A truncate is a new content: stage, cut, seal with the attributes. */
     if ((r = obj_stage_upto(d, &o, s->size)) == 0 &&
-        (r = stage_truncate(d->stage, o.sf, s->size, now)) == 0) {
+        (r = staged_truncate(d, o.sf, s->size, now)) == 0) {
       if (!m.set_mtime) {
         m.set_mtime = true;
         m.mtime_ns = now;
@@ -1287,7 +1298,6 @@ static enum rpcsrv_status proc_read(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_write_args a;
   DEC(nfs3_dec_write_args, a);
   struct cred c;
@@ -1312,8 +1322,8 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
       uint64_t base_size = o.st.size;
       r = obj_stage_skip(d, &o, UINT64_MAX, a.offset, a.offset + a.data.len, &fresh);
       if (r == 0)
-        r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len,
-                        a.stable != NFS3_UNSTABLE, now_ns());
+        r = staged_write(d, o.sf, a.offset, a.data.data, a.data.len,
+                         a.stable != NFS3_UNSTABLE, now_ns());
       if (r < 0 && fresh && o.sf && a.offset < base_size && a.data.len > 0) {
         /* Its copy left out what this write should have put there. */
         stage_drop(d->stage, o.sf);
@@ -1417,7 +1427,6 @@ static void create_reply(struct rpcsrv_call *call, struct nfsd *d, int r, struct
 static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_create_args a;
   DEC(nfs3_dec_create_args, a);
   struct cred c;
@@ -1451,7 +1460,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
         r = -EACCES;
       if (r == 0 && (a.attr.size != o.st.size || o.sf) &&
           (r = obj_stage_upto(d, &o, a.attr.size)) == 0 &&
-          (r = stage_truncate(d->stage, o.sf, a.attr.size, now_ns())) == 0)
+          (r = staged_truncate(d, o.sf, a.attr.size, now_ns())) == 0)
         r = obj_seal(d, &o, NULL);
     }
     create_reply(call, d, r, &dir, &before, &n);
@@ -1488,7 +1497,6 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_mkdir_args a;
   DEC(nfs3_dec_mkdir_args, a);
   struct cred c;
@@ -1526,7 +1534,6 @@ static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_symlink_args a;
   DEC(nfs3_dec_symlink_args, a);
   struct cred c;
@@ -1574,7 +1581,6 @@ static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_mknod(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_mknod_args a;
   DEC(nfs3_dec_mknod_args, a);
   struct obj dir;
@@ -1627,7 +1633,6 @@ static int may_unlink(const struct cred *c, const struct obj *dir, const struct 
 static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_dirop_args a;
   DEC(nfs3_dec_dirop_args, a);
   struct cred c;
@@ -1696,7 +1701,6 @@ static int move_status(int r)
 static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_rename_args a;
   DEC(nfs3_dec_rename_args, a);
   struct cred c;
@@ -1818,7 +1822,6 @@ reply:
 static enum rpcsrv_status proc_link(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_link_args a;
   DEC(nfs3_dec_link_args, a);
   struct cred c;
@@ -2174,7 +2177,6 @@ static enum rpcsrv_status proc_pathconf(struct rpcsrv_call *call)
 static enum rpcsrv_status proc_commit(struct rpcsrv_call *call)
 {
   struct nfsd *d = call->ctx;
-  changed(d); /* cached READDIR replies: see struct rdc */
   struct nfs3_commit_args a;
   DEC(nfs3_dec_commit_args, a);
   struct nfs3_commit_res res = {0};
