@@ -91,6 +91,15 @@ struct key *cli_load_key(const struct cli_args *args);
 int cli_fail(int err, const char *what);
 /* Like cli_fail(), but prints REASON (when set) instead of the error's text. */
 int cli_fail_reason(int err, const char *what, const char *reason);
+/*
+ * The shape of every command that signs one change: loads the key
+ * (ARGS->key), opens filesystem ARGS->pos[0] for writing, runs
+ * WRITE(fs, key, ARGS, CTX, &reason), reports its failure against WHAT (with
+ * the filesystem's reason) and closes. Returns the exit status.
+ */
+typedef int (*cli_write_fn)(struct fs *fs, const struct key *key, const struct cli_args *args,
+                            void *ctx, const char **reason);
+int cli_write(const struct cli_args *args, const char *what, cli_write_fn write, void *ctx);
 /* Formats a time in ns since the epoch as UTC "YYYY-MM-DDTHH:MM:SSZ". */
 void cli_format_time(uint64_t ns, char out[32]);
 /* Prints an error and returns true unless PATH is absolute (paths in a filesystem start with /). */

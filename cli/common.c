@@ -283,6 +283,25 @@ struct key *cli_load_key(const struct cli_args *args)
   return key;
 }
 
+int cli_write(const struct cli_args *args, const char *what, cli_write_fn write, void *ctx)
+{
+  struct key *key = cli_load_key(args);
+  if (!key)
+    return 1;
+  struct fs *fs = cli_open_fs(args->pos[0], true);
+  if (!fs) {
+    key_free(key);
+    return 1;
+  }
+  const char *reason = NULL;
+  int r = write(fs, key, args, ctx, &reason);
+  key_free(key);
+  int status = r < 0 ? cli_fail_reason(r, what, reason) : 0;
+  if (cli_close_fs(fs))
+    status = 1;
+  return status;
+}
+
 int cli_fail_reason(int err, const char *what, const char *reason)
 {
   if (!reason || !*reason)

@@ -20,6 +20,18 @@ static void default_name(const char *file, char *out, size_t cap)
     out[n - 4] = '\0';
 }
 
+struct grantee {
+  const uint8_t *pub;
+  const char *name;
+};
+
+static int write_grant(struct fs *fs, const struct key *key, const struct cli_args *a, void *ctx,
+                       const char **reason)
+{
+  const struct grantee *g = ctx;
+  return fs_grant(fs, key, a->pos[1], g->pub, g->name, reason);
+}
+
 static int run_grant(int argc, char **argv)
 {
   struct cli_args a;
@@ -40,21 +52,8 @@ static int run_grant(int argc, char **argv)
     default_name(a.pos[2], name, sizeof name);
   if (!entry_name_valid(name, strlen(name)))
     return cli_error("'%s' is not a valid key name (1..255 bytes, no '/')", name);
-  struct key *key = cli_load_key(&a);
-  if (!key)
-    return 1;
-  struct fs *fs = cli_open_fs(a.pos[0], true);
-  if (!fs) {
-    key_free(key);
-    return 1;
-  }
-  const char *reason = NULL;
-  r = fs_grant(fs, key, a.pos[1], pub, name, &reason);
-  key_free(key);
-  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
-  if (cli_close_fs(fs))
-    status = 1;
-  return status;
+struct grantee g = {pub, name};
+  return cli_write(&a, a.pos[1], write_grant, &g);
 }
 
 CLI_COMMAND(grant, "grant",

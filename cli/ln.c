@@ -7,6 +7,13 @@
 #include "store/fs.h"
 #include "store/key.h"
 
+static int write_ln(struct fs *fs, const struct key *key, const struct cli_args *a, void *ctx,
+                    const char **reason)
+{
+  (void)ctx;
+  return fs_symlink(fs, key, a->pos[1], a->pos[2], reason);
+}
+
 static int run_ln(int argc, char **argv)
 {
   struct cli_args a;
@@ -15,21 +22,7 @@ static int run_ln(int argc, char **argv)
     return 1;
   if (!a.symbolic)
     return cli_error("only symbolic links are supported: use ln -s");
-  struct key *key = cli_load_key(&a);
-  if (!key)
-    return 1;
-  struct fs *fs = cli_open_fs(a.pos[0], true);
-  if (!fs) {
-    key_free(key);
-    return 1;
-  }
-  const char *reason = NULL;
-  int r = fs_symlink(fs, key, a.pos[1], a.pos[2], &reason);
-  key_free(key);
-  int status = r < 0 ? cli_fail_reason(r, a.pos[2], reason) : 0;
-  if (cli_close_fs(fs))
-    status = 1;
-  return status;
+  return cli_write(&a, a.pos[2], write_ln, NULL);
 }
 
 CLI_COMMAND(ln, "ln", "ln -s [--key FILE] NAME TARGET LINKPATH", "make a symbolic link", run_ln)

@@ -43,6 +43,20 @@ static int read_all(int fd, uint8_t **out, size_t *len)
   return 0;
 }
 
+struct input {
+  bool from_file; /* stream standard input itself */
+  const uint8_t *data;
+  size_t len;
+};
+
+static int write_put(struct fs *fs, const struct key *key, const struct cli_args *a, void *ctx,
+                     const char **reason)
+{
+  const struct input *in = ctx;
+  return in->from_file ? fs_put_fd(fs, key, a->pos[1], 0, reason)
+                       : fs_put(fs, key, a->pos[1], in->data, in->len, reason);
+}
+
 static int run_put(int argc, char **argv)
 {
   struct cli_args a;
@@ -57,25 +71,9 @@ static int run_put(int argc, char **argv)
   int r = from_file ? 0 : read_all(0, &data, &len);
   if (r < 0)
     return cli_fail(r, "cannot read standard input");
-  struct key *key = cli_load_key(&a);
-  if (!key) {
-    free(data);
-    return 1;
-  }
-  struct fs *fs = cli_open_fs(a.pos[0], true);
-  if (!fs) {
-    key_free(key);
-    free(data);
-    return 1;
-  }
-  const char *reason = NULL;
-  r = from_file ? fs_put_fd(fs, key, a.pos[1], 0, &reason)
-                : fs_put(fs, key, a.pos[1], data, len, &reason);
+  struct input in = {from_file, data, len};
+  int status = cli_write(&a, a.pos[1], write_put, &in);
   free(data);
-  key_free(key);
-  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
-  if (cli_close_fs(fs))
-    status = 1;
   return status;
 }
 

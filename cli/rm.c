@@ -7,6 +7,13 @@
 #include "store/fs.h"
 #include "store/key.h"
 
+static int write_rm(struct fs *fs, const struct key *key, const struct cli_args *a, void *ctx,
+                    const char **reason)
+{
+  (void)ctx;
+  return fs_rm(fs, key, a->pos[1], a->recursive, reason);
+}
+
 static int run_rm(int argc, char **argv)
 {
   struct cli_args a;
@@ -14,21 +21,7 @@ static int run_rm(int argc, char **argv)
   if (cli_bad_path(a.pos[1]))
     return 1;
 
-  struct key *key = cli_load_key(&a);
-  if (!key)
-    return 1;
-  struct fs *fs = cli_open_fs(a.pos[0], true);
-  if (!fs) {
-    key_free(key);
-    return 1;
-  }
-  const char *reason = NULL;
-  int r = fs_rm(fs, key, a.pos[1], a.recursive, &reason);
-  key_free(key);
-  int status = r < 0 ? cli_fail_reason(r, a.pos[1], reason) : 0;
-  if (cli_close_fs(fs))
-    status = 1;
-  return status;
+  return cli_write(&a, a.pos[1], write_rm, NULL);
 }
 
 CLI_COMMAND(rm, "rm", "rm [-r] [--key FILE] NAME PATH", "remove a file, a link or (with -r) a directory tree", run_rm)
