@@ -1369,6 +1369,29 @@ static int create_check(struct nfsd *d, const struct cred *c, struct obj *dir,
   return 0;
 }
 
+/* A new entry of ACTION for NAME in DIR; NULL when memory is short. */
+static struct entry *entry_in(uint8_t action, const struct obj *dir, const char *name)
+{
+  struct entry *e = entry_new(action);
+  if (e) {
+    e->dir = dir->node.id;
+    entry_set_name(e, name);
+  }
+  return e;
+}
+
+/* Every create's opening: loads the directory of WHERE (its pre-op
+ * attributes into *BEFORE, for the reply) and checks the new name. */
+static int create_open(struct nfsd *d, const struct cred *c, const struct nfs3_dirop *where,
+                       struct obj *dir, struct nfs3_pre_attr *before, char name[NFS3_NAME_MAX + 1])
+{
+  int r = obj_load(d, &where->dir, dir);
+  if (r < 0)
+    return r;
+  *before = pre_of(dir);
+  return create_check(d, c, dir, &where->name, name);
+}
+
 /* Owner, group and mode of something new created by C. */
 static void new_attrs(const struct cred *c, const struct obj *dir, const struct nfs3_sattr *s,
                       uint32_t dflt_mode, struct entry *e)
@@ -1435,11 +1458,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
   struct nfs3_pre_attr before = {0};
   struct view_node n;
   char name[NFS3_NAME_MAX + 1];
-  int r = obj_load(d, &a.where.dir, &dir);
-  if (r == 0) {
-    before = pre_of(&dir);
-    r = create_check(d, &c, &dir, &a.where.name, name);
-  }
+  int r = create_open(d, &c, &a.where, &dir, &before, name);
   if (r == -EEXIST && a.mode != NFS3_GUARDED && dir.st.type == VIEW_DIR &&
       view_lookup(d->view, &dir.node, name, &n, NULL) == 0) {
     /* The name exists: UNCHECKED opens it (truncating if asked), EXCLUSIVE
@@ -1467,12 +1486,10 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
     return RPCSRV_OK;
   }
   if (r == 0) {
-    struct entry *e = entry_new(ENTRY_WRITE);
+    struct entry *e = entry_in(ENTRY_WRITE, &dir, name);
     if (!e) {
       r = -ENOMEM;
     } else {
-      e->dir = dir.node.id;
-      entry_set_name(e, name);
       if (a.mode == NFS3_EXCLUSIVE) {
         new_attrs(&c, &dir, NULL, 0644, e);
         e->mtime_ns = verf_mtime(e->mtime_ns, a.verf);
@@ -1505,18 +1522,12 @@ static enum rpcsrv_status proc_mkdir(struct rpcsrv_call *call)
   struct nfs3_pre_attr before = {0};
   struct view_node n;
   char name[NFS3_NAME_MAX + 1];
-  int r = obj_load(d, &a.where.dir, &dir);
+  int r = create_open(d, &c, &a.where, &dir, &before, name);
   if (r == 0) {
-    before = pre_of(&dir);
-    r = create_check(d, &c, &dir, &a.where.name, name);
-  }
-  if (r == 0) {
-    struct entry *e = entry_new(ENTRY_MKDIR);
+    struct entry *e = entry_in(ENTRY_MKDIR, &dir, name);
     if (!e) {
       r = -ENOMEM;
     } else {
-      e->dir = dir.node.id;
-      entry_set_name(e, name);
       new_attrs(&c, &dir, &a.attr, 0755, e);
       if (dir.st.mode & 02000)
         e->mode |= 02000;
@@ -1542,22 +1553,16 @@ static enum rpcsrv_status proc_symlink(struct rpcsrv_call *call)
   struct nfs3_pre_attr before = {0};
   struct view_node n;
   char name[NFS3_NAME_MAX + 1];
-  int r = obj_load(d, &a.where.dir, &dir);
-  if (r == 0) {
-    before = pre_of(&dir);
-    r = create_check(d, &c, &dir, &a.where.name, name);
-  }
+  int r = create_open(d, &c, &a.where, &dir, &before, name);
   if (r == 0 && a.target.len > NFS3_PATH_MAX)
     r = -ENAMETOOLONG;
   else if (r == 0 && (a.target.len == 0 || memchr(a.target.data, '\0', a.target.len)))
     r = -EINVAL;
   if (r == 0) {
-    struct entry *e = entry_new(ENTRY_SLINK);
+    struct entry *e = entry_in(ENTRY_SLINK, &dir, name);
     if (!e) {
       r = -ENOMEM;
     } else {
-      e->dir = dir.node.id;
-      entry_set_name(e, name);
       new_attrs(&c, &dir, NULL, 0777, e);
       e->size = a.target.len;
       if (a.target.len > content_room(e)) {
@@ -1846,13 +1851,11 @@ static enum rpcsrv_status proc_link(struct rpcsrv_call *call)
   if (r == 0)
     r = move_status(view_check_move(d->view, &d->fp, &o.node, &dir.node));
   if (r == 0) {
-    struct entry *e = entry_new(ENTRY_LINK);
+    struct entry *e = entry_in(ENTRY_LINK, &dir, name);
     if (!e)
       r = -ENOMEM;
     else {
-      e->dir = dir.node.id;
       e->target = o.node.id;
-      entry_set_name(e, name);
       r = submit_commit(d, e);
       free(e);
     }
