@@ -39,7 +39,10 @@ static unsigned ceil_log2(size_t v)
 }
 
 /* One compression context per thread, reset for each frame: creating one
- * costs more than compressing a 4 KiB file (a seal tries up to four frames). */
+ * costs more than compressing a 4 KiB file (a seal tries up to four frames).
+ * Not blocks.c's per-thread context: sharing it corrupted memory in the
+ * tests (a seal's frame and a block store on one thread), so each module
+ * keeps its own. */
 static pthread_key_t cctx_key;
 static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
 
