@@ -1,11 +1,15 @@
 /*
- * Keys: ECDSA P-256 through mbedTLS 2.28.
+ * Keys: ECDSA P-256. Signing runs on store/p256.c (a constant-time
+ * fixed-base multiplication kG and scalar arithmetic mod n, several times
+ * faster than mbedTLS's generic bignums); files, public points and
+ * verification go through mbedTLS 2.28. If p256's self-check fails at first
+ * use (p256_init() != 0), every signing step takes the mbedTLS path instead.
  *
- * Signing is deterministic (RFC 6979, mbedtls_ecdsa_sign_det_ext): the nonce
- * comes from the key and the digest, so a weak RNG can never leak the private
- * key. The RNG (getrandom) only blinds the scalar multiplication against side
- * channels. A process that starts the nonce pool (key_presign_start(), see
- * "Precomputed nonces" below) signs with random nonces from getrandom instead.
+ * Signing is deterministic (RFC 6979): the nonce comes from the key and the
+ * digest, so a weak RNG can never leak the private key; the result is byte
+ * for byte mbedtls_ecdsa_sign_det_ext()'s (see sign_det_p256()). A process
+ * that starts the nonce pool (key_presign_start(), see "Precomputed nonces"
+ * below) signs with random nonces from getrandom instead.
  *
  * Signing and verification are lock-free and keep their curve tables per
  * thread (see key_sign() and "Per-thread verification state" below).
@@ -29,10 +33,13 @@
 
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/hmac_drbg.h>
+#include <mbedtls/md.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 
 #include "store/error.h"
+#include "store/p256.h"
 
 #define PRIVATE_HEADER "# basefs private key, format 1 (ECDSA P-256, SEC1 PEM). Keep it secret.\n"
 #define PUBLIC_HEADER "# basefs public key, format 1 (ECDSA P-256, SubjectPublicKeyInfo PEM)\n"
@@ -42,8 +49,12 @@
 
 struct key {
   mbedtls_ecp_keypair kp;
+  uint8_t d[32]; /* kp.d, big-endian: what p256 signs with */
   uint8_t pub[KEY_PUBLIC_SIZE];
 };
+
+/* p256 is usable: its table is built and passed its self-check. */
+static bool p256_ok(void) { return p256_init() == 0; }
 
 static int rng(void *ctx, unsigned char *buf, size_t len)
 {
@@ -90,13 +101,36 @@ static int key_export_public(struct key *key)
   return 0;
 }
 
+/*
+ * From key->kp.d (already checked to be in [1, n-1]): key->d, and the public
+ * point kp.Q = d G and key->pub. p256 makes Q in ~0.05 ms where
+ * mbedtls_ecp_mul takes ~0.35 ms.
+ */
+static int key_set_public(struct key *key)
+{
+  if (mbedtls_mpi_write_binary(&key->kp.d, key->d, sizeof key->d) != 0)
+    return -BFS_EKEY;
+  if (p256_ok()) {
+    uint8_t pub[KEY_PUBLIC_SIZE];
+    pub[0] = 0x04;
+    if (p256_base_mul(key->d, pub + 1, pub + 33) != 0 ||
+        mbedtls_ecp_point_read_binary(&key->kp.grp, &key->kp.Q, pub, sizeof pub) != 0)
+      return -BFS_EKEY;
+  } else if (mbedtls_ecp_mul(&key->kp.grp, &key->kp.Q, &key->kp.d, &key->kp.grp.G, rng, NULL) != 0) {
+    return -BFS_EKEY;
+  }
+  return key_export_public(key);
+}
+
 int key_generate(struct key **out)
 {
   *out = NULL;
   struct key *k = key_alloc();
   if (!k)
     return -ENOMEM;
-  if (mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, &k->kp, rng, NULL) != 0 || key_export_public(k) < 0) {
+  /* mbedtls_ecp_gen_key() is these two steps with mbedtls_ecp_mul for Q. */
+  if (mbedtls_ecp_group_load(&k->kp.grp, MBEDTLS_ECP_DP_SECP256R1) != 0 ||
+      mbedtls_ecp_gen_privkey(&k->kp.grp, &k->kp.d, rng, NULL) != 0 || key_set_public(k) < 0) {
     key_free(k);
     return -EIO;
   }
@@ -115,6 +149,7 @@ int key_dup(const struct key *key, struct key **out)
     key_free(k);
     return -ENOMEM;
   }
+  memcpy(k->d, key->d, sizeof k->d);
   memcpy(k->pub, key->pub, KEY_PUBLIC_SIZE);
   *out = k;
   return 0;
@@ -379,11 +414,9 @@ int key_load(const char *path, struct key **out)
       mbedtls_ecp_check_privkey(&k->kp.grp, &k->kp.d) != 0)
     goto out;
   /* Recompute Q = d*G: a file whose stored public half disagrees is refused. */
-  if (mbedtls_ecp_mul(&k->kp.grp, &k->kp.Q, &k->kp.d, &k->kp.grp.G, rng, NULL) != 0)
+  if (key_set_public(k) < 0)
     goto out;
   if (mbedtls_ecp_point_cmp(&k->kp.Q, &ec->Q) != 0)
-    goto out;
-  if (key_export_public(k) < 0)
     goto out;
   *out = k;
   k = NULL;
@@ -618,26 +651,26 @@ out:
  * Precomputed nonces.
  *
  * An ECDSA signature is r = x(kG) mod n and s = k^-1 (e + r d) mod n for a
- * nonce k. The scalar multiplication kG is nearly all of the cost, and it
- * depends on neither the key nor the message, so a background thread
- * computes it ahead of time and keeps, per nonce:
+ * nonce k. The scalar multiplication kG and the inverse of k are nearly all
+ * of the cost, and they depend on neither the key nor the message, so a
+ * background thread computes them ahead of time and keeps, per nonce:
  *
- *   r       x(kG) mod n, never 0;
- *   t       a random blinding factor in [1, n-1];
- *   kt_inv  (k t)^-1 mod n.
+ *   r     x(kG) mod n, never 0;
+ *   kinv  k^-1 mod n.
  *
- * Signing then costs a few bignum products: s = kt_inv * (t e + (t r) d)
- * = t (e + r d) / (k t) = (e + r d) / k (mod n). As in mbedTLS's own
- * ecdsa_sign, the inversion works on k t, not on k, so its timing says
- * nothing about k; and here the private scalar d is only ever multiplied by
- * t r, a value unknown to an observer.
+ * Signing then costs two products mod n: s = kinv (e + r d). With p256
+ * (p256_ecdsa_nonce(), p256_ecdsa_s()) all of it is constant time. On the
+ * mbedTLS fallback, kinv is computed as t (k t)^-1 with a random t, as in
+ * mbedTLS's own ecdsa_sign, so the variable-time inversion says nothing
+ * about k, and s is computed as mbedTLS's ecdsa_sign does (r d, + e, * kinv).
  *
  * A nonce is as secret as the private key (k and one signature give d) and
  * must never serve twice (two signatures with one k give d). So: k is
- * uniform in [1, n-1] from getrandom (mbedtls_mpi_random, rejection
- * sampling), R = kG is computed on the refill thread's own group (mbedTLS
- * caches G's comb table inside the group: no group is ever shared between
- * threads), a nonce leaves the pool under the mutex, so exactly one signer
+ * uniform in [1, n-1] from getrandom (rejection sampling), R = kG is
+ * computed by p256 (read-only shared table) or, on the fallback, on the
+ * refill thread's own group (mbedTLS caches G's comb table inside the
+ * group: no group is ever shared between threads), a nonce leaves the pool
+ * under the mutex, so exactly one signer
  * gets it, and is wiped right after use; the pool is wiped at stop. After
  * fork() the child must not sign with the parent's nonces (the parent may use
  * the same ones): a pthread_atfork child handler wipes the child's copy and
@@ -650,8 +683,7 @@ out:
  */
 struct nonce {
   uint8_t r[32];
-  uint8_t t[32];
-  uint8_t kt_inv[32];
+  uint8_t kinv[32];
 };
 
 #define PRESIGN_MAX 65536
@@ -720,8 +752,21 @@ static void pool_init_once(void)
   pool_once_rc = pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0 ? 0 : -ENOMEM;
 }
 
-/* One fresh nonce computed on GRP (the caller's own group). */
-static int make_nonce(mbedtls_ecp_group *grp, struct nonce *out)
+/* A uniform scalar K in [1, n-1] from getrandom (rejection sampling: a
+ * 256-bit draw is >= n with probability ~2^-32). */
+static int random_scalar(uint8_t k[32])
+{
+  for (int tries = 0; tries < NONCE_TRIES; tries++) {
+    if (rng(NULL, k, 32) != 0)
+      return -EIO;
+    if (p256_scalar_check(k) == 0)
+      return 0;
+  }
+  return -EIO;
+}
+
+/* The mbedTLS fallback of make_nonce(), on GRP (the caller's own group). */
+static int make_nonce_mbedtls(mbedtls_ecp_group *grp, struct nonce *out)
 {
   mbedtls_mpi k, t, kt, r;
   mbedtls_ecp_point R;
@@ -740,11 +785,12 @@ static int make_nonce(mbedtls_ecp_group *grp, struct nonce *out)
         mbedtls_ecp_mul(grp, &R, &k, &grp->G, rng, NULL) != 0 || mbedtls_mpi_mod_mpi(&r, &R.X, &grp->N) != 0)
       goto out;
   } while (mbedtls_mpi_cmp_int(&r, 0) == 0);
+  /* kinv = t (k t)^-1: the inversion sees only k t. */
   if (mbedtls_mpi_random(&t, 1, &grp->N, rng, NULL) != 0 || mbedtls_mpi_mul_mpi(&kt, &k, &t) != 0 ||
-      mbedtls_mpi_mod_mpi(&kt, &kt, &grp->N) != 0 || mbedtls_mpi_inv_mod(&kt, &kt, &grp->N) != 0)
+      mbedtls_mpi_mod_mpi(&kt, &kt, &grp->N) != 0 || mbedtls_mpi_inv_mod(&kt, &kt, &grp->N) != 0 ||
+      mbedtls_mpi_mul_mpi(&kt, &kt, &t) != 0 || mbedtls_mpi_mod_mpi(&kt, &kt, &grp->N) != 0)
     goto out;
-  if (mbedtls_mpi_write_binary(&r, out->r, 32) == 0 && mbedtls_mpi_write_binary(&t, out->t, 32) == 0 &&
-      mbedtls_mpi_write_binary(&kt, out->kt_inv, 32) == 0)
+  if (mbedtls_mpi_write_binary(&r, out->r, 32) == 0 && mbedtls_mpi_write_binary(&kt, out->kinv, 32) == 0)
     rc = 0;
 out:
   mbedtls_mpi_free(&k); /* mbedtls_mpi_free zeroizes */
@@ -757,12 +803,35 @@ out:
   return rc;
 }
 
+/* One fresh nonce: by p256 (~0.05 ms), else by mbedTLS on GRP. */
+static int make_nonce(mbedtls_ecp_group *grp, struct nonce *out)
+{
+  if (!p256_ok())
+    return make_nonce_mbedtls(grp, out);
+  uint8_t k[32];
+  int rc = -EIO;
+  /* r == 0 (-EAGAIN) has probability ~2^-256: a few tries, not forever. */
+  for (int tries = 0; tries < NONCE_TRIES; tries++) {
+    rc = random_scalar(k);
+    if (rc == 0)
+      rc = p256_ecdsa_nonce(k, out->r, out->kinv);
+    if (rc != -EAGAIN)
+      break;
+  }
+  mbedtls_platform_zeroize(k, sizeof k);
+  if (rc < 0) {
+    mbedtls_platform_zeroize(out, sizeof *out);
+    return -EIO;
+  }
+  return 0;
+}
+
 /*
  * The refill thread: computes nonces outside the lock while the pool has
  * room, sleeps on the condition variable when it is full (no CPU when idle).
  * A signer wakes it after taking a nonce. It runs at a lower priority, so on
  * a busy machine it fills the pool from idle time rather than competing with
- * the signers; the lock it takes is held for a copy of 96 bytes.
+ * the signers; the lock it takes is held for a copy of 64 bytes.
  */
 static void *refill_main(void *arg)
 {
@@ -900,54 +969,104 @@ static bool pool_take(struct nonce *out)
   return got;
 }
 
-/* s = kt_inv (t e + (t r) d) mod n with nonce NC: 0, 1 if s == 0 (take
- * another nonce), or -ENOMEM. */
-static int sign_with_nonce(const mbedtls_mpi *N, const mbedtls_mpi *d, const hash_t *digest, const struct nonce *nc,
-                           uint8_t sig[KEY_SIGNATURE_SIZE])
+/* The mbedTLS fallback of sign_with_nonce(): s = kinv (e + r d) mod n, the
+ * steps of mbedTLS's ecdsa_sign. 0, 1 if s == 0, or -ENOMEM. */
+static int sign_with_nonce_mbedtls(const mbedtls_mpi *N, const mbedtls_mpi *d, const hash_t *digest,
+                                   const struct nonce *nc, uint8_t sig[KEY_SIGNATURE_SIZE])
 {
-  mbedtls_mpi e, r, t, kti, a, b;
+  mbedtls_mpi e, r, kinv, a;
   mbedtls_mpi_init(&e);
   mbedtls_mpi_init(&r);
-  mbedtls_mpi_init(&t);
-  mbedtls_mpi_init(&kti);
+  mbedtls_mpi_init(&kinv);
   mbedtls_mpi_init(&a);
-  mbedtls_mpi_init(&b);
   int rc = -ENOMEM;
   /* P-256's n has 256 bits, as many as the digest: e is the digest itself. */
   if (mbedtls_mpi_read_binary(&e, digest->bytes, HASH_SIZE) != 0 || mbedtls_mpi_read_binary(&r, nc->r, 32) != 0 ||
-      mbedtls_mpi_read_binary(&t, nc->t, 32) != 0 || mbedtls_mpi_read_binary(&kti, nc->kt_inv, 32) != 0)
+      mbedtls_mpi_read_binary(&kinv, nc->kinv, 32) != 0)
     goto out;
-  if (mbedtls_mpi_mul_mpi(&a, &t, &r) != 0 || mbedtls_mpi_mod_mpi(&a, &a, N) != 0 || /* a = t r */
-      mbedtls_mpi_mul_mpi(&b, &a, d) != 0 ||                                         /* b = t r d */
-      mbedtls_mpi_mul_mpi(&a, &t, &e) != 0 ||                                        /* a = t e */
-      mbedtls_mpi_add_mpi(&a, &a, &b) != 0 || mbedtls_mpi_mod_mpi(&a, &a, N) != 0 ||
-      mbedtls_mpi_mul_mpi(&b, &a, &kti) != 0 || mbedtls_mpi_mod_mpi(&b, &b, N) != 0) /* s */
+  if (mbedtls_mpi_mul_mpi(&a, &r, d) != 0 || mbedtls_mpi_add_mpi(&a, &a, &e) != 0 ||
+      mbedtls_mpi_mod_mpi(&a, &a, N) != 0 || mbedtls_mpi_mul_mpi(&a, &a, &kinv) != 0 ||
+      mbedtls_mpi_mod_mpi(&a, &a, N) != 0)
     goto out;
-  if (mbedtls_mpi_cmp_int(&b, 0) == 0) {
+  if (mbedtls_mpi_cmp_int(&a, 0) == 0) {
     rc = 1;
     goto out;
   }
-  if (mbedtls_mpi_write_binary(&r, sig, 32) == 0 && mbedtls_mpi_write_binary(&b, sig + 32, 32) == 0)
+  if (mbedtls_mpi_write_binary(&a, sig + 32, 32) == 0) {
+    memcpy(sig, nc->r, 32);
     rc = 0;
+  }
 out:
   mbedtls_mpi_free(&e);
   mbedtls_mpi_free(&r);
-  mbedtls_mpi_free(&t);
-  mbedtls_mpi_free(&kti);
+  mbedtls_mpi_free(&kinv);
   mbedtls_mpi_free(&a);
-  mbedtls_mpi_free(&b);
+  return rc;
+}
+
+/* SIG with nonce NC: 0, 1 if s == 0 (take another nonce), or -errno. */
+static int sign_with_nonce(const struct key *key, const mbedtls_mpi *N, const hash_t *digest, const struct nonce *nc,
+                           uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  if (!p256_ok())
+    return sign_with_nonce_mbedtls(N, &key->kp.d, digest, nc, sig);
+  int rc = p256_ecdsa_s(key->d, nc->r, nc->kinv, digest->bytes, sig + 32);
+  if (rc == -EAGAIN)
+    return 1;
+  if (rc < 0)
+    return -EIO;
+  memcpy(sig, nc->r, 32);
+  return 0;
+}
+
+/*
+ * RFC 6979 on p256, byte for byte what mbedtls_ecdsa_sign_det_ext() gives
+ * (mbedTLS 2.28's ecdsa_sign_det_restartable and ecdsa_sign_restartable):
+ * an HMAC_DRBG (SHA-256) seeded with int2octets(d) || bits2octets(h) (h mod
+ * n); each candidate k is 32 bytes of its output (mbedtls_ecp_gen_privkey ->
+ * mbedtls_mpi_random: one 32-byte draw per try, kept if 1 <= k < n); r =
+ * x(kG) mod n and s = k^-1 (e + r d) mod n with e = h mod n; k out of range,
+ * r = 0 or s = 0 each take the next draw, as mbedTLS's loops do. Returns 0,
+ * 1 to hand over to mbedTLS (draw limit reached: probability ~2^-900; its
+ * own limits then decide), or -errno.
+ */
+static int sign_det_p256(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE])
+{
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+  if (!md)
+    return -EIO;
+  uint8_t seed[64], k[32];
+  memcpy(seed, key->d, 32);
+  p256_scalar_reduce(digest->bytes, seed + 32);
+  mbedtls_hmac_drbg_context drbg;
+  mbedtls_hmac_drbg_init(&drbg);
+  int rc = mbedtls_hmac_drbg_seed_buf(&drbg, md, seed, sizeof seed) == 0 ? 1 : -ENOMEM;
+  for (int draws = 0; rc == 1 && draws < 24; draws++) {
+    if (mbedtls_hmac_drbg_random(&drbg, k, sizeof k) != 0) {
+      rc = -EIO;
+      break;
+    }
+    int src = p256_ecdsa_sign(key->d, k, digest->bytes, sig);
+    if (src == 0)
+      rc = 0;
+    else if (src != -EINVAL && src != -EAGAIN) /* -EINVAL: k out of range (d is valid) */
+      rc = -EIO;
+  }
+  mbedtls_hmac_drbg_free(&drbg); /* zeroizes */
+  mbedtls_platform_zeroize(seed, sizeof seed);
+  mbedtls_platform_zeroize(k, sizeof k);
   return rc;
 }
 
 /*
- * Signing without a lock: the only state mbedTLS writes while signing is the
+ * Signing without a lock: p256's table is read-only once built, the private
+ * scalar is only read, and the RFC 6979 DRBG lives on the stack. On the
+ * mbedTLS fallback, the only state mbedTLS writes while signing is the
  * base-point table cached inside the group, so each thread signs on its own
  * plain P-256 group (the verification state's, whose G table it shares),
- * never on key->kp.grp. The private scalar is only read, the RFC 6979 nonce
- * DRBG lives on the stack of mbedtls_ecdsa_sign_det_ext(), and the blinding
- * RNG is getrandom(): without the nonce pool, signatures stay deterministic
- * and bit-identical to a serial signer's, on any number of threads. With it,
- * the pool's mutex is held only to move one nonce out.
+ * never on key->kp.grp. Without the nonce pool, signatures stay
+ * deterministic and bit-identical to a serial signer's, on any number of
+ * threads. With it, the pool's mutex is held only to move one nonce out.
  */
 int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNATURE_SIZE])
 {
@@ -957,12 +1076,17 @@ int key_sign(const struct key *key, const hash_t *digest, uint8_t sig[KEY_SIGNAT
   struct nonce nc;
   /* s == 0 (probability ~2^-256) costs a nonce; a few tries, then RFC 6979. */
   for (int tries = 0; tries < NONCE_TRIES && pool_take(&nc); tries++) {
-    int rc = sign_with_nonce(&st->grp.N, &key->kp.d, digest, &nc, sig);
+    int rc = sign_with_nonce(key, &st->grp.N, digest, &nc, sig);
     mbedtls_platform_zeroize(&nc, sizeof nc);
     if (rc == 0)
       return 0;
     if (rc < 0)
       break; /* the deterministic path says whether memory is really short */
+  }
+  if (p256_ok()) {
+    int rc = sign_det_p256(key, digest, sig);
+    if (rc <= 0)
+      return rc;
   }
   mbedtls_mpi r, s;
   mbedtls_mpi_init(&r);
