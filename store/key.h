@@ -1,6 +1,6 @@
 /*
- * Keys: ECDSA P-256 (signing: store/p256.c, constant time; files and
- * verification: mbedTLS). A private key lives in a file of mode 0600,
+ * Keys: ECDSA P-256 (signing and verification's u1*G: store/p256.c,
+ * constant time; the rest of verification and the files: mbedTLS). A private key lives in a file of mode 0600,
  * its public half in FILE.pub. Public keys travel as the 65-byte uncompressed
  * point (0x04 || X || Y); a key's fingerprint is SHA-256 of those 65 bytes.
  * Signatures are the raw 64 bytes r || s (big-endian, 32 bytes each) over a

@@ -15,6 +15,7 @@
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
 
+#include "store/error.h"
 #include "store/hash.h"
 #include "store/key.h"
 #include "store/p256.h"
@@ -436,4 +437,46 @@ TEST(pooled_signatures_verify_with_mbedtls)
   key_presign_stop();
   key_free(k);
   mbedtls_ecp_keypair_free(&kp);
+}
+
+/* key_verify() takes u1 G from p256 (cached authors and first-seen keys
+ * alike); key_verify_plain() is mbedtls_ecdsa_verify() alone. They must
+ * agree on good signatures, on corrupted ones and on out-of-range r, s. */
+TEST(key_verify_agrees_with_plain)
+{
+  for (int i = 0; i < 6; i++) {
+    mbedtls_ecp_keypair kp;
+    mbedtls_ecp_keypair_init(&kp);
+    struct key *k = make_key(&kp, i);
+    uint8_t pub[KEY_PUBLIC_SIZE];
+    key_public(k, pub);
+    for (int j = 0; j < 40; j++) {
+      hash_t h;
+      rand_bytes(h.bytes, HASH_SIZE);
+      if (j < EDGES)
+        edge(j, h.bytes);
+      uint8_t sig[KEY_SIGNATURE_SIZE], bad[KEY_SIGNATURE_SIZE];
+      CHECK_OK(key_sign(k, &h, sig));
+      CHECK_MSG(key_verify(pub, &h, sig) == 0, "key %d digest %d: good signature refused", i, j);
+      CHECK_OK(key_verify_plain(pub, &h, sig));
+      memcpy(bad, sig, sizeof bad);
+      bad[test_rand() % KEY_SIGNATURE_SIZE] ^= (uint8_t)(1u << (test_rand() % 8));
+      int plain = key_verify_plain(pub, &h, bad);
+      CHECK(plain != 0);
+      CHECK_INT(key_verify(pub, &h, bad), ==, plain);
+      memcpy(bad, sig, sizeof bad);
+      uint8_t *half = bad + (j % 2 ? 32 : 0); /* r or s */
+      if (j % 4 < 2)
+        memset(half, 0xff, 32);
+      else
+        near(N_HEX, j % 3 - 1, half); /* n-1, n, n+1 */
+      plain = key_verify_plain(pub, &h, bad);
+      CHECK_INT(key_verify(pub, &h, bad), ==, plain);
+      hash_t other = h;
+      other.bytes[31] ^= 1;
+      CHECK_INT(key_verify(pub, &other, sig), ==, -BFS_ESIGNATURE);
+    }
+    key_free(k);
+    mbedtls_ecp_keypair_free(&kp);
+  }
 }
