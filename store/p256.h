@@ -16,7 +16,11 @@
  * once by the first caller, in about 1 ms, and self-checked: every point on
  * the curve and a known-answer ECDSA signature (RFC 6979, A.2.5). If the check
  * fails every function below returns -EIO and the caller must take another
- * implementation (store/key.c falls back to mbedTLS).
+ * implementation (store/key.c falls back to mbedTLS). The environment
+ * variable BASEFS_NO_P256=1 (read once, at that first use) skips the table
+ * and makes the same functions return -ENOTSUP: the fallback on demand, for
+ * its tests and for ruling p256 out when chasing a problem. The arithmetic
+ * on bytes at the end (p256_field_*, p256_scalar_*) needs no table.
  */
 #ifndef BASEFS_STORE_P256_H
 #define BASEFS_STORE_P256_H
@@ -25,7 +29,8 @@
 
 #define P256_BYTES 32
 
-/* Builds and checks the table once: 0, -ENOMEM, or -EIO (self-check failed). */
+/* Builds and checks the table once: 0, -ENOMEM, -EIO (self-check failed) or
+ * -ENOTSUP (BASEFS_NO_P256). */
 int p256_init(void);
 
 /* 0 if K is in [1, n-1], -EINVAL if not. Constant time. */

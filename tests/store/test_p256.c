@@ -355,10 +355,11 @@ static struct key *make_key(mbedtls_ecp_keypair *kp, int i)
   return k;
 }
 
-TEST(key_sign_matches_mbedtls_det)
+/* key_sign() (no pool) against mbedtls_ecdsa_sign_det_ext(): KEYS keys, DIGESTS digests each. */
+static void check_det(int keys, int digests)
 {
   int pairs = 0;
-  for (int i = 0; i < 40; i++) {
+  for (int i = 0; i < keys; i++) {
     mbedtls_ecp_keypair kp;
     mbedtls_ecp_keypair_init(&kp);
     struct key *k = make_key(&kp, i);
@@ -368,7 +369,7 @@ TEST(key_sign_matches_mbedtls_det)
     CHECK_OK(mbedtls_ecp_point_write_binary(&kp.grp, &kp.Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, want_pub,
                                             sizeof want_pub));
     CHECK_MEM(pub, want_pub, sizeof pub);
-    for (int j = 0; j < 25; j++, pairs++) {
+    for (int j = 0; j < digests; j++, pairs++) {
       hash_t h;
       rand_bytes(h.bytes, HASH_SIZE);
       if (j < EDGES)
@@ -390,17 +391,20 @@ TEST(key_sign_matches_mbedtls_det)
     key_free(k);
     mbedtls_ecp_keypair_free(&kp);
   }
-  CHECK_INT(pairs, ==, 1000);
+  CHECK_INT(pairs, ==, keys * digests);
 }
 
-TEST(pooled_signatures_verify_with_mbedtls)
+TEST(key_sign_matches_mbedtls_det) { check_det(40, 25); }
+
+/* COUNT signatures from the nonce pool verify with mbedtls_ecdsa_verify(). */
+static void check_pool(int count)
 {
   mbedtls_ecp_keypair kp;
   mbedtls_ecp_keypair_init(&kp);
   struct key *k = make_key(&kp, 0);
   CHECK_OK(key_presign_start(64));
   int pooled = 0;
-  for (int i = 0; i < 300; i++) {
+  for (int i = 0; i < count; i++) {
     struct key_presign_stats st0, st1;
     key_presign_stats(&st0);
     hash_t h;
@@ -439,18 +443,20 @@ TEST(pooled_signatures_verify_with_mbedtls)
   mbedtls_ecp_keypair_free(&kp);
 }
 
+TEST(pooled_signatures_verify_with_mbedtls) { check_pool(300); }
+
 /* key_verify() takes u1 G from p256 (cached authors and first-seen keys
  * alike); key_verify_plain() is mbedtls_ecdsa_verify() alone. They must
  * agree on good signatures, on corrupted ones and on out-of-range r, s. */
-TEST(key_verify_agrees_with_plain)
+static void check_verify(int keys, int digests)
 {
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < keys; i++) {
     mbedtls_ecp_keypair kp;
     mbedtls_ecp_keypair_init(&kp);
     struct key *k = make_key(&kp, i);
     uint8_t pub[KEY_PUBLIC_SIZE];
     key_public(k, pub);
-    for (int j = 0; j < 40; j++) {
+    for (int j = 0; j < digests; j++) {
       hash_t h;
       rand_bytes(h.bytes, HASH_SIZE);
       if (j < EDGES)
@@ -479,4 +485,32 @@ TEST(key_verify_agrees_with_plain)
     key_free(k);
     mbedtls_ecp_keypair_free(&kp);
   }
+}
+
+TEST(key_verify_agrees_with_plain) { check_verify(6, 40); }
+
+/* BASEFS_NO_P256 turns p256 off: key.c's mbedTLS fallback must then give the
+ * same deterministic signatures, working pooled ones, the same public keys
+ * and the same verdicts. (Each test runs in a fresh child process, so the
+ * setting reaches p256_init()'s first call.) */
+TEST(mbedtls_fallback)
+{
+  CHECK_OK(setenv("BASEFS_NO_P256", "1", 1));
+  CHECK_INT(p256_init(), ==, -ENOTSUP);
+  uint8_t k[32] = {0}, x[32], y[32], r[32], kinv[32];
+  k[31] = 1;
+  CHECK_INT(p256_base_mul(k, x, y), ==, -ENOTSUP);
+  CHECK_INT(p256_ecdsa_nonce(k, r, kinv), ==, -ENOTSUP);
+  check_det(4, 25);
+  check_pool(60);
+  check_verify(3, 20);
+  struct key *g;
+  CHECK_OK(key_generate(&g));
+  uint8_t pub[KEY_PUBLIC_SIZE], sig[KEY_SIGNATURE_SIZE];
+  key_public(g, pub);
+  hash_t h;
+  rand_bytes(h.bytes, HASH_SIZE);
+  CHECK_OK(key_sign(g, &h, sig));
+  CHECK_OK(key_verify_plain(pub, &h, sig));
+  key_free(g);
 }
