@@ -43,9 +43,33 @@
  * the log is poisoned (the kernel may have dropped the pages) and every later
  * append returns that error until the log is reopened, which recovers.
  *
+ * Zeros written ahead. A writer keeps zeros written past the end of the
+ * log, so that appends overwrite blocks the file already has instead of
+ * growing it: fdatasync() then has no metadata to commit, which makes a
+ * small commit ~1/3 cheaper on ext4. A header position holding only zeros
+ * is therefore the end of the log, for every reader, exactly like the end of
+ * the file (a real header is never all zero). The promise on the file's
+ * size, with end = the offset after the last good record:
+ *   - while a writer has the log open, and after it died (crash, SIGKILL)
+ *     between appends: the file may hold bytes past the end, all zeros, at
+ *     most LOG_ZERO_TAIL_MAX of them. While an append is under way (so after
+ *     a crash during one), the records being written come first, then at
+ *     most LOG_ZERO_TAIL_MAX zeros.
+ *   - after log_close() of a writer that saw no failed fdatasync, and after
+ *     recovery found anything but such zeros: none, the size is the end.
+ * Zeros are best effort: when writing them fails (ENOSPC) appends are plain
+ * appends, never an error. They are only kept while the filesystem has
+ * LOG_ZERO_MIN_FREE bytes free, and given back at the first commit that
+ * finds less, so they do not take the last free space from real data; if an
+ * append fails with ENOSPC or EDQUOT while zeros are kept, they are given
+ * back and the append is tried once more.
+ *
  * Recovery and corruption policy. Opening as LOG_WRITE scans the whole log
  * and truncates the tail at the first bad record (then fdatasyncs). After a
  * crash that tail is the torn last write, which held no acknowledged record.
+ * A tail of only zeros, at most LOG_ZERO_TAIL_MAX of them, is no bad record
+ * but zeros written ahead: recovery keeps it (log_info.zero_bytes). A torn
+ * record written over zeros is a bad record like any other, and cut there.
  * A record after a bad one cannot be trusted to be framed right, so nothing
  * after a bad record is ever returned -- by writers or readers. The cost of
  * this policy: if the *disk* corrupts a record in the middle, the writer
@@ -66,8 +90,9 @@
  *     header.
  *   LOG_READ: never writes, never truncates, takes no lock and so never
  *     waits for a writer. It sees records appended by a live writer; a record
- *     still being written looks like a bad record, so iteration stops there
- *     and may be resumed later. It may see a record a moment before its
+ *     still being written looks like a bad record (cut short, or over zeros
+ *     written ahead, failing its checksum) or, if its header is not written
+ *     yet, like the end, so iteration stops there and may be resumed later. It may see a record a moment before its
  *     append returns (written, not yet durable); only a power cut at that
  *     moment takes such a record back. Opening is O(1): no scan.
  *
@@ -84,6 +109,10 @@
 #define LOG_HEADER_SIZE 32
 #define LOG_RECORD_OVERHEAD 16
 #define LOG_RECORD_MAX (1u << 20)
+/* A writer keeps at most this many zero bytes written past the end, and
+ * only while the filesystem has LOG_ZERO_MIN_FREE bytes free. */
+#define LOG_ZERO_TAIL_MAX (64u << 10)
+#define LOG_ZERO_MIN_FREE (16u << 20)
 
 enum log_flags {
   LOG_READ = 0,
@@ -104,6 +133,7 @@ struct log_info {
   uint64_t tail_bytes;  /* bytes dropped from the tail by recovery */
   int tail_error;       /* why the tail was bad: 0, -BFS_ECHECKSUM or -BFS_EFORMAT */
   int tail_saved;       /* 1 if the dropped bytes were copied to <path>.tail-<offset> */
+  uint64_t zero_bytes;  /* zeros past the end, written ahead, that recovery kept */
 };
 
 /* One record for log_append_batch(). */
@@ -147,7 +177,8 @@ void log_stats(struct log *log, struct log_stats *st);
 /*
  * The end offset: after the last durable record for a writer (what a cursor
  * of this log will reach), the file size for a reader (which may include a
- * record being written). Records live in [LOG_HEADER_SIZE, end).
+ * record being written and zeros written ahead: a reader's cursor stops at
+ * the real end). Records live in [LOG_HEADER_SIZE, end).
  */
 uint64_t log_end(const struct log *log);
 
@@ -177,7 +208,9 @@ int log_cursor_next(struct log_cursor *c, const uint8_t **data, size_t *len, uin
 /*
  * Why the last log_cursor_next() returned 0: 0 for a clean end of file,
  * -BFS_EFORMAT (bad length, or the file ends inside a record: a torn tail or
- * a record still being written) or -BFS_ECHECKSUM (checksum mismatch).
+ * a record still being written) or -BFS_ECHECKSUM (checksum mismatch; also a
+ * record a reader finds still being written over zeros written ahead).
+ * Zeros where a header would start are a clean end (0).
  */
 int log_cursor_stop(const struct log_cursor *c);
 /* The offset the next record would start at. */

@@ -7,8 +7,10 @@
  * Either way the file is opened as a reader and iterated, every record found
  * is read again by offset, then the file is opened as a writer (recovery),
  * and the two must agree: the writer keeps exactly the records the reader
- * saw and cuts the file there; afterwards the log takes an append and a
- * reader finds it at the end. Any crash or disagreement aborts.
+ * saw and cuts the file there -- unless all that follows is zeros, no more
+ * than a writer keeps ahead (LOG_ZERO_TAIL_MAX), which it keeps; afterwards
+ * the log takes an append, a clean close leaves the file ending at that
+ * record, and a reader finds it at the end. Any crash or disagreement aborts.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -58,6 +60,14 @@ static void setup(void)
   snprintf(path, sizeof path, "%s/log", dir);
 }
 
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (p[i])
+      return 0;
+  return 1;
+}
 
 static void remove_side_files(uint64_t from)
 {
@@ -128,15 +138,20 @@ static long check_file(const uint8_t *data, size_t size, struct seen *seen)
   rc = log_open(path, LOG_WRITE, &log, &info);
   must(rc == 0, "writer refused what the reader opened");
   must(info.records == n && info.end == end, "recovery disagrees with the reader");
-  must(info.tail_bytes == size - end, "tail size");
-  must(stat(path, &st) == 0 && (uint64_t)st.st_size == end, "tail not cut");
+  int zeros = size - end <= LOG_ZERO_TAIL_MAX && all_zero(data + end, size - end);
+  must(info.tail_bytes == (zeros ? 0 : size - end), "tail size");
+  must(info.zero_bytes == (zeros ? size - end : 0), "zero tail size");
+  must(stat(path, &st) == 0 && (uint64_t)st.st_size == (zeros ? size : end),
+       zeros ? "zeros ahead not kept" : "tail not cut");
   uint64_t end2;
   must(scan(log, again, &end2) == n && end2 == end, "writer's scan differs");
   for (size_t i = 0; i < n && i < MAX_SEEN; i++)
     must(again[i].off == seen[i].off && again[i].sum == seen[i].sum, "records differ");
   uint64_t off;
   must(log_append(log, data, size < 300 ? size : 300, &off) == 0 && off == end, "append");
+  uint64_t end3 = log_end(log);
   log_close(log);
+  must(stat(path, &st) == 0 && (uint64_t)st.st_size == end3, "zeros left after a clean close");
   remove_side_files(end);
 
   must(log_open(path, LOG_READ, &log, &info) == 0, "reopen");
@@ -156,9 +171,10 @@ static void write_input(const uint8_t *data, size_t size)
 
 /*
  * Structured mode (first byte odd): the input describes records, which are
- * appended through the API (alternating single appends and batches), then
- * the file is cut and one byte flipped where the input's last four bytes
- * say. Whatever the damage, the reader and the writer must return exactly
+ * appended through the API (alternating single appends and batches); the
+ * file as the open writer leaves it (records, then zeros written ahead: what
+ * a crash leaves) is cut and one byte flipped where the input's last four
+ * bytes say. Whatever the damage, the reader and the writer must return exactly
  * the appended records that lie wholly before the first damaged byte --
  * all of them, intact, and nothing else.
  *   input: u8 mode | { u8 len, len bytes }* | u16 cut | u8 flip position | u8 xor
@@ -191,13 +207,16 @@ static void structured(const uint8_t *data, size_t size)
     i += k;
   }
   offs[n] = log_end(log);
-  log_close(log);
-
   int fd = open(path, O_RDONLY);
   must(fd >= 0, "open");
   ssize_t fsize = read(fd, file, sizeof file);
   close(fd);
-  must(fsize == (ssize_t)offs[n], "log size");
+  must(fsize >= (ssize_t)offs[n] && fsize - (ssize_t)offs[n] <= (ssize_t)LOG_ZERO_TAIL_MAX &&
+           all_zero(file + offs[n], (size_t)fsize - offs[n]),
+       "bytes past the end are not (at most LOG_ZERO_TAIL_MAX) zeros");
+  log_close(log);
+  struct stat st;
+  must(stat(path, &st) == 0 && (uint64_t)st.st_size == offs[n], "log size after a clean close");
   size_t cut = LOG_HEADER_SIZE + ((size_t)tail[0] | (size_t)tail[1] << 8) % ((size_t)fsize - LOG_HEADER_SIZE + 1);
   size_t flip = LOG_HEADER_SIZE + (size_t)tail[2] * ((size_t)fsize - LOG_HEADER_SIZE) / 256;
   size_t damaged = cut;

@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +152,46 @@ static void write_file(const char *path, const uint8_t *buf, size_t len)
   close(fd);
 }
 
+/*
+ * The promise on a log file's size (log.h): past END, zeros only, at most
+ * LOG_ZERO_TAIL_MAX of them. Returns how many there are.
+ */
+static uint64_t expect_zero_tail(const char *path, uint64_t end)
+{
+  uint64_t size = file_size(path);
+  CHECK_INT(size, >=, end);
+  CHECK_MSG(size - end <= LOG_ZERO_TAIL_MAX, "%" PRIu64 " bytes past the end %" PRIu64,
+            size - end, end);
+  int fd = open(path, O_RDONLY);
+  CHECK(fd >= 0);
+  uint8_t buf[4096];
+  for (uint64_t at = end; at < size;) {
+    size_t want = size - at < sizeof buf ? (size_t)(size - at) : sizeof buf;
+    CHECK_INT(pread(fd, buf, want, (off_t)at), ==, (long long)want);
+    for (size_t i = 0; i < want; i++)
+      CHECK_MSG(buf[i] == 0, "byte %" PRIu64 " past the end %" PRIu64 " is %u", at + i, end,
+                buf[i]);
+    at += want;
+  }
+  close(fd);
+  return size - end;
+}
+
+/* After recovery: the file is the end plus the zeros recovery says it kept. */
+static void expect_recovered_size(const char *path, const struct log_info *info)
+{
+  CHECK(info->zero_bytes == 0 || info->tail_bytes == 0);
+  CHECK_INT(expect_zero_tail(path, info->end), ==, info->zero_bytes);
+}
+
+/* Whether a writer on PATH's filesystem keeps zeros ahead (log.h). */
+static int zeros_expected(const char *path)
+{
+  struct statvfs sv;
+  CHECK_OK(statvfs(path, &sv));
+  return (uint64_t)sv.f_bavail * sv.f_frsize >= LOG_ZERO_MIN_FREE + (8u << 20);
+}
+
 /* Appends records with ids FIRST.. FIRST+N-1, storing their offsets. */
 static void append_ids(struct log *log, uint64_t first, int n, uint64_t *offs)
 {
@@ -178,7 +221,14 @@ static void expect_ids(struct log *log, uint64_t first, int n, const uint64_t *o
       CHECK_INT(off, ==, offs[i]);
   }
   CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
-  CHECK_INT(log_cursor_offset(c), ==, log_end(log));
+  CHECK_INT(log_cursor_stop(c), ==, 0);
+  /* A writer's end is exact; a reader's is the file's size, which may hold
+   * zeros a live writer wrote ahead (the callers check they are zeros). */
+  uint64_t end = log_cursor_offset(c);
+  CHECK_INT(end, <=, log_end(log));
+  CHECK_INT(log_end(log) - end, <=, LOG_ZERO_TAIL_MAX);
+  if (log_append_batch(log, NULL, 0, NULL) == 0) /* a writer */
+    CHECK_INT(end, ==, log_end(log));
   log_cursor_close(c);
 }
 
@@ -206,13 +256,19 @@ TEST(append_reopen_iterate)
   CHECK_INT(log_end(log), ==, offs[N - 1] + LOG_RECORD_OVERHEAD + rec_len(1000 + N - 1));
   expect_ids(log, 1000, N, offs);
   uint64_t end = log_end(log);
+  /* While the writer is open: zeros written ahead, nothing else. */
+  uint64_t zeros = expect_zero_tail(path, end);
+  if (zeros_expected(path))
+    CHECK_INT(zeros, >, 0);
   log_close(log);
 
+  /* A clean close gives them back. */
   CHECK_INT(file_size(path), ==, end);
   CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
   CHECK_INT(info.records, ==, N);
   CHECK_INT(info.end, ==, end);
   CHECK_INT(info.tail_bytes, ==, 0);
+  CHECK_INT(info.zero_bytes, ==, 0);
   expect_ids(log, 1000, N, offs);
 
   /* Offsets are identifiers: a cursor or a read can start at any of them. */
@@ -419,6 +475,7 @@ TEST(second_writer_refused_reader_not_blocked)
   expect_ids(r, 1, 5, NULL);
   append_ids(w, 6, 5, NULL);
   expect_ids(r, 1, 10, NULL);
+  expect_zero_tail(path, log_end(w));
   log_close(r);
 
   log_close(w);
@@ -461,7 +518,24 @@ static void expect_recovery(const char *path, int keep, int total, const uint64_
   }
   CHECK_INT(log_cursor_next(c, &data, &len, &off), ==, 0);
   CHECK_INT(log_cursor_offset(c), ==, offs[keep]);
-  CHECK_MSG((log_cursor_stop(c) == 0) == (size == offs[keep]), "stop %d, size %" PRIu64,
+  /* A clean end: the end of the file, or zeros where the next header would
+   * be (space zeroed ahead). Recovery keeps a tail that is all zeros and no
+   * longer than a writer zeroes ahead; any other tail is cut. */
+  size_t flen;
+  uint8_t *bytes = read_file(path, &flen);
+  CHECK_INT(flen, ==, size);
+  size_t head = size - offs[keep] < LOG_RECORD_OVERHEAD ? (size_t)(size - offs[keep])
+                                                         : LOG_RECORD_OVERHEAD;
+  int zero_head = 1, zero_tail = 1;
+  for (uint64_t i = offs[keep]; i < size; i++)
+    if (bytes[i]) {
+      zero_tail = 0;
+      if (i < offs[keep] + head)
+        zero_head = 0;
+    }
+  free(bytes);
+  int kept = zero_tail && size - offs[keep] <= LOG_ZERO_TAIL_MAX;
+  CHECK_MSG((log_cursor_stop(c) == 0) == zero_head, "stop %d, size %" PRIu64,
             log_cursor_stop(c), size);
   log_cursor_close(c);
   /* A cursor may start at the damaged record only if it is incomplete (it
@@ -483,11 +557,13 @@ static void expect_recovery(const char *path, int keep, int total, const uint64_
   CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
   CHECK_INT(info.records, ==, keep);
   CHECK_INT(info.end, ==, offs[keep]);
-  CHECK_INT(info.tail_bytes, ==, size - offs[keep]);
+  CHECK_INT(info.tail_bytes, ==, kept ? 0 : size - offs[keep]);
+  CHECK_INT(info.zero_bytes, ==, kept ? size - offs[keep] : 0);
   CHECK_INT(info.tail_saved, ==, expect_saved);
-  CHECK_INT(file_size(path), ==, offs[keep]);
+  CHECK_INT(file_size(path), ==, kept ? size : offs[keep]);
   expect_ids(log, 1, keep, offs);
   log_close(log);
+  CHECK_INT(file_size(path), ==, offs[keep]); /* a clean close: no zeros left */
 }
 
 /* Removes every <path>.tail-* side file; returns how many there were. */
@@ -530,12 +606,18 @@ TEST(torn_tail_cut_by_writer_left_by_reader)
     expect_recovery(path, keep, N, offs, cut, 0);
   }
 
-  /* Delayed allocation may leave the size extended but the data zero. */
-  uint8_t *zeros = calloc(1, len + 5000);
+  /* Delayed allocation may leave the size extended but the data zero: that
+   * is no record (and looks like zeros written ahead, so it is kept)... */
+  uint8_t *zeros = calloc(1, len + 2 * LOG_ZERO_TAIL_MAX);
   CHECK(zeros);
   memcpy(zeros, good, (size_t)offs[N - 1]);
   write_file(path, zeros, (size_t)offs[N - 1] + 5000);
   expect_recovery(path, N - 1, N, offs, offs[N - 1] + 5000, 0);
+  /* ... unless there are more zeros than a writer keeps ahead: cut. */
+  write_file(path, zeros, (size_t)offs[N - 1] + LOG_ZERO_TAIL_MAX + 1);
+  expect_recovery(path, N - 1, N, offs, offs[N - 1] + LOG_ZERO_TAIL_MAX + 1, 0);
+  write_file(path, zeros, (size_t)offs[N - 1] + LOG_ZERO_TAIL_MAX);
+  expect_recovery(path, N - 1, N, offs, offs[N - 1] + LOG_ZERO_TAIL_MAX, 0);
   free(zeros);
 
   /* Random garbage after the last record. */
@@ -655,8 +737,12 @@ TEST(power_cut_loses_unsynced_sectors)
     CHECK_OK(log_append_batch(log, recs, (size_t)k, &offs[A + i]));
     i += k;
   }
-  log_close(log);
+  /* The image a power cut starts from: taken while the writer is open, so
+   * with the zeros it keeps ahead. */
   uint8_t *later = read_file(path, &lb);
+  offs[A + M] = log_end(log);
+  CHECK_INT(expect_zero_tail(path, offs[A + M]), ==, lb - offs[A + M]);
+  log_close(log);
   CHECK(lb > la);
   uint8_t *img = malloc(lb);
   CHECK(img);
@@ -679,7 +765,7 @@ TEST(power_cut_loses_unsynced_sectors)
     write_file(path, img, size);
     struct log_info info;
     CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
-    CHECK_INT(file_size(path), ==, info.end);
+    expect_recovered_size(path, &info);
     CHECK(info.records >= A && info.records <= A + M);
     expect_ids(log, 1, (int)info.records, offs);
     saved += info.tail_saved;
@@ -697,6 +783,85 @@ TEST(power_cut_loses_unsynced_sectors)
   free(img);
   free(later);
   free(synced);
+  fast_path_done();
+}
+
+TEST(torn_record_over_zeros_is_cut)
+{
+  /* What a writer leaves when it dies with zeros ahead: records, then
+   * zeros. A power cut during the next append persists some of its pages
+   * over those zeros, in any order. Whatever survives, the records before
+   * it are intact, a torn record is cut (with the zeros), and only zeros
+   * are kept. */
+  const char *path = fast_path("log");
+  enum { N = 8 };
+  uint64_t offs[N + 2];
+  unlink(path);
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, N, offs);
+  offs[N] = log_end(log);
+  /* The next record, a big one (it spans pages), framed by the log itself. */
+  uint64_t id = 1000;
+  while (rec_len(id) < 12000 || rec_len(id) > 40000)
+    id++;
+  uint8_t *rec = malloc(rec_len(id));
+  CHECK(rec);
+  rec_fill(id, rec, rec_len(id));
+  uint64_t off;
+  CHECK_OK(log_append(log, rec, rec_len(id), &off));
+  CHECK_INT(off, ==, offs[N]);
+  offs[N + 1] = log_end(log);
+  size_t len;
+  uint8_t *full = read_file(path, &len);
+  log_close(log);
+  free(rec);
+
+  size_t size = (size_t)offs[N] + LOG_ZERO_TAIL_MAX;
+  CHECK_INT(size, >, offs[N + 1]);
+  uint8_t *img = calloc(1, size);
+  CHECK(img);
+  int cuts = 0;
+  for (int trial = 0; trial < 40; trial++) {
+    memset(img, 0, size);
+    memcpy(img, full, (size_t)offs[N]);
+    /* Trial 0: none of it; 1: all of it; then a prefix, or random pages. */
+    uint64_t rlen = offs[N + 1] - offs[N];
+    for (uint64_t p = 0; p < rlen; p += 4096) {
+      size_t n = rlen - p < 4096 ? (size_t)(rlen - p) : 4096;
+      int keep = trial == 1 || (trial >= 2 && trial % 2 == 0 && p < rlen / 2) ||
+                 (trial >= 2 && trial % 2 == 1 && test_rand() % 2);
+      if (keep)
+        memcpy(img + offs[N] + p, full + offs[N] + p, n);
+    }
+    if (trial >= 2 && trial % 4 == 0) /* a prefix cut inside a page */
+      memset(img + offs[N] + rlen / 2 - 100, 0, 100);
+    write_file(path, img, size);
+    if (trial == 1) {
+      /* The whole record made it: it is there, and the zeros after it stay. */
+      struct log_info info;
+      CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+      CHECK_INT(info.records, ==, N + 1);
+      CHECK_INT(info.end, ==, offs[N + 1]);
+      CHECK_INT(info.zero_bytes, ==, size - offs[N + 1]);
+      expect_recovered_size(path, &info);
+      log_close(log);
+      continue;
+    }
+    int torn = memcmp(img + offs[N], full + offs[N], (size_t)rlen) != 0 &&
+               !(trial == 0);
+    cuts += torn;
+    expect_recovery(path, N, N + 1, offs, size, 0);
+  }
+  CHECK(cuts > 20);
+  /* After a cut, appends go where the torn record was. */
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_OK(log_append(log, "again", 5, &off));
+  CHECK_INT(off, ==, offs[N]);
+  log_close(log);
+  free(img);
+  free(full);
   fast_path_done();
 }
 
@@ -914,6 +1079,90 @@ TEST(write_failure_leaves_log_usable)
   log_close(log);
 }
 
+/* Fills the filesystem of PATH until at most LEAVE bytes are free. */
+static void fill_disk(const char *path, uint64_t leave)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  CHECK(fd >= 0);
+  static uint8_t chunk[1 << 16];
+  memset(chunk, 0x5a, sizeof chunk);
+  for (;;) {
+    struct statvfs sv;
+    CHECK_OK(fstatvfs(fd, &sv));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (avail <= leave)
+      break;
+    size_t n = avail - leave < sizeof chunk ? (size_t)(avail - leave) : sizeof chunk;
+    if (write(fd, chunk, n) <= 0)
+      break;
+  }
+  if (leave == 0)
+    while (write(fd, chunk, 1) > 0)
+      ;
+  close(fd);
+}
+
+TEST(full_disk_zeros_given_back)
+{
+  /* A small tmpfs of our own (a private mount namespace: needs root). */
+  char mnt[4096], path[4200], spare[4200];
+  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
+  CHECK_OK(mkdir(mnt, 0700));
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+      mount("tmpfs", mnt, "tmpfs", 0, "size=24m") < 0) {
+    printf("# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+    return;
+  }
+  snprintf(path, sizeof path, "%s/log", mnt);
+  snprintf(spare, sizeof spare, "%s/spare", mnt);
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, 4, NULL);
+  CHECK_INT(expect_zero_tail(path, log_end(log)), >, 0); /* 24 MiB free: zeros ahead */
+
+  /* Another file fills the disk while the zeros are there. An append that
+   * needs more than they hold fails with ENOSPC, leaves nothing behind, and
+   * the zeros are given back (so that other file could have had them). */
+  fill_disk(spare, 0);
+  uint64_t end = log_end(log);
+  uint8_t *big = malloc(8 + 100000);
+  CHECK(big);
+  uint64_t bid = 1000;
+  while (rec_len(bid) <= LOG_ZERO_TAIL_MAX + 4096)
+    bid++;
+  rec_fill(bid, big, rec_len(bid));
+  CHECK_INT(log_append(log, big, rec_len(bid), NULL), ==, -ENOSPC);
+  CHECK_INT(log_end(log), ==, end);
+  CHECK_INT(file_size(path), ==, end);
+  expect_ids(log, 1, 4, NULL);
+
+  /* Room, but less than LOG_ZERO_MIN_FREE: appends work, no zeros kept. */
+  CHECK_OK(unlink(spare));
+  fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
+  append_ids(log, 5, 3, NULL);
+  CHECK_INT(file_size(path), ==, log_end(log));
+
+  /* Plenty of room again: zeros come back; and once the disk goes below
+   * LOG_ZERO_MIN_FREE, the next commit gives them back. */
+  CHECK_OK(unlink(spare));
+  append_ids(log, 8, 2, NULL);
+  CHECK_INT(expect_zero_tail(path, log_end(log)), >, 0);
+  fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
+  append_ids(log, 10, 1, NULL);
+  CHECK_INT(file_size(path), ==, log_end(log));
+  expect_ids(log, 1, 10, NULL);
+  log_close(log);
+
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_INT(info.records, ==, 10);
+  CHECK_INT(info.tail_bytes, ==, 0);
+  expect_ids(log, 1, 10, NULL);
+  log_close(log);
+  free(big);
+  umount(mnt);
+}
+
 /* ---- the crash test ----------------------------------------------------- */
 
 /*
@@ -1002,7 +1251,8 @@ static void crash_verify(const char *path, uint64_t epoch_start, uint64_t round,
   CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, &info));
   /* A SIGKILL leaves at most a partial last write: no record behind it. */
   CHECK_INT(info.tail_saved, ==, 0);
-  CHECK_INT(file_size(path), ==, log_end(log));
+  CHECK_INT(info.end, ==, log_end(log));
+  expect_recovered_size(path, &info);
   *torn += info.tail_bytes > 0;
   memset(present, 0, sizeof present);
   struct log_cursor *c;
