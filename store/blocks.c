@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -28,6 +29,11 @@ enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
 #define RECORD_HEADER_SIZE (HASH_SIZE + BLOCKS_HEADER_SIZE)
 #define PACK_MAX_SIZE (1ull << 30) /* roll to a new pack beyond this */
 #define MAX_PACKS 4096             /* fixed, so pack fds never move under readers */
+/* Zeros written ahead of the current pack's end (see prezero()): how far,
+ * and the free space the filesystem must have for them. */
+#define PACK_ZERO_AHEAD BLOCKS_ZERO_AHEAD
+#define PACK_ZERO_PAGE 4096u
+#define PACK_ZERO_MIN_FREE (16u << 20)
 
 /* The index: open addressing, keyed by the block hash. */
 enum { VERIFY_UNKNOWN = 0, VERIFY_OK = 1, VERIFY_BAD = 2 };
@@ -45,6 +51,9 @@ struct pack {
   int fd;
   uint64_t end; /* end of the last whole record */
   bool dirty;   /* written since the last blocks_sync() */
+  /* The writer: if above end, [end, zeroed) holds zeros it wrote ahead and
+   * zeroed is the file's size; else no zeros of ours (0). Under wmu. */
+  uint64_t zeroed;
 };
 
 struct blocks {
@@ -428,10 +437,25 @@ static void pack_name(uint32_t i, char out[32])
   snprintf(out, 32, "pack-%08u", i + 1);
 }
 
-/* Checks a record's stored-form header (not its payload checksum). */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+/*
+ * Checks a record's stored-form header (not its payload checksum). A header
+ * whose hash or XXH64 field is all zero is none (neither ever is): that is
+ * the writer's zeros ahead of its end (see prezero()), or a header a reader
+ * caught half-written over them -- a boundary must not be taken from it.
+ */
 static int record_header_ok(const uint8_t *rec, uint32_t *raw, uint32_t *stored)
 {
   const uint8_t *f = rec + HASH_SIZE;
+  if (all_zero(rec, HASH_SIZE) || all_zero(f + 16, 8))
+    return 0;
   if (memcmp(f, block_magic, 4) != 0 || f[4] != BLOCKS_FORMAT_VERSION || f[5] > CODEC_ZSTD ||
       f[6] || f[7])
     return 0;
@@ -446,8 +470,10 @@ static int record_header_ok(const uint8_t *rec, uint32_t *raw, uint32_t *stored)
 
 /*
  * Indexes the records of pack I from its known end. A record that runs past
- * the end of the file (or a header that makes no sense) is a torn tail: the
- * owner truncates it away; a reader only stops there.
+ * the end of the file (or a header that makes no sense, or zeros) is a torn
+ * tail or zeros a writer wrote ahead: the owner truncates it away; a reader
+ * only stops there. A record written over zeros and torn looks whole here;
+ * its XXH64 fails when it is first read or stored again (see blocks.h).
  */
 static int scan_pack(struct blocks *bs, uint32_t i)
 {
@@ -512,8 +538,65 @@ static int open_pack(struct blocks *bs, uint32_t i, bool create)
     close(fd);
     return err;
   }
-  bs->packs[i] = (struct pack){fd, PACK_HEADER_SIZE, create};
+  bs->packs[i] = (struct pack){fd, PACK_HEADER_SIZE, create, 0};
   return 0;
+}
+
+/* ---- zeros written ahead ---- */
+
+/* Whether the filesystem holding FD has room to lend to zeros ahead. */
+static bool room_for_zeros(int fd)
+{
+  struct statvfs sv;
+  if (fstatvfs(fd, &sv) < 0)
+    return false;
+  return (uint64_t)sv.f_bavail * sv.f_frsize >= PACK_ZERO_MIN_FREE;
+}
+
+/* Gives back the zeros past the pack's end. Under wmu. */
+static void drop_zeros(struct pack *p)
+{
+  if (p->zeroed > p->end && ftruncate(p->fd, (off_t)p->end) == 0)
+    p->zeroed = 0;
+}
+
+/*
+ * Keeps zeros written ahead of the pack's end, so that the next small
+ * commit's records overwrite blocks the file already has: its fdatasync()
+ * then has no metadata to commit (no size change, no allocation) and only
+ * flushes data -- on ext4 here ~115 us instead of ~175 us plus for a true
+ * append. Called by blocks_sync() under wmu for the pack appends go to,
+ * before its fdatasync (which makes the zeros durable with the records).
+ * The zeros are refilled once less than half of PACK_ZERO_AHEAD is left, so
+ * about every 30 small commits.
+ *
+ * Best effort: a failure (ENOSPC) leaves plain appends. The zeros lend space
+ * the filesystem may need for real data (another file), so they are only
+ * kept while it has PACK_ZERO_MIN_FREE free, and given back at the first
+ * sync that finds less.
+ */
+static void prezero(struct pack *p)
+{
+  if (!room_for_zeros(p->fd)) {
+    drop_zeros(p);
+    return;
+  }
+  uint64_t at = p->zeroed > p->end ? p->zeroed : p->end;
+  if (at >= p->end + PACK_ZERO_AHEAD / 2)
+    return;
+  static const uint8_t zeros[16u << 10];
+  uint64_t to = (p->end + PACK_ZERO_AHEAD) / PACK_ZERO_PAGE * PACK_ZERO_PAGE;
+  while (at < to) {
+    size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
+    struct iovec iov = {(void *)zeros, n};
+    if (pwrite_all(p->fd, &iov, 1, at) < 0) {
+      p->zeroed = at; /* what is past the end is zeros, however far it got */
+      drop_zeros(p);  /* the disk is about full: lend it nothing */
+      return;
+    }
+    at += n;
+    p->zeroed = at;
+  }
 }
 
 /* Readers in other processes: pick up records and packs written since. */
@@ -637,8 +720,10 @@ void blocks_close(struct blocks *bs)
 {
   if (!bs)
     return;
-  for (uint32_t i = 0; i < bs->npacks; i++)
+  for (uint32_t i = 0; i < bs->npacks; i++) {
+    drop_zeros(&bs->packs[i]); /* a clean close leaves packs that end at their end */
     close(bs->packs[i].fd);
+  }
   if (bs->dirfd >= 0)
     close(bs->dirfd);
   pthread_mutex_destroy(&bs->mu);
@@ -806,6 +891,7 @@ static int append_record(struct blocks *bs, const hash_t *h, const uint8_t *hdr,
       err = -ENOSPC;
       goto out;
     }
+    drop_zeros(p); /* no more appends there */
     err = open_pack(bs, bs->npacks, true);
     if (err)
       goto out;
@@ -820,14 +906,26 @@ static int append_record(struct blocks *bs, const hash_t *h, const uint8_t *hdr,
                          {(void *)payload, plen}};
   uint64_t off = p->end;
   err = pwrite_all(p->fd, iov, 3, off);
+  if ((err == -ENOSPC || err == -EDQUOT) && p->zeroed > off) {
+    /* Zeros ahead held space (overwriting them takes new space on a
+     * copy-on-write filesystem): give them back, try once more. */
+    drop_zeros(p);
+    if (p->zeroed == 0)
+      err = pwrite_all(p->fd, iov, 3, off);
+  }
   if (err) {
-    /* Undo the partial record; if even that fails, refuse further appends:
-     * a later record behind garbage would be dropped by recovery. */
+    /* Undo the partial record (and any zeros ahead); if even that fails,
+     * refuse further appends: a later record behind garbage would be
+     * dropped by recovery. */
     if (ftruncate(p->fd, (off_t)off) < 0)
       bs->write_err = err;
+    else
+      p->zeroed = 0;
     goto out;
   }
   p->end = off + len;
+  if (p->zeroed <= p->end)
+    p->zeroed = 0; /* the record used them all up */
   p->dirty = true;
   pthread_mutex_lock(&bs->mu);
   err = idx_insert(bs, h, bs->npacks - 1, off, get_le32(hdr + 8), (uint32_t)plen, VERIFY_OK);
@@ -925,6 +1023,8 @@ int blocks_sync(struct blocks *bs)
       bs->packs[i].dirty = false;
       fds[n] = bs->packs[i].fd;
       ids[n++] = i;
+      if (i + 1 == bs->npacks && !err)
+        prezero(&bs->packs[i]); /* made durable by the fdatasync below */
     }
   pthread_mutex_unlock(&bs->wmu);
   for (int i = 0; i < n && !err; i++)

@@ -47,6 +47,16 @@
  * keeps garbage) fails its XXH64 and is written again by the next store of
  * that block; blocks_get() reports it as -BFS_ECHECKSUM.
  *
+ * Zeros written ahead. The writer keeps up to BLOCKS_ZERO_AHEAD zero bytes
+ * written past the end of the pack it appends to (refilled at blocks_sync(),
+ * only while the filesystem has 16 MiB free, given back below that), so a
+ * small commit's fdatasync overwrites blocks the file has and commits no
+ * metadata. Zeros where a record header would be are the end of a pack, for
+ * every reader; the writer truncates them when it opens the store, when it
+ * rolls to a new pack and when it closes (so a cleanly closed pack ends at
+ * its last record). A failed append (ENOSPC) gives them back and is tried
+ * once more.
+ *
  * Processes and threads: one process writes a store (the filesystem's
  * owner, BLOCKS_WRITE); others open it read-only and see blocks appended
  * later (an index miss rescans the packs' new tails). A struct blocks may be
@@ -65,6 +75,8 @@
 #define BLOCKS_HEADER_SIZE 24
 /* Data blocks are at most CHUNK_MAX; block-list blocks may be larger. */
 #define BLOCKS_MAX_SIZE (16u << 20)
+/* The writer keeps at most this many zero bytes past its pack's end. */
+#define BLOCKS_ZERO_AHEAD (256u << 10)
 
 struct blocks;
 
@@ -183,7 +195,8 @@ struct blocks_stats {
   uint64_t count;        /* distinct blocks */
   uint64_t raw_bytes;    /* sum of their lengths */
   uint64_t stored_bytes; /* sum of their records' sizes (compressed, with headers) */
-  uint64_t pack_bytes;   /* size of the pack files (also superseded records) */
+  uint64_t pack_bytes;   /* size of the pack files (also superseded records, and
+                            the writer's zeros ahead while it has the store open) */
   uint64_t packs;
 };
 int blocks_stats(struct blocks *bs, struct blocks_stats *st);

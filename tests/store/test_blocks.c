@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -574,6 +575,154 @@ TEST(garbage_in_pack)
     blocks_close(bs);
     CHECK_INT(file_size(pack), ==, good);
   }
+}
+
+/* Bytes [FROM, TO) of PATH are all zero. */
+static int zeros_in(const char *path, off_t from, off_t to)
+{
+  int fd = open(path, O_RDONLY);
+  CHECK(fd >= 0);
+  int ok = 1;
+  uint8_t buf[4096];
+  for (off_t at = from; at < to && ok;) {
+    size_t want = to - at < (off_t)sizeof buf ? (size_t)(to - at) : sizeof buf;
+    CHECK_INT(pread(fd, buf, want, at), ==, (ssize_t)want);
+    for (size_t i = 0; i < want; i++)
+      ok &= buf[i] == 0;
+    at += (off_t)want;
+  }
+  close(fd);
+  return ok;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+  int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(in >= 0 && out >= 0);
+  uint8_t buf[65536];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof buf)) > 0)
+    CHECK_INT(write(out, buf, (size_t)n), ==, n);
+  CHECK_INT(n, ==, 0);
+  close(in);
+  close(out);
+}
+
+/*
+ * The writer keeps zeros past its pack's end (blocks.h): at most
+ * BLOCKS_ZERO_AHEAD, nothing but zeros, none after a clean close. A reader
+ * stops at them; a crash image (the pack as the live writer leaves it) opens
+ * with every synced block; a record torn over them is cut if its header is
+ * torn, and rewritten by the next store if its payload is.
+ */
+TEST(zeros_ahead_of_the_pack)
+{
+  char dir[4096], pack[4200], img[4200];
+  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  snprintf(pack, sizeof pack, "%s/pack-00000001", dir);
+  snprintf(img, sizeof img, "%s/image", test_tmpdir());
+  struct blocks *bs;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  blocks_set_threads(bs, 1);
+  enum { N = 6 };
+  uint8_t *d[N + 1];
+  hash_t h[N + 1];
+  for (int i = 0; i <= N; i++)
+    d[i] = random_buf(4096);
+  char where[4200];
+  uint64_t off;
+  size_t len;
+  for (int i = 0; i < N; i++) {
+    CHECK_INT(blocks_put(bs, d[i], 4096, &h[i]), ==, 1);
+    CHECK_OK(blocks_sync(bs));
+    CHECK_OK(blocks_locate(bs, &h[i], where, sizeof where, &off, &len));
+    off_t end = (off_t)(off + len), size = file_size(pack);
+    CHECK_INT(size, >=, end);
+    CHECK_INT(size - end, <=, BLOCKS_ZERO_AHEAD);
+    CHECK(zeros_in(pack, end, size));
+    struct statvfs sv;
+    CHECK_OK(statvfs(dir, &sv));
+    if ((uint64_t)sv.f_bavail * sv.f_frsize > (64u << 20))
+      CHECK_INT(size - end, >=, BLOCKS_ZERO_AHEAD / 2); /* refilled at each sync */
+  }
+  off_t end = (off_t)(off + len);
+  /* A reader in the meantime sees every block and stops at the zeros. */
+  struct blocks *ro;
+  CHECK_OK(blocks_open(dir, 0, &ro));
+  for (int i = 0; i < N; i++)
+    CHECK_INT(blocks_has(ro, &h[i]), ==, 1);
+  struct blocks_stats st;
+  CHECK_OK(blocks_stats(ro, &st));
+  CHECK_INT(st.count, ==, N);
+  blocks_close(ro);
+  copy_file(pack, img); /* what a crash now leaves */
+  blocks_close(bs);
+  CHECK_INT(file_size(pack), ==, end); /* a clean close gives them back */
+
+  /* The crash image: every block, zeros cut by the owner at open. */
+  off_t isize = file_size(img);
+  copy_file(img, pack);
+  CHECK_OK(blocks_open(dir, BLOCKS_WRITE, &bs));
+  CHECK_INT(file_size(pack), <=, isize);
+  for (int i = 0; i < N; i++) {
+    uint8_t *back;
+    size_t bl;
+    CHECK_OK(blocks_get(bs, &h[i], &back, &bl));
+    CHECK_MEM(back, d[i], 4096);
+    free(back);
+  }
+  /* The next record as written, to tear it over the zeros. */
+  CHECK_INT(blocks_put(bs, d[N], 4096, &h[N]), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  blocks_close(bs);
+  size_t plen;
+  int fd = open(pack, O_RDONLY);
+  CHECK(fd >= 0);
+  uint8_t *rec = malloc(4096 + 256);
+  CHECK(rec);
+  plen = (size_t)(file_size(pack) - end);
+  CHECK_INT(plen, <=, 4096 + 256);
+  CHECK_INT(pread(fd, rec, plen, end), ==, (ssize_t)plen);
+  close(fd);
+
+  for (int torn = 0; torn < 3; torn++) {
+    copy_file(img, pack);
+    fd = open(pack, O_WRONLY);
+    CHECK(fd >= 0);
+    /* 0: the header cut in its hash, 1: after its lengths (the XXH64 field
+     * still zero), 2: the header whole, half the payload. */
+    size_t keep = torn == 0 ? 20 : torn == 1 ? HASH_SIZE + 16 : plen / 2;
+    CHECK_INT(pwrite(fd, rec, keep, end), ==, (ssize_t)keep);
+    close(fd);
+    CHECK_OK(blocks_open(dir, 0, &ro));
+    CHECK_INT(blocks_has(ro, &h[N - 1]), ==, 1);
+    if (torn < 2)
+      CHECK_INT(blocks_has(ro, &h[N]), ==, 0);
+    blocks_close(ro);
+    CHECK_OK(blocks_open(dir, BLOCKS_WRITE, &bs));
+    if (torn < 2) {
+      CHECK_INT(file_size(pack), ==, end); /* cut at the torn header */
+      CHECK_INT(blocks_has(bs, &h[N]), ==, 0);
+    } else {
+      /* Looks whole, is not: a read says so, a store writes it again. */
+      uint8_t *back;
+      size_t bl;
+      CHECK_INT(blocks_get(bs, &h[N], &back, &bl), ==, -BFS_ECHECKSUM);
+    }
+    CHECK_INT(blocks_put(bs, d[N], 4096, &h[N]), ==, 1);
+    CHECK_OK(blocks_sync(bs));
+    uint8_t *back;
+    size_t bl;
+    CHECK_OK(blocks_get(bs, &h[N], &back, &bl));
+    CHECK_MEM(back, d[N], 4096);
+    free(back);
+    for (int i = 0; i < N; i++)
+      CHECK_INT(blocks_has(bs, &h[i]), ==, 1);
+    blocks_close(bs);
+  }
+  free(rec);
+  for (int i = 0; i <= N; i++)
+    free(d[i]);
 }
 
 struct writer_arg {
