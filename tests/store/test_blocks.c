@@ -720,6 +720,23 @@ TEST(zeros_ahead_of_the_pack)
       CHECK_INT(blocks_has(bs, &h[i]), ==, 1);
     blocks_close(bs);
   }
+
+  /* Rolling to a new pack gives the old one's zeros back at once. */
+  CHECK_OK(blocks_open(dir, BLOCKS_WRITE, &bs));
+  blocks_set_pack_size(bs, 1u << 20);
+  char pack2[4200];
+  snprintf(pack2, sizeof pack2, "%s/pack-00000002", dir);
+  for (int i = 0; access(pack2, F_OK) != 0; i++) {
+    CHECK(i < 100);
+    uint8_t *b = random_buf(65536);
+    hash_t hh;
+    CHECK_INT(blocks_put(bs, b, 65536, &hh), ==, 1);
+    CHECK_OK(blocks_sync(bs));
+    free(b);
+  }
+  off_t s1 = file_size(pack);
+  CHECK(!zeros_in(pack, s1 - 64, s1)); /* it ends with its last record */
+  blocks_close(bs);
   free(rec);
   for (int i = 0; i <= N; i++)
     free(d[i]);
