@@ -99,9 +99,11 @@ int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *
  * start: from each changed region, the file is cut again from the last
  * kept cut before it until a new cut falls on the start of a clean base
  * block (usually within a chunk or two), and only those bytes are read.
- * The new blocks are hashed and stored on up to 4 threads when there are
- * megabytes of them; when half of the file or more must be cut again, the
- * full cut is used instead. out->written counts the blocks newly stored. A base list
+ * The changed regions are cut, hashed and stored on up to 4 threads at
+ * once when there are megabytes of them; the full cut is used instead when
+ * more than half of the file must be cut again and one run of changed
+ * blocks holds more than an eighth of it (one thread cuts a run).
+ * out->written counts the blocks newly stored. A base list
  * not cut by this chunker (a peer's bug) still gives a list that decodes
  * to exactly the file's bytes (a reused block holds exactly the clean bytes
  * at its offsets), only not the one a full cut gives.

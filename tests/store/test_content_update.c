@@ -191,20 +191,30 @@ TEST(incremental_unchanged_file_reuses_everything)
   blocks_close(bs);
 }
 
+/* A staged file of SIZE random bytes at test_tmpdir()/NAME, its bytes in
+ * *BUF (malloc'd) and its full cut in *BASE; returns its descriptor. */
+static int base_file(struct blocks *bs, const char *name, size_t size, uint8_t **buf,
+                     struct blocks_list *base)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+  *buf = malloc(size);
+  CHECK(*buf != NULL);
+  fill_bytes(*buf, size, 0);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  pwrite_all(fd, *buf, size, 0);
+  CHECK_OK(content_blocks_update(bs, fd, size, NULL, base));
+  return fd;
+}
+
 TEST(incremental_bad_base_is_not_trusted)
 {
   struct blocks *bs = open_store();
-  char path[4096];
-  snprintf(path, sizeof path, "%s/staged", test_tmpdir());
   size_t size = 2u << 20;
-  uint8_t *buf = malloc(size);
-  CHECK(buf != NULL);
-  fill_bytes(buf, size, 0);
-  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  CHECK(fd >= 0);
-  pwrite_all(fd, buf, size, 0);
+  uint8_t *buf;
   struct blocks_list base, inc, full;
-  CHECK_OK(content_blocks_update(bs, fd, size, NULL, &base));
+  int fd = base_file(bs, "staged", size, &buf, &base);
   memset(buf, 7, 1000);
   pwrite_all(fd, buf, 1000, 5000);
   CHECK_OK(content_blocks_update(bs, fd, size, NULL, &full));
@@ -239,5 +249,42 @@ TEST(incremental_large_changes_stored_in_parallel_equal_full)
    * threaded store), well under half the file (no full cut). */
   for (int round = 0; round < 3; round++)
     one_case(bs, path, 12u << 20, round == 2, 4, 400000, round == 1);
+  blocks_close(bs);
+}
+
+/* The changed regions are cut on several threads before the walk; a region
+ * whose cut runs past the start of the next one (its last byte changed, so
+ * its old end is no cut any more) makes that one useless. Flipping the last
+ * byte of every other block forces such runs everywhere: still exactly the
+ * full cut. */
+TEST(incremental_regions_that_run_into_each_other_equal_full)
+{
+  struct blocks *bs = open_store();
+  size_t size = 12u << 20;
+  uint8_t *buf;
+  struct blocks_list base;
+  int fd = base_file(bs, "f", size, &buf, &base);
+  CHECK(base.n > 20);
+  static struct ranges rs;
+  rs.n = 0;
+  uint64_t end = 0;
+  for (size_t i = 0; i + 1 < base.n; i++) {
+    end += base.size[i];
+    if (i % 2 != 0 && i % 7 != 0)
+      continue;
+    uint8_t b = (uint8_t)(buf[end - 1] ^ (1 + test_rand() % 255));
+    pwrite_all(fd, &b, 1, end - 1);
+    ranges_add(&rs, end - 1, end);
+  }
+  struct content_base cb = {&base, rs.r, rs.n, size};
+  struct blocks_list inc, full;
+  CHECK_OK(content_blocks_update(bs, fd, size, &cb, &inc));
+  CHECK_OK(content_blocks_update(bs, fd, size, NULL, &full));
+  check_same(&inc, &full);
+  blocks_list_free(&inc);
+  blocks_list_free(&full);
+  blocks_list_free(&base);
+  close(fd);
+  free(buf);
   blocks_close(bs);
 }
