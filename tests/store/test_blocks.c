@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -740,6 +742,104 @@ TEST(zeros_ahead_of_the_pack)
   free(rec);
   for (int i = 0; i <= N; i++)
     free(d[i]);
+}
+
+/* Fills the filesystem of PATH until at most LEAVE bytes are free. */
+static void fill_disk(const char *path, uint64_t leave)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  CHECK(fd >= 0);
+  static uint8_t chunk[1 << 16];
+  memset(chunk, 0x5a, sizeof chunk);
+  for (;;) {
+    struct statvfs sv;
+    CHECK_OK(fstatvfs(fd, &sv));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (avail <= leave)
+      break;
+    size_t n = avail - leave < sizeof chunk ? (size_t)(avail - leave) : sizeof chunk;
+    if (write(fd, chunk, n) <= 0)
+      break;
+  }
+  if (leave == 0)
+    while (write(fd, chunk, 1) > 0)
+      ;
+  close(fd);
+}
+
+/* Where the pack's last record ends (H is its block). */
+static off_t record_end(struct blocks *bs, const hash_t *h)
+{
+  char where[4200];
+  uint64_t off;
+  size_t len;
+  CHECK_OK(blocks_locate(bs, h, where, sizeof where, &off, &len));
+  return (off_t)(off + len);
+}
+
+/* A disk filling up: the zeros ahead are given back (at a sync, even with
+ * nothing appended), a store that does not fit fails with ENOSPC and leaves
+ * nothing, and the store works again once there is room. */
+TEST(full_disk_zeros_given_back)
+{
+  char mnt[4096], dir[4200], pack[4300], spare[4200];
+  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
+  CHECK_OK(mkdir(mnt, 0700));
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+      mount("tmpfs", mnt, "tmpfs", 0, "size=24m") < 0) {
+    printf("# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+    return;
+  }
+  snprintf(dir, sizeof dir, "%s/blocks", mnt);
+  snprintf(pack, sizeof pack, "%s/pack-00000001", dir);
+  snprintf(spare, sizeof spare, "%s/spare", mnt);
+  struct blocks *bs;
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  uint8_t *a = random_buf(4096), *big = random_buf(BLOCKS_ZERO_AHEAD * 2);
+  hash_t ha, hb;
+  CHECK_INT(blocks_put(bs, a, 4096, &ha), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  off_t end = record_end(bs, &ha);
+  CHECK_INT(file_size(pack), >, end); /* 24 MiB free: zeros ahead */
+
+  /* Below 16 MiB free: the next sync gives them back, appends or not. */
+  fill_disk(spare, 8u << 20);
+  CHECK_OK(blocks_sync(bs));
+  CHECK_INT(file_size(pack), ==, end);
+  /* ... and appends there write none. */
+  uint8_t *c = random_buf(4096);
+  hash_t hc;
+  CHECK_INT(blocks_put(bs, c, 4096, &hc), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  end = record_end(bs, &hc);
+  CHECK_INT(file_size(pack), ==, end);
+  free(c);
+
+  /* Full: a block that does not fit fails and leaves nothing. */
+  fill_disk(spare, 0);
+  CHECK_INT(blocks_put(bs, big, BLOCKS_ZERO_AHEAD * 2, &hb), ==, -ENOSPC);
+  CHECK_INT(blocks_has(bs, &hb), ==, 0);
+  CHECK_INT(file_size(pack), ==, end);
+
+  /* Room again: it goes in, zeros come back; the block before is intact. */
+  CHECK_OK(unlink(spare));
+  CHECK_INT(blocks_put(bs, big, BLOCKS_ZERO_AHEAD * 2, &hb), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  CHECK_INT(file_size(pack), >, record_end(bs, &hb));
+  uint8_t *back;
+  size_t bl;
+  CHECK_OK(blocks_get(bs, &ha, &back, &bl));
+  CHECK_MEM(back, a, 4096);
+  free(back);
+  blocks_close(bs);
+  CHECK_OK(blocks_open(dir, 0, &bs));
+  CHECK_OK(blocks_get(bs, &hb, &back, &bl));
+  CHECK_MEM(back, big, BLOCKS_ZERO_AHEAD * 2);
+  free(back);
+  blocks_close(bs);
+  free(a);
+  free(big);
+  umount(mnt);
 }
 
 struct writer_arg {
