@@ -425,9 +425,10 @@ static int add_piece(struct piece **p, size_t *n, size_t *cap, uint64_t off, uin
  * on the start of a reusable base block (from there on both lists agree)
  * or the file ends; *POS becomes that cut. *I is the first base block not
  * before *POS. Only cuts: the new blocks are stored afterwards, in parallel.
+ * Gives up (returns 1) as soon as STOP (or NULL) is set.
  */
 static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, size_t *n,
-                 size_t *cap)
+                 size_t *cap, atomic_bool *stop)
 {
   struct chunker c;
   chunker_init(&c);
@@ -446,6 +447,8 @@ static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, s
       (*i)++;
     if (at == u->size || (*i < u->n && u->o[*i] == at && reusable(u, *i)))
       break;
+    if (stop && atomic_load_explicit(stop, memory_order_relaxed))
+      return 1;
   }
   *pos = at;
   return 0;
@@ -453,41 +456,17 @@ static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, s
 
 /*
  * A stretch of the file cut again from START, where the walk of
- * update_list() may have to cut again, until recut() stops (END): its
- * pieces are all new bytes, hashed and stored by the thread that cut them.
+ * update_list() may have to cut again, until recut() stops (END).
  */
 struct region {
   uint64_t start, end;
   size_t first; /* the first base block not before START */
   struct piece *p;
   size_t n, cap;
-  hash_t *hash; /* per piece */
-  size_t written;
   int err;
-  bool done;          /* cut and stored, not abandoned */
+  bool done;          /* cut (not abandoned) */
   atomic_bool unused; /* an earlier region ran past START: never needed */
 };
-
-/* Cuts and stores region R; gives up (not done) once it is marked unused. */
-static void cut_region(struct update *u, struct region *r)
-{
-  uint64_t pos = r->start;
-  size_t i = r->first;
-  r->err = recut(u, &pos, &i, &r->p, &r->n, &r->cap);
-  r->end = pos;
-  if (!r->err && r->n > 0 && !(r->hash = malloc(r->n * sizeof *r->hash)))
-    r->err = -ENOMEM;
-  for (size_t k = 0; k < r->n && !r->err; k++) {
-    if (atomic_load_explicit(&r->unused, memory_order_relaxed))
-      return;
-    int rc = blocks_put(u->bs, u->map + r->p[k].off, r->p[k].len, &r->hash[k]);
-    if (rc < 0)
-      r->err = rc;
-    else if (rc == 1)
-      r->written++;
-  }
-  r->done = !r->err;
-}
 
 struct region_job {
   struct update *u;
@@ -496,9 +475,9 @@ struct region_job {
   atomic_size_t next;
 };
 
-/* Every thread takes the next region nobody has taken. A region that ends
- * past the starts of later ones marks them unused: the walk jumps over
- * them (a recut that ran long; rare, wasted work only). */
+/* Every thread takes the next region nobody has taken and cuts it. A
+ * region that ends past the starts of later ones marks them unused: the
+ * walk jumps over them, so whoever cuts them gives up. */
 static void *cut_regions(void *arg)
 {
   struct region_job *j = arg;
@@ -507,11 +486,42 @@ static void *cut_regions(void *arg)
     if (k >= j->nr)
       return NULL;
     struct region *r = &j->r[k];
-    if (atomic_load_explicit(&r->unused, memory_order_relaxed))
-      continue;
-    cut_region(j->u, r);
+    uint64_t pos = r->start;
+    size_t i = r->first;
+    int rc = recut(j->u, &pos, &i, &r->p, &r->n, &r->cap, &r->unused);
+    r->end = pos;
+    r->err = rc < 0 ? rc : 0;
+    r->done = rc == 0;
     for (size_t m = k + 1; r->done && m < j->nr && j->r[m].start < r->end; m++)
       atomic_store_explicit(&j->r[m].unused, true, memory_order_relaxed);
+  }
+}
+
+/* Storing the new blocks: every thread takes the next new piece. */
+struct store_job {
+  struct update *u;
+  struct piece *p;
+  size_t n;
+  hash_t *hash; /* per piece */
+  atomic_size_t next;
+  atomic_size_t written;
+  atomic_int err;
+};
+
+static void *store_pieces(void *arg)
+{
+  struct store_job *j = arg;
+  for (;;) {
+    size_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (i >= j->n || atomic_load_explicit(&j->err, memory_order_relaxed))
+      return NULL;
+    if (j->p[i].base >= 0)
+      continue;
+    int r = blocks_put(j->u->bs, j->u->map + j->p[i].off, j->p[i].len, &j->hash[i]);
+    if (r < 0)
+      atomic_store_explicit(&j->err, r, memory_order_relaxed);
+    else if (r == 1)
+      atomic_fetch_add_explicit(&j->written, 1, memory_order_relaxed);
   }
 }
 
@@ -527,40 +537,33 @@ static int store_threads(uint64_t new_bytes)
   return by_size < (uint64_t)t ? (int)by_size : t;
 }
 
-/* Appends one block to the list being built. */
-static int list_add(struct blocks_list *l, size_t *cap, const hash_t *h, uint32_t len)
+/* Runs FN(ARG) on NTH threads, the caller's one of them. */
+static void run_threads(int nth, void *(*fn)(void *), void *arg)
 {
-  if (l->n == *cap) {
-    size_t ncap = *cap ? 2 * *cap : 64;
-    hash_t *nh = realloc(l->hash, ncap * sizeof *nh);
-    if (!nh)
-      return -ENOMEM;
-    l->hash = nh;
-    uint32_t *ns = realloc(l->size, ncap * sizeof *ns);
-    if (!ns)
-      return -ENOMEM;
-    l->size = ns;
-    *cap = ncap;
-  }
-  l->hash[l->n] = *h;
-  l->size[l->n] = len;
-  l->n++;
-  l->total += len;
-  return 0;
+  pthread_t tid[4];
+  int started = 0;
+  for (int t = 1; t < nth && t < 4; t++)
+    if (pthread_create(&tid[started], NULL, fn, arg) == 0)
+      started++; /* a thread that cannot start leaves its share to the others */
+  fn(arg);
+  for (int t = 0; t < started; t++)
+    pthread_join(tid[t], NULL);
 }
 
 /*
- * The incremental list (see content_blocks_update). The walk from the
- * start keeps each reusable base block that begins at a cut and cuts again
- * from there on otherwise, until a cut lands on a reusable block's start.
- * Every place where it cuts again is known beforehand: the start of each
- * run of non-reusable base blocks (the block before it was kept, so its
- * start is a cut) and the base's end when the file grew. So those regions
- * are cut and stored on every thread at once first, each with a fresh
- * chunker as the walk would start it, and the walk then only assembles:
- * the list is exactly the serial one. A region the walk never reaches (an
- * earlier recut ran past it) is wasted work; one it reaches but that was
- * abandoned is cut again here.
+ * The incremental list (see content_blocks_update), in three steps.
+ *  1. Cut. The walk below keeps each reusable base block that begins at a
+ *     cut and cuts again from there on otherwise, until a cut lands on a
+ *     reusable block's start. Every place where it cuts again is known
+ *     beforehand: the start of each run of non-reusable base blocks (the
+ *     block before it was kept, so its start is a cut) and the base's end
+ *     when the file grew. So those regions are cut on every thread at once,
+ *     each with a fresh chunker as the walk would start it.
+ *  2. Walk: serial and cheap, it assembles the pieces; a region it never
+ *     reaches (an earlier one ran past it) is dropped, one it reaches that
+ *     was abandoned is cut again here. The list is exactly the serial one.
+ *  3. Store only the new pieces the list uses, on every thread at once: no
+ *     block is written for a region that was cut in vain.
  */
 static int update_list(struct update *u, const struct blocks_list *bl, uint64_t redo)
 {
@@ -580,24 +583,14 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
     r[k++] = (struct region){.start = u->o[u->n], .first = u->n};
   for (k = 0; k < nr; k++)
     atomic_init(&r[k].unused, false);
-
-  struct region_job job = {.u = u, .r = r, .nr = nr};
-  atomic_init(&job.next, 0);
   int nth = store_threads(redo);
-  if ((size_t)nth > nr)
-    nth = nr > 0 ? (int)nr : 1;
-  pthread_t tid[4];
-  int started = 0;
-  for (int t = 1; t < nth; t++)
-    if (pthread_create(&tid[started], NULL, cut_regions, &job) == 0)
-      started++; /* a thread that cannot start leaves its share to the others */
-  cut_regions(&job);
-  for (int t = 0; t < started; t++)
-    pthread_join(tid[t], NULL);
+  struct region_job rj = {.u = u, .r = r, .nr = nr};
+  atomic_init(&rj.next, 0);
+  run_threads((size_t)nth > nr ? (nr > 0 ? (int)nr : 1) : nth, cut_regions, &rj);
 
-  struct blocks_list *l = u->out;
-  size_t cap = 0;
-  uint64_t pos = 0;
+  struct piece *p = NULL;
+  size_t n = 0, cap = 0;
+  uint64_t pos = 0, new_bytes = 0;
   size_t i = 0;
   int err = 0;
   k = 0;
@@ -605,43 +598,57 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
     while (i < u->n && u->o[i] < pos)
       i++;
     if (i < u->n && u->o[i] == pos && reusable(u, i)) {
-      err = list_add(l, &cap, &bl->hash[i], bl->size[i]);
+      err = add_piece(&p, &n, &cap, pos, bl->size[i], (int64_t)i);
       pos = u->o[i + 1];
       i++;
       continue;
     }
     while (k < nr && r[k].start < pos)
       k++;
-    struct region here = {.start = pos, .first = i};
-    struct region *use = &here;
-    if (k < nr && r[k].start == pos && (r[k].done || r[k].err))
-      use = &r[k];
-    else
-      cut_region(u, &here); /* not cut above (abandoned), or not foreseen */
-    err = use->err;
-    for (size_t q = 0; q < use->n && !err; q++)
-      err = list_add(l, &cap, &use->hash[q], use->p[q].len);
-    pos = use->end;
-    if (use == &here) {
-      l->written += here.written;
-      free(here.p);
-      free(here.hash);
+    if (k < nr && r[k].start == pos && (r[k].done || r[k].err)) {
+      err = r[k].err;
+      for (size_t q = 0; q < r[k].n && !err; q++)
+        err = add_piece(&p, &n, &cap, r[k].p[q].off, r[k].p[q].len, -1);
+      pos = r[k].end;
+    } else {
+      err = recut(u, &pos, &i, &p, &n, &cap, NULL); /* abandoned, or not foreseen */
     }
   }
-  for (k = 0; k < nr; k++) {
-    l->written += r[k].written;
+  for (k = 0; k < nr; k++)
     free(r[k].p);
-    free(r[k].hash);
-  }
   free(r);
-  if (err) {
-    free(l->hash);
-    free(l->size);
-    l->hash = NULL;
-    l->size = NULL;
-    l->n = 0;
-    l->total = 0;
+
+  hash_t *hash = NULL;
+  if (!err && n > 0 && !(hash = malloc(n * sizeof *hash)))
+    err = -ENOMEM;
+  for (size_t q = 0; q < n && !err; q++)
+    if (p[q].base < 0)
+      new_bytes += p[q].len;
+  if (!err) {
+    struct store_job sj = {.u = u, .p = p, .n = n, .hash = hash};
+    atomic_init(&sj.next, 0);
+    atomic_init(&sj.written, 0);
+    atomic_init(&sj.err, 0);
+    run_threads(store_threads(new_bytes), store_pieces, &sj);
+    err = atomic_load(&sj.err);
+    u->out->written += atomic_load(&sj.written);
   }
+  struct blocks_list *l = u->out;
+  if (!err && n > 0) {
+    l->hash = malloc(n * sizeof *l->hash);
+    l->size = malloc(n * sizeof *l->size);
+    if (!l->hash || !l->size)
+      err = -ENOMEM;
+  }
+  for (size_t q = 0; q < n && !err; q++) {
+    l->hash[q] = p[q].base >= 0 ? bl->hash[p[q].base] : hash[q];
+    l->size[q] = p[q].len;
+    l->total += p[q].len;
+  }
+  if (!err)
+    l->n = n;
+  free(hash);
+  free(p);
   return err;
 }
 
@@ -686,29 +693,18 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
   }
   uint64_t redo = 0;
   if (!full) {
-    /* The changed regions are cut on every thread at once (update_list),
-     * which beats the full cut (its chunking overlaps the hashing) however
-     * much changed, as long as no single region holds a large part of the
-     * file: one thread cuts a region. 120 MiB, 64 KiB random writes
-     * (a harness timing this call, session 3 of issue 5): 960 writes
-     * 52-59 ms against 81-85 ms for the full cut, 1500 writes (more than
-     * half the file to cut again) 65 ms against 89 ms; one region over the
-     * whole file 209 ms against 129 ms. */
+    /* When half the file or more must be cut again, the full cut (its
+     * chunking overlaps the hashing) is faster: the regions' cuts then run
+     * into each other and are cut twice. A harness timing this call on
+     * 120 MiB (session 3 of issue 5): 960 random 64 KiB writes into
+     * sequentially written data, incremental 54-55 ms against 66-79 ms
+     * serial-planned; the same writes after 7680 random 4 KiB ones (most
+     * blocks changed), incremental 133-138 ms against 105-111 ms full. */
     redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
-    uint64_t run = 0, longest = 0;
-    for (size_t i = 0; i < u.n; i++) {
-      if (reusable(&u, i)) {
-        run = 0;
-        continue;
-      }
-      redo += bl->size[i];
-      run += bl->size[i];
-      if (run > longest)
-        longest = run;
-    }
-    if (size > u.o[u.n] && run + (size - u.o[u.n]) > longest)
-      longest = run + (size - u.o[u.n]);
-    full = redo > size / 2 && longest > size / 8;
+    for (size_t i = 0; i < u.n; i++)
+      if (!reusable(&u, i))
+        redo += bl->size[i];
+    full = redo > size / 2;
   }
   /* Mapped, the bytes are hashed where the page cache holds them: no copy
    * of the file through read buffers. */

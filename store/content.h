@@ -99,10 +99,9 @@ int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *
  * start: from each changed region, the file is cut again from the last
  * kept cut before it until a new cut falls on the start of a clean base
  * block (usually within a chunk or two), and only those bytes are read.
- * The changed regions are cut, hashed and stored on up to 4 threads at
- * once when there are megabytes of them; the full cut is used instead when
- * more than half of the file must be cut again and one run of changed
- * blocks holds more than an eighth of it (one thread cuts a run).
+ * The changed regions are cut, then their new blocks hashed and stored, on
+ * up to 4 threads at once when there are megabytes of them; when more than
+ * half of the file must be cut again, the full cut is used instead.
  * out->written counts the blocks newly stored. A base list
  * not cut by this chunker (a peer's bug) still gives a list that decodes
  * to exactly the file's bytes (a reused block holds exactly the clean bytes
