@@ -9,7 +9,8 @@
  * return codes (a scalar out of range, a zero r or s), which an ECDSA signer
  * reveals anyway by retrying.
  *
- * Verification is not here (store/key.c keeps mbedTLS for it).
+ * Verification is not here: store/key.c takes the public u1*G of a
+ * verification from p256_base_mul() and does the rest with mbedTLS.
  *
  * All values travel as 32-byte big-endian integers. Everything is
  * thread-safe; the table (60 KiB, process memory, not in the binary) is built
