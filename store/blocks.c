@@ -446,15 +446,19 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /*
- * Checks a record's stored-form header (not its payload checksum). A header
- * whose hash or XXH64 field is all zero is none (neither ever is): that is
- * the writer's zeros ahead of its end (see prezero()), or a header a reader
- * caught half-written over them -- a boundary must not be taken from it.
+ * Checks a record's stored-form header (not its payload checksum): 1 if it
+ * makes sense, 0 if not, 2 if it does but its XXH64 field is zero. A header
+ * whose hash is all zero is none (no block hashes to zero): that is the
+ * writer's zeros ahead of its end (see prezero()). A zero XXH64 field is
+ * most likely a header a reader caught half-written over them (the field
+ * comes last) -- a boundary must not be taken from it -- but a payload can
+ * hash to zero (XXH64 is no cryptographic hash: one can be made to), so the
+ * caller then checks the payload (record_payload_hashes_to_zero).
  */
 static int record_header_ok(const uint8_t *rec, uint32_t *raw, uint32_t *stored)
 {
   const uint8_t *f = rec + HASH_SIZE;
-  if (all_zero(rec, HASH_SIZE) || all_zero(f + 16, 8))
+  if (all_zero(rec, HASH_SIZE))
     return 0;
   if (memcmp(f, block_magic, 4) != 0 || f[4] != BLOCKS_FORMAT_VERSION || f[5] > CODEC_ZSTD ||
       f[6] || f[7])
@@ -465,7 +469,16 @@ static int record_header_ok(const uint8_t *rec, uint32_t *raw, uint32_t *stored)
     return 0;
   if (f[5] == CODEC_RAW && *stored != *raw)
     return 0;
-  return 1;
+  return all_zero(f + 16, 8) ? 2 : 1;
+}
+
+/* Whether the STORED payload bytes at OFF of FD hash to zero (XXH64). */
+static bool record_payload_hashes_to_zero(int fd, uint64_t off, uint32_t stored)
+{
+  uint8_t *buf = malloc(stored ? stored : 1);
+  bool zero = buf && pread_all(fd, buf, stored, off) == 0 && XXH64(buf, stored, 0) == 0;
+  free(buf);
+  return zero;
 }
 
 /*
@@ -488,7 +501,10 @@ static int scan_pack(struct blocks *bs, uint32_t i)
     if (err)
       return err == -BFS_ECHECKSUM ? 0 : err;
     uint32_t raw, stored;
-    if (!record_header_ok(rec, &raw, &stored) || off + RECORD_HEADER_SIZE + stored > size)
+    int ok = record_header_ok(rec, &raw, &stored);
+    if (!ok || off + RECORD_HEADER_SIZE + stored > size)
+      break;
+    if (ok == 2 && !record_payload_hashes_to_zero(p->fd, off + RECORD_HEADER_SIZE, stored))
       break;
     hash_t h;
     memcpy(h.bytes, rec, HASH_SIZE);
@@ -591,8 +607,10 @@ static void prezero(struct pack *p)
     size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
     struct iovec iov = {(void *)zeros, n};
     if (pwrite_all(p->fd, &iov, 1, at) < 0) {
-      p->zeroed = at; /* what is past the end is zeros, however far it got */
-      drop_zeros(p);  /* the disk is about full: lend it nothing */
+      /* The disk is about full: lend it nothing. Part of this write may
+       * have landed past AT, so cut at the end whatever zeroed says. */
+      if (ftruncate(p->fd, (off_t)p->end) == 0)
+        p->zeroed = 0;
       return;
     }
     at += n;

@@ -907,3 +907,87 @@ TEST(concurrent_writers)
   free(b);
   blocks_close(bs);
 }
+
+/*
+ * XXH64 is no cryptographic hash: anyone whose bytes get stored can make a
+ * block whose checksum is 0 (every step of XXH64 inverts). Its record header
+ * then has a zero XXH64 field, as a header half-written over the writer's
+ * zeros does; it must still count as a record, and the blocks after it in
+ * its pack must survive a reopen (the writer once cut them away).
+ */
+#define XXH_P1 11400714785074694791ULL
+#define XXH_P2 14029467366897019727ULL
+#define XXH_P4 9650029242287828579ULL
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t rotr64(uint64_t x, int r) { return (x >> r) | (x << (64 - r)); }
+static uint64_t inverse64(uint64_t a)
+{
+  uint64_t x = a; /* Newton: odd A, 6 steps give 64 bits */
+  for (int i = 0; i < 6; i++)
+    x *= 2 - a * x;
+  return x;
+}
+static uint64_t xxh_round(uint64_t acc, uint64_t in) { return rotl64(acc + in * XXH_P2, 31) * XXH_P1; }
+
+/* Sets the last 8 bytes of B (LEN % 32 == 8, LEN >= 40) so that XXH64(B, LEN, 0) == 0. */
+static void make_xxh64_zero(uint8_t *b, size_t len)
+{
+  uint64_t v[4] = {XXH_P1 + XXH_P2, XXH_P2, 0, 0 - XXH_P1};
+  size_t i = 0;
+  for (; i + 32 <= len - 8; i += 32)
+    for (int k = 0; k < 4; k++) {
+      uint64_t lane;
+      memcpy(&lane, b + i + 8 * k, 8);
+      v[k] = xxh_round(v[k], lane);
+    }
+  uint64_t h = rotl64(v[0], 1) + rotl64(v[1], 7) + rotl64(v[2], 12) + rotl64(v[3], 18);
+  for (int k = 0; k < 4; k++)
+    h = (h ^ xxh_round(0, v[k])) * XXH_P1 + XXH_P4;
+  h += len;
+  /* The last lane: h ^= round(0, lane); h = rotl(h, 27) * P1 + P4; then the
+   * avalanche, which maps 0 to 0. Solve for rotl(h ^ k1, 27) * P1 + P4 == 0. */
+  uint64_t want = rotr64((0 - XXH_P4) * inverse64(XXH_P1), 27);
+  uint64_t k1 = h ^ want;
+  uint64_t lane = rotr64(k1 * inverse64(XXH_P1), 31) * inverse64(XXH_P2);
+  memcpy(b + len - 8, &lane, 8);
+}
+
+TEST(block_whose_checksum_is_zero)
+{
+  size_t len = 32 * 128 + 8; /* random: stored raw, the payload is these bytes */
+  uint8_t *crafted = random_buf(len);
+  make_xxh64_zero(crafted, len);
+  CHECK(XXH64(crafted, len, 0) == 0);
+  uint8_t *before = random_buf(1000), *after = random_buf(4000);
+  struct blocks *bs = open_store();
+  hash_t ha, hb, hc;
+  CHECK_INT(blocks_put(bs, before, 1000, &ha), ==, 1);
+  CHECK_INT(blocks_put(bs, crafted, len, &hb), ==, 1);
+  CHECK_INT(blocks_put(bs, after, 4000, &hc), ==, 1);
+  CHECK_OK(blocks_sync(bs));
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  /* A reader in another process sees all three. */
+  struct blocks *rd;
+  CHECK_OK(blocks_open(dir, 0, &rd));
+  uint8_t *out;
+  size_t out_len;
+  CHECK_OK(blocks_get(rd, &hb, &out, &out_len));
+  CHECK(out_len == len && memcmp(out, crafted, len) == 0);
+  free(out);
+  CHECK_OK(blocks_get(rd, &hc, &out, &out_len));
+  free(out);
+  blocks_close(rd);
+  blocks_close(bs);
+  /* The writer reopens: nothing cut. */
+  CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
+  const hash_t *all[] = {&ha, &hb, &hc};
+  for (int k = 0; k < 3; k++) {
+    CHECK_OK(blocks_get(bs, all[k], &out, &out_len));
+    free(out);
+  }
+  blocks_close(bs);
+  free(crafted);
+  free(before);
+  free(after);
+}
