@@ -73,6 +73,7 @@ struct log_cursor {
   uint64_t off;
   int stop;
   bool incomplete; /* the stop was at a record running past the end */
+  bool body_bad;   /* the stop was at a good header whose body fails its check */
   uint8_t *buf;
   size_t cap;
   uint64_t buf_off; /* file offset of buf[0] */
@@ -277,10 +278,12 @@ int log_cursor_open(struct log *log, uint64_t from, struct log_cursor **out)
    * now, so a caller with a wrong offset hears so instead of iterating
    * nothing. (The header's end is always a boundary; recovery starts there
    * whatever follows.) A reader may be handed the offset of a record still
-   * being written: incomplete is fine, damaged is not. */
+   * being written: incomplete is fine, damaged is not. Over the zeros a
+   * writer keeps ahead of its end, a record being written is whole in
+   * length but not yet in its bytes: a good header is enough there. */
   if (from > LOG_HEADER_SIZE && from < log_end(log)) {
     int rc = log_cursor_next(c, NULL, NULL, NULL);
-    if (rc < 0 || (rc == 0 && (is_writer(log) || !c->incomplete))) {
+    if (rc < 0 || (rc == 0 && (is_writer(log) || !(c->incomplete || c->body_bad)))) {
       log_cursor_close(c);
       return rc < 0 ? rc : -EINVAL;
     }
@@ -333,6 +336,7 @@ static int cursor_stop(struct log_cursor *c, int why, bool incomplete)
 {
   c->stop = why;
   c->incomplete = incomplete;
+  c->body_bad = false;
   c->buf_len = 0;
   return 0;
 }
@@ -365,8 +369,11 @@ int log_cursor_next(struct log_cursor *c, const uint8_t **data, size_t *len, uin
     return cursor_stop(c, -BFS_EFORMAT, true);
   const uint8_t *payload = c->buf + (c->off - c->buf_off) + LOG_RECORD_OVERHEAD;
   rc = check_body(hdr, payload, l, c->off);
-  if (rc < 0)
-    return cursor_stop(c, rc, false);
+  if (rc < 0) {
+    cursor_stop(c, rc, false);
+    c->body_bad = true;
+    return 0;
+  }
   c->stop = 0;
   if (data)
     *data = payload;

@@ -195,7 +195,9 @@ int log_read(struct log *log, uint64_t off, void *buf, size_t cap, size_t *len);
  * offset a previous iteration or append returned). -EINVAL if FROM lies
  * outside [LOG_HEADER_SIZE, end], or if no good record starts at FROM (not a
  * record boundary, or a damaged record) -- except that a reader accepts a
- * FROM whose record is incomplete, as a record still being written is.
+ * FROM whose record is incomplete, or whose header is good but body is not,
+ * as a record still being written is (over zeros written ahead it has its
+ * full length before its bytes).
  */
 int log_cursor_open(struct log *log, uint64_t from, struct log_cursor **out);
 /*
