@@ -367,6 +367,9 @@ struct update {
   uint64_t *o; /* n + 1 offsets of the base's blocks */
   size_t n;
   struct blocks_list *out;
+  /* Where update_list() cuts regions again, ascending (none: NULL, 0). */
+  const uint64_t *starts;
+  size_t nstarts;
 };
 
 /* Whether every byte of [A, E) is still the base's (and exists). */
@@ -422,10 +425,12 @@ static int add_piece(struct piece **p, size_t *n, size_t *cap, uint64_t off, uin
 
 /*
  * Cuts the file again from *POS (a cut of the new list) until a cut falls
- * on the start of a reusable base block (from there on both lists agree)
- * or the file ends; *POS becomes that cut. *I is the first base block not
- * before *POS. Only cuts: the new blocks are stored afterwards, in parallel.
- * Gives up (returns 1) as soon as STOP (or NULL) is set.
+ * on the start of a reusable base block (from there on both lists agree),
+ * on the start of a later region of update_list() (a chunker starts afresh
+ * after every cut, so from there on the cuts are that region's, cut from
+ * its start) or the file ends; *POS becomes that cut. *I is the first base
+ * block not before *POS. Only cuts: the new blocks are stored afterwards,
+ * in parallel. Gives up (returns 1) as soon as STOP (or NULL) is set.
  */
 static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, size_t *n,
                  size_t *cap, atomic_bool *stop)
@@ -433,6 +438,15 @@ static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, s
   struct chunker c;
   chunker_init(&c);
   uint64_t start = *pos, at = *pos;
+  size_t lo = 0, hi = u->nstarts; /* the first region start after *POS */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (u->starts[mid] <= start)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  size_t next = lo;
   while (at < u->size) {
     bool cut;
     size_t left = u->size - at > SIZE_MAX ? SIZE_MAX : (size_t)(u->size - at);
@@ -446,6 +460,10 @@ static int recut(struct update *u, uint64_t *pos, size_t *i, struct piece **p, s
     while (*i < u->n && u->o[*i] < at)
       (*i)++;
     if (at == u->size || (*i < u->n && u->o[*i] == at && reusable(u, *i)))
+      break;
+    while (next < u->nstarts && u->starts[next] < at)
+      next++;
+    if (next < u->nstarts && u->starts[next] == at)
       break;
     if (stop && atomic_load_explicit(stop, memory_order_relaxed))
       return 1;
@@ -556,9 +574,11 @@ static void run_threads(int nth, void *(*fn)(void *), void *arg)
  *     cut and cuts again from there on otherwise, until a cut lands on a
  *     reusable block's start. Every place where it cuts again is known
  *     beforehand: the start of each run of non-reusable base blocks (the
- *     block before it was kept, so its start is a cut) and the base's end
- *     when the file grew. So those regions are cut on every thread at once,
- *     each with a fresh chunker as the walk would start it.
+ *     block before it was kept, so its start is a cut; a file that grew
+ *     has a last block that is not reusable, so its new end is in a run).
+ *     So those regions are cut on every thread at once, each with a fresh
+ *     chunker as the walk would start it; a region's cut that lands on the
+ *     start of another region stops there (recut()), where that one goes on.
  *  2. Walk: serial and cheap, it assembles the pieces; a region it never
  *     reaches (an earlier one ran past it) is dropped, one it reaches that
  *     was abandoned is cut again here. The list is exactly the serial one.
@@ -570,8 +590,6 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
   size_t nr = 0;
   for (size_t i = 0; i < u->n; i++)
     nr += !reusable(u, i) && (i == 0 || reusable(u, i - 1));
-  bool grew = u->size > u->o[u->n] && (u->n == 0 || reusable(u, u->n - 1));
-  nr += grew;
   struct region *r = nr ? calloc(nr, sizeof *r) : NULL;
   if (nr && !r)
     return -ENOMEM;
@@ -579,10 +597,17 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
   for (size_t i = 0; i < u->n; i++)
     if (!reusable(u, i) && (i == 0 || reusable(u, i - 1)))
       r[k++] = (struct region){.start = u->o[i], .first = i};
-  if (grew)
-    r[k++] = (struct region){.start = u->o[u->n], .first = u->n};
-  for (k = 0; k < nr; k++)
+  uint64_t *starts = nr ? malloc(nr * sizeof *starts) : NULL;
+  if (nr && !starts) {
+    free(r);
+    return -ENOMEM;
+  }
+  for (k = 0; k < nr; k++) {
     atomic_init(&r[k].unused, false);
+    starts[k] = r[k].start;
+  }
+  u->starts = starts;
+  u->nstarts = nr;
   int nth = store_threads(redo);
   struct region_job rj = {.u = u, .r = r, .nr = nr};
   atomic_init(&rj.next, 0);
@@ -617,6 +642,9 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
   for (k = 0; k < nr; k++)
     free(r[k].p);
   free(r);
+  free(starts);
+  u->starts = NULL;
+  u->nstarts = 0;
 
   hash_t *hash = NULL;
   if (!err && n > 0 && !(hash = malloc(n * sizeof *hash)))
@@ -693,18 +721,19 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
   }
   uint64_t redo = 0;
   if (!full) {
-    /* When half the file or more must be cut again, the full cut (its
-     * chunking overlaps the hashing) is faster: the regions' cuts then run
-     * into each other and are cut twice. A harness timing this call on
-     * 120 MiB (session 3 of issue 5): 960 random 64 KiB writes into
-     * sequentially written data, incremental 54-55 ms against 66-79 ms
-     * serial-planned; the same writes after 7680 random 4 KiB ones (most
-     * blocks changed), incremental 133-138 ms against 105-111 ms full. */
+    /* When most of the file must be cut again, the full cut (its chunking
+     * overlaps the hashing) is as fast or faster. A harness timing this call
+     * on 120 MiB (session 3 of issue 5, quiet machine, ranges of the bench's
+     * random 64 KiB writes): 960 writes into sequentially written data (50%
+     * to cut again) 54-59 ms incremental against 66-79 ms before regions
+     * were cut in parallel; 1500 writes (64%) 82-109 ms against 119-144 ms
+     * for the full cut; the 960 writes after 7680 random 4 KiB ones (90%)
+     * 128-187 ms against 106-165 ms full; 97% and 100%: equal. */
     redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
     for (size_t i = 0; i < u.n; i++)
       if (!reusable(&u, i))
         redo += bl->size[i];
-    full = redo > size / 2;
+    full = redo > size / 4 * 3;
   }
   /* Mapped, the bytes are hashed where the page cache holds them: no copy
    * of the file through read buffers. */
