@@ -528,7 +528,10 @@ static int recover(struct log *log, uint64_t size, struct log_info *info)
     return 0;
   }
   info->tail_bytes = size - end;
-  info->tail_error = stop;
+  /* Zeros where a header would be, then more than zeros: no torn append
+   * leaves that (a zeroed sector, a truncated copy), so it is a format
+   * error, not the clean end the cursor took it for. */
+  info->tail_error = stop ? stop : -BFS_EFORMAT;
 
   /* Before throwing bytes away, look for records that survived behind the
    * bad one: then this is corruption, not a torn write, and the bytes are

@@ -1425,3 +1425,33 @@ TEST(reader_starts_at_a_record_written_over_zeros)
   log_close(r);
   close(fd);
 }
+
+/* A header zeroed in the middle of the log (a zeroed sector), records after
+ * it: recovery stops there, keeps the dropped bytes (records follow) and
+ * says why -- a format error, not the clean end a zero header also is. */
+TEST(zeroed_header_in_the_middle_is_a_format_error)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/m.log", test_tmpdir());
+  struct log *w;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &w, NULL));
+  uint8_t rec[300];
+  memset(rec, 'y', sizeof rec);
+  uint64_t offs[6];
+  for (int i = 0; i < 6; i++)
+    CHECK_OK(log_append(w, rec, 100 + 30 * i, &offs[i]));
+  log_close(w);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  uint8_t zeros[LOG_RECORD_OVERHEAD] = {0};
+  CHECK_INT(pwrite(fd, zeros, sizeof zeros, (off_t)offs[2]), ==, (ssize_t)sizeof zeros);
+  close(fd);
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_WRITE, &w, &info));
+  CHECK_INT(info.records, ==, 2);
+  CHECK_INT(info.end, ==, offs[2]);
+  CHECK_INT(info.tail_error, ==, -BFS_EFORMAT);
+  CHECK(info.tail_saved);
+  CHECK_INT(info.zero_bytes, ==, 0);
+  log_close(w);
+}
