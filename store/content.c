@@ -722,13 +722,11 @@ int content_blocks_update(struct blocks *bs, int fd, uint64_t size, const struct
   uint64_t redo = 0;
   if (!full) {
     /* When most of the file must be cut again, the full cut (its chunking
-     * overlaps the hashing) is as fast or faster. A harness timing this call
-     * on 120 MiB (session 3 of issue 5, quiet machine, ranges of the bench's
-     * random 64 KiB writes): 960 writes into sequentially written data (50%
-     * to cut again) 54-59 ms incremental against 66-79 ms before regions
-     * were cut in parallel; 1500 writes (64%) 82-109 ms against 119-144 ms
-     * for the full cut; the 960 writes after 7680 random 4 KiB ones (90%)
-     * 128-187 ms against 106-165 ms full; 97% and 100%: equal. */
+     * overlaps the hashing) is as fast or faster: the regions then run into
+     * each other. bench/bench_seal (120 MiB, the NFS bench's random 64 KiB
+     * writes, 2 cores): 960 writes, half the file to cut again, 1.58x
+     * faster than the full cut; 1500 writes (64%) 1.26x; after the bench's
+     * random 4 KiB phase (90%) an incremental cut measured 0.8-1.0x. */
     redo = size > u.o[u.n] ? size - u.o[u.n] : 0;
     for (size_t i = 0; i < u.n; i++)
       if (!reusable(&u, i))
