@@ -63,6 +63,15 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 /* A fresh empty directory, removed with its contents when the test ends. */
 const char *test_tmpdir(void);
 
+/* A private tmpfs of SIZE (mount's size=, e.g. "24m") at test_tmpdir()/small,
+ * in a mount namespace of the test's own (needs root): its path, or NULL
+ * after a "# skipped" line saying why where it cannot be made. */
+const char *test_small_tmpfs(const char *size);
+
+/* Fills the filesystem holding PATH (a file it creates and appends to) until
+ * at most LEAVE bytes are free; LEAVE 0: until a write fails. */
+void test_fill_disk(const char *path, uint64_t leave);
+
 /* Deterministic per-test randomness: seeded from TEST_SEED or the name. */
 uint64_t test_rand(void);
 uint64_t test_seed(void);

@@ -1,8 +1,14 @@
 #include "tests/test.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +64,46 @@ const char *test_tmpdir(void)
       test_fail(__FILE__, __LINE__, "mkdtemp: %m");
   }
   return tmpdir;
+}
+
+const char *test_small_tmpfs(const char *size)
+{
+  static char mnt[4200];
+  char opts[64];
+  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
+  snprintf(opts, sizeof opts, "size=%s", size);
+  if (mkdir(mnt, 0700) < 0)
+    test_fail(__FILE__, __LINE__, "mkdir %s: %m", mnt);
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+      mount("tmpfs", mnt, "tmpfs", 0, opts) < 0) {
+    printf("# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+    return NULL;
+  }
+  return mnt;
+}
+
+void test_fill_disk(const char *path, uint64_t leave)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0)
+    test_fail(__FILE__, __LINE__, "open %s: %m", path);
+  static uint8_t chunk[1 << 16];
+  memset(chunk, 0x5a, sizeof chunk);
+  for (;;) {
+    struct statvfs sv;
+    if (fstatvfs(fd, &sv) < 0)
+      test_fail(__FILE__, __LINE__, "fstatvfs %s: %m", path);
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (avail <= leave)
+      break;
+    size_t n = avail - leave < sizeof chunk ? (size_t)(avail - leave) : sizeof chunk;
+    if (write(fd, chunk, n) <= 0)
+      break;
+  }
+  if (leave == 0)
+    while (write(fd, chunk, 1) > 0)
+      ;
+  close(fd);
 }
 
 static void tmpdir_cleanup(void)

@@ -4,7 +4,6 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -744,29 +743,6 @@ TEST(zeros_ahead_of_the_pack)
     free(d[i]);
 }
 
-/* Fills the filesystem of PATH until at most LEAVE bytes are free. */
-static void fill_disk(const char *path, uint64_t leave)
-{
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  CHECK(fd >= 0);
-  static uint8_t chunk[1 << 16];
-  memset(chunk, 0x5a, sizeof chunk);
-  for (;;) {
-    struct statvfs sv;
-    CHECK_OK(fstatvfs(fd, &sv));
-    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    if (avail <= leave)
-      break;
-    size_t n = avail - leave < sizeof chunk ? (size_t)(avail - leave) : sizeof chunk;
-    if (write(fd, chunk, n) <= 0)
-      break;
-  }
-  if (leave == 0)
-    while (write(fd, chunk, 1) > 0)
-      ;
-  close(fd);
-}
-
 /* Where the pack's last record ends (H is its block). */
 static off_t record_end(struct blocks *bs, const hash_t *h)
 {
@@ -782,14 +758,10 @@ static off_t record_end(struct blocks *bs, const hash_t *h)
  * nothing, and the store works again once there is room. */
 TEST(full_disk_zeros_given_back)
 {
-  char mnt[4096], dir[4200], pack[4300], spare[4200];
-  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
-  CHECK_OK(mkdir(mnt, 0700));
-  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-      mount("tmpfs", mnt, "tmpfs", 0, "size=24m") < 0) {
-    printf("# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+  char dir[4200], pack[4300], spare[4200];
+  const char *mnt = test_small_tmpfs("24m");
+  if (!mnt)
     return;
-  }
   snprintf(dir, sizeof dir, "%s/blocks", mnt);
   snprintf(pack, sizeof pack, "%s/pack-00000001", dir);
   snprintf(spare, sizeof spare, "%s/spare", mnt);
@@ -803,7 +775,7 @@ TEST(full_disk_zeros_given_back)
   CHECK_INT(file_size(pack), >, end); /* 24 MiB free: zeros ahead */
 
   /* Below 16 MiB free: the next sync gives them back, appends or not. */
-  fill_disk(spare, 8u << 20);
+  test_fill_disk(spare, 8u << 20);
   CHECK_OK(blocks_sync(bs));
   CHECK_INT(file_size(pack), ==, end);
   /* ... and appends there write none. */
@@ -816,7 +788,7 @@ TEST(full_disk_zeros_given_back)
   free(c);
 
   /* Full: a block that does not fit fails and leaves nothing. */
-  fill_disk(spare, 0);
+  test_fill_disk(spare, 0);
   CHECK_INT(blocks_put(bs, big, BLOCKS_ZERO_AHEAD * 2, &hb), ==, -ENOSPC);
   CHECK_INT(blocks_has(bs, &hb), ==, 0);
   CHECK_INT(file_size(pack), ==, end);

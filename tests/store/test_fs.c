@@ -1109,21 +1109,15 @@ TEST(put_from_a_file_descriptor)
   key_free(k);
 }
 
-#include <sched.h>
 #include <sys/mount.h>
 
 /* A full disk: the failed commit's entries leave the view, a later commit
  * does not write them, and what was acknowledged stays. */
 TEST(full_disk_commit_changes_nothing)
 {
-  char mnt[4096];
-  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
-  CHECK_OK(mkdir(mnt, 0700));
-  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-      mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
-    fprintf(stderr, "# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+  const char *mnt = test_small_tmpfs("1m");
+  if (!mnt)
     return;
-  }
   struct key *k = new_key();
   struct fs *fs = NULL;
   CHECK_OK(fs_create(mnt, "t", k, NULL, 0, &fs));

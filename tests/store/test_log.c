@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -1091,40 +1090,12 @@ TEST(write_failure_leaves_log_usable)
   log_close(log);
 }
 
-/* Fills the filesystem of PATH until at most LEAVE bytes are free. */
-static void fill_disk(const char *path, uint64_t leave)
-{
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-  CHECK(fd >= 0);
-  static uint8_t chunk[1 << 16];
-  memset(chunk, 0x5a, sizeof chunk);
-  for (;;) {
-    struct statvfs sv;
-    CHECK_OK(fstatvfs(fd, &sv));
-    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    if (avail <= leave)
-      break;
-    size_t n = avail - leave < sizeof chunk ? (size_t)(avail - leave) : sizeof chunk;
-    if (write(fd, chunk, n) <= 0)
-      break;
-  }
-  if (leave == 0)
-    while (write(fd, chunk, 1) > 0)
-      ;
-  close(fd);
-}
-
 TEST(full_disk_zeros_given_back)
 {
-  /* A small tmpfs of our own (a private mount namespace: needs root). */
-  char mnt[4096], path[4200], spare[4200];
-  snprintf(mnt, sizeof mnt, "%s/small", test_tmpdir());
-  CHECK_OK(mkdir(mnt, 0700));
-  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-      mount("tmpfs", mnt, "tmpfs", 0, "size=24m") < 0) {
-    printf("# skipped: cannot mount a small tmpfs here (%s)\n", strerror(errno));
+  char path[4200], spare[4200];
+  const char *mnt = test_small_tmpfs("24m");
+  if (!mnt)
     return;
-  }
   snprintf(path, sizeof path, "%s/log", mnt);
   snprintf(spare, sizeof spare, "%s/spare", mnt);
   struct log *log;
@@ -1135,7 +1106,7 @@ TEST(full_disk_zeros_given_back)
   /* Another file fills the disk while the zeros are there. An append that
    * needs more than they hold fails with ENOSPC, leaves nothing behind, and
    * the zeros are given back (so that other file could have had them). */
-  fill_disk(spare, 0);
+  test_fill_disk(spare, 0);
   uint64_t end = log_end(log);
   uint8_t *big = malloc(8 + 100000);
   CHECK(big);
@@ -1150,7 +1121,7 @@ TEST(full_disk_zeros_given_back)
 
   /* Room, but less than LOG_ZERO_MIN_FREE: appends work, no zeros kept. */
   CHECK_OK(unlink(spare));
-  fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
+  test_fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
   append_ids(log, 5, 3, NULL);
   CHECK_INT(file_size(path), ==, log_end(log));
 
@@ -1159,7 +1130,7 @@ TEST(full_disk_zeros_given_back)
   CHECK_OK(unlink(spare));
   append_ids(log, 8, 2, NULL);
   CHECK_INT(expect_zero_tail(path, log_end(log)), >, 0);
-  fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
+  test_fill_disk(spare, LOG_ZERO_MIN_FREE / 2);
   append_ids(log, 10, 1, NULL);
   CHECK_INT(file_size(path), ==, log_end(log));
   expect_ids(log, 1, 10, NULL);
