@@ -1014,22 +1014,28 @@ static int cmp_d(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* median of the rounds; -1 if any round failed, 0 if never run */
-static double median_rounds(const double *rounds)
+/* median of the N values that are > 0; -1 if any is < 0 (a failed round),
+ * 0 if none ran */
+static double median_positive(const double *vals, int n_vals)
 {
-	double v[MAX_ROUNDS];
+	double v[3 * MAX_ROUNDS];
 	int n = 0;
-	for (int r = 0; r < cfg.rounds; r++) {
-		double x = rounds[r];
-		if (x < 0)
+	for (int i = 0; i < n_vals; i++) {
+		if (vals[i] < 0)
 			return -1;
-		if (x > 0)
-			v[n++] = x;
+		if (vals[i] > 0)
+			v[n++] = vals[i];
 	}
 	if (n == 0)
 		return 0;
 	qsort(v, (size_t)n, sizeof v[0], cmp_d);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* median of the rounds; -1 if any round failed, 0 if never run */
+static double median_rounds(const double *rounds)
+{
+	return median_positive(rounds, cfg.rounds);
 }
 
 static double median_of(double (*tab)[P_COUNT][MAX_ROUNDS], int ti, int p)
@@ -1069,17 +1075,9 @@ static double floor_median(double (*tab)[P_COUNT][MAX_ROUNDS], int ti)
 	double v[3 * MAX_ROUNDS];
 	int n = 0;
 	for (size_t k = 0; k < 3; k++)
-		for (int r = 0; r < cfg.rounds; r++) {
-			double x = tab[ti][x1[k]][r];
-			if (x < 0)
-				return -1;
-			if (x > 0)
-				v[n++] = x;
-		}
-	if (n == 0)
-		return 0;
-	qsort(v, (size_t)n, sizeof v[0], cmp_d);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+		for (int r = 0; r < cfg.rounds; r++)
+			v[n++] = tab[ti][x1[k]][r];
+	return median_positive(v, n);
 }
 
 static void report(void)
