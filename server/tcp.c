@@ -205,18 +205,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   *buf = uv_buf_init((char *)p, n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
 }
 
+/* The client closed (EOF) or the read failed: close. EOF in the middle of
+ * a record is a truncated record: nothing to answer, nothing to keep. */
+static void conn_read_end(struct conn *c, bool eof)
+{
+  if (eof && rpcsrv_records_partial(&c->in))
+    rpcsrv_logf(c->srv->rpc, "%s: closed in the middle of a record", c->peer.name);
+  conn_close(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
   struct conn *c = st->data;
   (void)buf;
   if (nread < 0) {
-    /* EOF in the middle of a record is a truncated record: nothing to
-     * answer, nothing to keep. */
-    if (nread == UV_ENOBUFS)
+    if (nread == UV_ENOBUFS) {
       rpcsrv_logf(c->srv->rpc, "%s: closing: no memory for the record", c->peer.name);
-    else if (nread == UV_EOF && rpcsrv_records_partial(&c->in))
-      rpcsrv_logf(c->srv->rpc, "%s: closed in the middle of a record", c->peer.name);
-    conn_close(c);
+      conn_close(c);
+    } else {
+      conn_read_end(c, nread == UV_EOF);
+    }
     return;
   }
   rpcsrv_records_commit(&c->in, (size_t)nread);
@@ -294,16 +302,20 @@ static void conn_spin(struct conn *c)
   int fd;
   if (budget == 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
     return;
+  /* A client on this very CPU (loopback runs the sender's softirq on the
+   * sender's CPU) needs the CPU we would spin on: sleep instead. Asked once
+   * per spin, not per call: where the client runs does not change within
+   * a burst of SPIN_REQUESTS_MAX calls. */
+  int cpu_in = -1;
+  socklen_t cpu_len = sizeof cpu_in;
+  if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu_in, &cpu_len) == 0 && cpu_in == sched_getcpu()) {
+    c->replied_at = uv_hrtime();
+    return;
+  }
   for (int served = 0; served < SPIN_REQUESTS_MAX; served++) {
     uint64_t start = uv_hrtime();
     c->replied_at = start;
     if (c->closing || !c->reading || c->queued || c->spin_off)
-      return;
-    /* A client on this very CPU (loopback runs the sender's softirq on the
-     * sender's CPU) needs the CPU we would spin on: sleep instead. */
-    int cpu_in = -1;
-    socklen_t cpu_len = sizeof cpu_in;
-    if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu_in, &cpu_len) == 0 && cpu_in == sched_getcpu())
       return;
     ssize_t n;
     for (;;) {
@@ -322,10 +334,7 @@ static void conn_spin(struct conn *c)
       sched_yield();
     }
     if (n <= 0) {
-      /* EOF or an error: what the loop's read would have done. */
-      if (n == 0 && rpcsrv_records_partial(&c->in))
-        rpcsrv_logf(c->srv->rpc, "%s: closed in the middle of a record", c->peer.name);
-      conn_close(c);
+      conn_read_end(c, n == 0); /* what the loop's read would have done */
       return;
     }
     __atomic_fetch_add(&c->srv->spin_served, 1, __ATOMIC_RELAXED);
