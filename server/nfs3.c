@@ -657,8 +657,7 @@ static int fill_from_store(void *arg, int fd, uint64_t len, uint64_t *size)
     r = -errno;
   /* A large stored file's block list: the first seal of this copy then
    * re-cuts only around the writes (content_blocks_update). */
-  if (r == 0 && end > CONTENT_EMBED_MAX && end == a->o->st.size && !a->o->sf && !a->o->cf &&
-      !hash_is_zero(&a->o->st.content)) {
+  if (r == 0 && end > CONTENT_EMBED_MAX && end == a->o->st.size && !hash_is_zero(&a->o->st.content)) {
     int err = 0;
     struct content_reader *rd = reader_get(a->d, &a->o->st.content, &err);
     if (rd && content_reader_size(rd) == end)
@@ -691,7 +690,7 @@ static int seal_first(void *arg, struct stage_file *f)
 /* Starts staging O (a file) unless it is staged already, copying at most
  * LIMIT bytes of its content (a truncate needs no more) and none of
  * [SKIP_OFF, SKIP_END), which the caller writes next (or drops the file
- * when that fails: obj_unstage_new). *FRESH tells whether it was created. */
+ * when that fails, as proc_write does). *FRESH tells whether it was created. */
 static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_t skip_off,
                           uint64_t skip_end, bool *fresh)
 {
@@ -1801,13 +1800,11 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
     }
   }
   if (r == 0) {
-    struct entry *e = entry_new(ENTRY_RENAME);
+    struct entry *e = entry_in(ENTRY_RENAME, &to, tname);
     if (!e)
       r = -ENOMEM;
     else {
       e->parent = head;
-      e->dir = to.node.id;
-      entry_set_name(e, tname);
       r = submit(d, e);
       free(e);
     }

@@ -89,7 +89,7 @@
  * and visible to everything reading the filesystem (the CLI included).
  * Linux COMMITs every few MiB while streaming a large file; each seal
  * re-cuts only around the ranges written since the last one (store/content.h,
- * content_blocks_update), until half the file changed. nfsd_tick()
+ * content_blocks_update), until most of the file changed. nfsd_tick()
  * looks no further than files quiet for NFSD_QUIET_NS (the list is oldest
  * first). */
 #define NFSD_QUIET_NS (300ull * 1000000ull)

@@ -366,6 +366,8 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
   if (r < 0) {
     unlinkat(s->dirfd, name, 0);
     file_free(f);
+    if (r == -ENOSPC)
+      spare_release(s); /* as stage_write does: the pool holds blocks */
     return r;
   }
   f->obj = *obj;
@@ -544,10 +546,8 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
                  struct blocks_list *blocks)
 {
   base_reset(f);
-  if (blocks) {
-    f->blocks = *blocks;
-    memset(blocks, 0, sizeof *blocks);
-  }
+  if (blocks)
+    stage_set_base_blocks(f, blocks);
   f->base = *base;
   f->base_size = f->size;
   f->clean_end = f->size;

@@ -101,7 +101,7 @@ int content_encode_staged(struct blocks *bs, int fd, uint64_t size, const void *
  * block (usually within a chunk or two), and only those bytes are read.
  * The changed regions are cut, then their new blocks hashed and stored, on
  * up to 4 threads at once when there are megabytes of them; when more than
- * half of the file must be cut again, the full cut is used instead.
+ * three quarters of the file must be cut again, the full cut is used instead.
  * out->written counts the blocks newly stored. A base list
  * not cut by this chunker (a peer's bug) still gives a list that decodes
  * to exactly the file's bytes (a reused block holds exactly the clean bytes
