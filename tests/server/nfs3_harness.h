@@ -574,6 +574,22 @@ static inline void c3_create(struct cl *c, const uint8_t *dir, uint32_t len, con
   CL_CALL(c, r, rpc_nfs3_create_async, &a, cp_create);
 }
 
+/* Creates file NAME in DIR with mode 0644 (the test fails otherwise); its
+ * handle goes to FH. */
+static inline void mkfile(struct cl *c, const uint8_t *dir, uint32_t dlen, const char *name, uint8_t *fh,
+                          uint32_t *len)
+{
+  sattr3 sa;
+  memset(&sa, 0, sizeof sa);
+  sa.mode.set_it = 1;
+  sa.mode.set_mode3_u.mode = 0644;
+  struct res r;
+  c3_create(c, dir, dlen, name, UNCHECKED, &sa, NULL, &r);
+  CHECK_MSG(r.status == NFS3_OK, "create %s: %d", name, r.status);
+  memcpy(fh, r.fh, r.fh_len);
+  *len = r.fh_len;
+}
+
 static inline void c3_mkdir(struct cl *c, const uint8_t *dir, uint32_t len, const char *name,
                              struct res *r)
 {

@@ -14,21 +14,6 @@
 
 static void sattr_none(sattr3 *sa) { memset(sa, 0, sizeof *sa); }
 
-/* Creates file NAME in DIR with mode 0644; its handle goes to FH. */
-static void mkfile(struct cl *c, const uint8_t *dir, uint32_t dlen, const char *name, uint8_t *fh,
-                   uint32_t *len)
-{
-  sattr3 sa;
-  sattr_none(&sa);
-  sa.mode.set_it = 1;
-  sa.mode.set_mode3_u.mode = 0644;
-  struct res r;
-  c3_create(c, dir, dlen, name, UNCHECKED, &sa, NULL, &r);
-  CHECK_MSG(r.status == NFS3_OK, "create %s: %d", name, r.status);
-  memcpy(fh, r.fh, r.fh_len);
-  *len = r.fh_len;
-}
-
 static void put(struct cl *c, const uint8_t *fh, uint32_t len, const char *data)
 {
   struct res r;

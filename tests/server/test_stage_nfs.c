@@ -9,20 +9,6 @@
 
 #define ROOT s.root, s.root_len
 
-static void mkfile(struct cl *c, const uint8_t *dir, uint32_t dlen, const char *name, uint8_t *fh,
-                   uint32_t *len)
-{
-  sattr3 sa;
-  memset(&sa, 0, sizeof sa);
-  sa.mode.set_it = 1;
-  sa.mode.set_mode3_u.mode = 0644;
-  struct res r;
-  c3_create(c, dir, dlen, name, UNCHECKED, &sa, NULL, &r);
-  CHECK_MSG(r.status == NFS3_OK, "create %s: %d", name, r.status);
-  memcpy(fh, r.fh, r.fh_len);
-  *len = r.fh_len;
-}
-
 /* The stored content of PATH (server stopped). */
 static uint8_t *cat(struct srv *s, const char *path, size_t *len)
 {
@@ -32,6 +18,16 @@ static uint8_t *cat(struct srv *s, const char *path, size_t *len)
   CHECK_OK(fs_read(fs, path, &data, len));
   fs_close(fs);
   return data;
+}
+
+/* /big as stored (server stopped) is exactly MODEL's SIZE bytes. */
+static void check_stored(struct srv *s, const uint8_t *model, size_t size)
+{
+  size_t n;
+  uint8_t *back = cat(s, "/big", &n);
+  CHECK_INT(n, ==, size);
+  CHECK(memcmp(back, model, size) == 0);
+  free(back);
 }
 
 static void write_all(struct cl *c, const uint8_t *fh, uint32_t len, uint64_t off,
@@ -95,22 +91,14 @@ TEST(nfs3_scattered_writes_seal_incrementally_and_read_back)
        * round's copy comes from the stored version (and its block list). */
       cl_close(&c);
       srv_stop(&s, true);
-      size_t n;
-      uint8_t *back = cat(&s, "/big", &n);
-      CHECK_INT(n, ==, size);
-      CHECK(memcmp(back, model, size) == 0);
-      free(back);
+      check_stored(&s, model, size);
       srv_start(&s, false);
       cl_open(&c, s.port);
     }
   }
   cl_close(&c);
   srv_stop(&s, true);
-  size_t n;
-  uint8_t *back = cat(&s, "/big", &n);
-  CHECK_INT(n, ==, size);
-  CHECK(memcmp(back, model, size) == 0);
-  free(back);
+  check_stored(&s, model, size);
   free(model);
   free(w);
   srv_free(&s);
