@@ -57,6 +57,16 @@ struct key {
 /* p256 is usable: its table is built and passed its self-check. */
 static bool p256_ok(void) { return p256_init() == 0; }
 
+/* A = K G on p256's table, as an mbedTLS point of GRP: 0 or -EIO. */
+static int p256_point(const mbedtls_ecp_group *grp, const uint8_t k[32], mbedtls_ecp_point *A)
+{
+  uint8_t pt[KEY_PUBLIC_SIZE];
+  pt[0] = 0x04;
+  if (p256_base_mul(k, pt + 1, pt + 33) != 0 || mbedtls_ecp_point_read_binary(grp, A, pt, sizeof pt) != 0)
+    return -EIO;
+  return 0;
+}
+
 static int rng(void *ctx, unsigned char *buf, size_t len)
 {
   (void)ctx;
@@ -112,10 +122,7 @@ static int key_set_public(struct key *key)
   if (mbedtls_mpi_write_binary(&key->kp.d, key->d, sizeof key->d) != 0)
     return -BFS_EKEY;
   if (p256_ok()) {
-    uint8_t pub[KEY_PUBLIC_SIZE];
-    pub[0] = 0x04;
-    if (p256_base_mul(key->d, pub + 1, pub + 33) != 0 ||
-        mbedtls_ecp_point_read_binary(&key->kp.grp, &key->kp.Q, pub, sizeof pub) != 0)
+    if (p256_point(&key->kp.grp, key->d, &key->kp.Q) < 0)
       return -BFS_EKEY;
   } else if (mbedtls_ecp_mul(&key->kp.grp, &key->kp.Q, &key->kp.d, &key->kp.grp.G, rng, NULL) != 0) {
     return -BFS_EKEY;
@@ -601,12 +608,10 @@ static int base_mul_public(mbedtls_ecp_group *grp, mbedtls_ecp_point *A, const m
 {
   if (!p256_ok())
     return mbedtls_ecp_mul(grp, A, u, &grp->G, NULL, NULL) == 0 ? 0 : -EIO;
-  uint8_t k[32], pt[KEY_PUBLIC_SIZE];
-  pt[0] = 0x04;
-  if (mbedtls_mpi_write_binary(u, k, sizeof k) != 0 || p256_base_mul(k, pt + 1, pt + 33) != 0 ||
-      mbedtls_ecp_point_read_binary(grp, A, pt, sizeof pt) != 0)
+  uint8_t k[32];
+  if (mbedtls_mpi_write_binary(u, k, sizeof k) != 0)
     return -EIO;
-  return 0;
+  return p256_point(grp, k, A);
 }
 
 /*
