@@ -761,10 +761,9 @@ static void drop_zeros(struct log *log, uint64_t end)
  * write), so they are only kept while it has LOG_ZERO_MIN_FREE free, and
  * given back at the first commit that finds it has less.
  */
+/* (write_group() has moved zeroed up to END already.) */
 static void prezero(struct log *log, uint64_t end)
 {
-  if (log->zeroed < end)
-    log->zeroed = end;
   bool room = room_for_zeros(log->fd);
   if (!room) {
     if (log->zeroed > end)
@@ -832,10 +831,10 @@ static int write_group(struct log *log, struct log_waiter *first, struct log_wai
       return rc;
   }
   /* The records first, then the zeros: real data gets the space first. */
+  if (log->zeroed < off)
+    log->zeroed = off;
   if (zeros)
     prezero(log, off);
-  else if (log->zeroed < off)
-    log->zeroed = off;
   if (fdatasync(log->fd) < 0) {
     *sync_failed = true;
     return -errno;
