@@ -62,7 +62,6 @@ struct rcache {
  * are checked before the cache is consulted, on every call). */
 struct rdc {
   uint64_t used; /* LRU clock; 0 = empty slot */
-  uint64_t vchanges, gen;
   bool plus;
   uint32_t fh_len;
   uint8_t fh[NFS3_FHSIZE];
@@ -89,6 +88,7 @@ struct nfsd {
   struct rdc rdc[RDC_N];
   size_t rdc_bytes;
   uint64_t rdc_clock;
+  uint64_t rdc_vchanges, rdc_gen; /* what every cached reply was encoded at */
   bool rdc_off;
   struct nfsd_rdc_stats rdc_stats;
   nfsd_log_fn log;
@@ -1939,43 +1939,48 @@ static void rdc_clear(struct nfsd *d, struct rdc *c)
   memset(c, 0, sizeof *c);
 }
 
-/* The cached reply for this call if it is still current, else NULL (a
- * stale one is freed). */
+/* Empties the cache once the view or the server's own state has moved
+ * since its replies were encoded: a stale reply is never served. */
+static void rdc_current(struct nfsd *d)
+{
+  uint64_t vchanges = view_changes(d->view);
+  if (vchanges != d->rdc_vchanges || d->gen != d->rdc_gen) {
+    rdc_free_all(d);
+    d->rdc_vchanges = vchanges;
+    d->rdc_gen = d->gen;
+  }
+}
+
+/* The cached reply for this call, or NULL. */
 static struct rdc *rdc_find(struct nfsd *d, bool plus, const struct nfs3_readdirplus_args *a,
                             size_t max)
 {
   if (d->rdc_off)
     return NULL;
-  uint64_t vchanges = view_changes(d->view);
+  rdc_current(d);
   for (int i = 0; i < RDC_N; i++) {
     struct rdc *c = &d->rdc[i];
-    if (!rdc_match(c, plus, a, max))
-      continue;
-    if (c->vchanges != vchanges || c->gen != d->gen) {
-      rdc_clear(d, c);
-      return NULL;
+    if (rdc_match(c, plus, a, max)) {
+      c->used = ++d->rdc_clock;
+      return c;
     }
-    c->used = ++d->rdc_clock;
-    return c;
   }
   return NULL;
 }
 
-/* Keeps a copy of a reply encoded at (VCHANGES, GEN); nothing when it
- * does not fit or memory is short (the cache is only an accelerator). */
+/* Keeps a copy of a reply encoded at (VCHANGES, GEN), if that is still
+ * now; nothing when it does not fit or memory is short (the cache is only
+ * an accelerator). */
 static void rdc_store(struct nfsd *d, bool plus, const struct nfs3_readdirplus_args *a, size_t max,
                       uint64_t vchanges, uint64_t gen, const uint8_t *p, size_t len)
 {
   if (d->rdc_off || len > RDC_BYTES_MAX || vchanges != view_changes(d->view) || gen != d->gen)
     return;
-  struct rdc *slot = NULL;
-  for (int i = 0; i < RDC_N; i++) {
-    struct rdc *c = &d->rdc[i];
-    if (rdc_match(c, plus, a, max) || (c->used && (c->vchanges != vchanges || c->gen != gen)))
-      rdc_clear(d, c); /* a stale one, never served again */
+  rdc_current(d);
+  struct rdc *slot = NULL; /* an empty slot, else the least recently used */
+  for (int i = 0; i < RDC_N; i++)
     if (!slot || d->rdc[i].used < slot->used)
       slot = &d->rdc[i];
-  }
   rdc_clear(d, slot);
   while (d->rdc_bytes + len > RDC_BYTES_MAX) {
     struct rdc *old = NULL;
@@ -1998,8 +2003,6 @@ static void rdc_store(struct nfsd *d, bool plus, const struct nfs3_readdirplus_a
   slot->max = max;
   slot->fh_len = a->dir.len;
   memcpy(slot->fh, a->dir.data, a->dir.len);
-  slot->vchanges = vchanges;
-  slot->gen = gen;
   slot->used = ++d->rdc_clock;
   d->rdc_bytes += len;
   d->rdc_stats.stored++;
