@@ -54,8 +54,8 @@ struct rcache {
 };
 
 /* One cached reply body (from the directory attributes to eof), valid
- * while the view's change counter and the server's own (d->gen: staging)
- * are what they were when it was encoded. Keyed on everything the
+ * while the view's change counter and the server's own (server_gen:
+ * staging, a replaced view) are what they were when it was encoded. Keyed on everything the
  * encoding reads from the call: the handle bytes, the cookie, the budgets
  * (dircount, and maxcount capped by the transport) and plus. The cookie
  * verifier and the credential change nothing in a successful reply (both
@@ -84,7 +84,7 @@ struct nfsd {
   uint8_t verf[NFS3_WRITEVERFSIZE];
   struct rcache cache[RCACHE_N];
   uint64_t clock;
-  uint64_t gen; /* bumped by everything that may change what nfs shows, besides the view */
+  uint64_t gen; /* bumped when store/fs replaces the view (see server_gen) */
   struct rdc rdc[RDC_N];
   size_t rdc_bytes;
   uint64_t rdc_clock;
@@ -97,25 +97,12 @@ struct nfsd {
 
 /* ---- small helpers ---- */
 
-/* Something outside the view (staged data, a seal, a new view) may have
- * changed what a reply shows: cached READDIR replies are stale. Every path
- * that changes staging calls it; entries are counted by the view itself
- * (view_changes), so the procedures that only submit entries need not. */
-static void changed(struct nfsd *d) { d->gen++; }
+/* What nfs shows besides the view's entries moved: staged data
+ * (stage_changes) or the view itself was replaced (d->gen). The sum of
+ * two counters that only grow changes whenever either does. Entries are
+ * counted by the view (view_changes). */
+static uint64_t server_gen(const struct nfsd *d) { return d->gen + stage_changes(d->stage); }
 
-/* Staged writes and truncates change a file's size and mtime. */
-static int staged_write(struct nfsd *d, struct stage_file *f, uint64_t off, const void *data,
-                        size_t len, bool sync, uint64_t now)
-{
-  changed(d);
-  return stage_write(d->stage, f, off, data, len, sync, now);
-}
-
-static int staged_truncate(struct nfsd *d, struct stage_file *f, uint64_t size, uint64_t now)
-{
-  changed(d);
-  return stage_truncate(d->stage, f, size, now);
-}
 static void rdc_free_all(struct nfsd *d);
 
 static uint64_t now_ns(void)
@@ -225,7 +212,6 @@ static int obj_stat(struct nfsd *d, struct obj *o)
     if (hash_cmp(stage_base(f), &o->st.version) == 0) {
       o->cf = f;
     } else {
-      changed(d);
       stage_drop(d->stage, f);
     }
   } else if (f) {
@@ -679,7 +665,6 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
 static int seal_first(void *arg, struct stage_file *f)
 {
   struct nfsd *d = arg;
-  changed(d);
   if (stage_dirty(f))
     seal(d, f, NULL, false);
   else
@@ -697,7 +682,6 @@ static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_
   *fresh = false;
   if (o->sf)
     return 0;
-  changed(d);
   if (o->cf) {
     /* The copy kept after the last seal: the next write dirties it. */
     o->sf = o->cf;
@@ -749,7 +733,6 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
  */
 static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
 {
-  changed(d);
   if (!stage_dirty(f)) {
     if (!keep)
       stage_drop(d->stage, f);
@@ -912,7 +895,7 @@ static void on_new_view(void *arg, struct view *v)
 {
   struct nfsd *d = arg;
   d->view = v;
-  changed(d);
+  d->gen++;
 }
 
 int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ctx,
@@ -1098,7 +1081,7 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
   if (set_size) {
     /* A truncate is a new content: stage, cut, seal with the attributes. */
     if ((r = obj_stage_upto(d, &o, s->size)) == 0 &&
-        (r = staged_truncate(d, o.sf, s->size, now)) == 0) {
+        (r = stage_truncate(d->stage, o.sf, s->size, now)) == 0) {
       if (!m.set_mtime) {
         m.set_mtime = true;
         m.mtime_ns = now;
@@ -1321,7 +1304,7 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
       uint64_t base_size = o.st.size;
       r = obj_stage_skip(d, &o, UINT64_MAX, a.offset, a.offset + a.data.len, &fresh);
       if (r == 0)
-        r = staged_write(d, o.sf, a.offset, a.data.data, a.data.len,
+        r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len,
                          a.stable != NFS3_UNSTABLE, now_ns());
       if (r < 0 && fresh && o.sf && a.offset < base_size && a.data.len > 0) {
         /* Its copy left out what this write should have put there. */
@@ -1478,7 +1461,7 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
         r = -EACCES;
       if (r == 0 && (a.attr.size != o.st.size || o.sf) &&
           (r = obj_stage_upto(d, &o, a.attr.size)) == 0 &&
-          (r = staged_truncate(d, o.sf, a.attr.size, now_ns())) == 0)
+          (r = stage_truncate(d->stage, o.sf, a.attr.size, now_ns())) == 0)
         r = obj_seal(d, &o, NULL);
     }
     create_reply(call, d, r, &dir, &before, &n);
@@ -1944,10 +1927,10 @@ static void rdc_clear(struct nfsd *d, struct rdc *c)
 static void rdc_current(struct nfsd *d)
 {
   uint64_t vchanges = view_changes(d->view);
-  if (vchanges != d->rdc_vchanges || d->gen != d->rdc_gen) {
+  if (vchanges != d->rdc_vchanges || server_gen(d) != d->rdc_gen) {
     rdc_free_all(d);
     d->rdc_vchanges = vchanges;
-    d->rdc_gen = d->gen;
+    d->rdc_gen = server_gen(d);
   }
 }
 
@@ -1974,7 +1957,7 @@ static struct rdc *rdc_find(struct nfsd *d, bool plus, const struct nfs3_readdir
 static void rdc_store(struct nfsd *d, bool plus, const struct nfs3_readdirplus_args *a, size_t max,
                       uint64_t vchanges, uint64_t gen, const uint8_t *p, size_t len)
 {
-  if (d->rdc_off || len > RDC_BYTES_MAX || vchanges != view_changes(d->view) || gen != d->gen)
+  if (d->rdc_off || len > RDC_BYTES_MAX || vchanges != view_changes(d->view) || gen != server_gen(d))
     return;
   rdc_current(d);
   struct rdc *slot = NULL; /* an empty slot, else the least recently used */
@@ -2072,7 +2055,7 @@ static enum rpcsrv_status readdir_common(struct rpcsrv_call *call, bool plus)
   }
   if (!d->rdc_off)
     d->rdc_stats.misses++;
-  uint64_t vchanges = view_changes(d->view), gen = d->gen;
+  uint64_t vchanges = view_changes(d->view), gen = server_gen(d);
   struct rd s = {.d = d, .res = call->res, .plus = plus, .max = max,
                  .dirmax = a.dircount ? a.dircount : max};
   s.used = nfs3_readdir_overhead(&dattr);

@@ -57,6 +57,7 @@ struct stage {
   struct stage_file *spare[SPARE_MAX]; /* recycled files, <uname>.u */
   size_t nspare, nspare_open;
   uint64_t salt, seq; /* for new unames */
+  uint64_t changes;   /* see stage_changes() */
 };
 
 /* Forgets what F shared with a base. */
@@ -370,6 +371,7 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
       spare_release(s); /* as stage_write does: the pool holds blocks */
     return r;
   }
+  s->changes++;
   f->obj = *obj;
   f->base = *base;
   f->size = size;
@@ -461,6 +463,7 @@ static int ranges_add(struct stage_file *f, uint64_t off, uint64_t end)
 int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void *data, size_t len,
                 bool sync, uint64_t now_ns)
 {
+  s->changes++;
   if (off > (uint64_t)INT64_MAX - len)
     return -EFBIG;
   /* Bytes a failed write left past the end must not show through a gap. */
@@ -525,6 +528,7 @@ ssize_t stage_read(struct stage_file *f, uint64_t off, void *buf, size_t len)
 
 int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_t now_ns)
 {
+  s->changes++;
   if (size > (uint64_t)INT64_MAX)
     return -EFBIG;
   if (ftruncate(f->fd, (off_t)size) < 0)
@@ -545,6 +549,7 @@ bool stage_dirty(const struct stage_file *f) { return f->dirty; }
 int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
                  struct blocks_list *blocks)
 {
+  s->changes++;
   base_reset(f);
   if (blocks)
     stage_set_base_blocks(f, blocks);
@@ -571,6 +576,7 @@ const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
 const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
 size_t stage_count(const struct stage *s) { return s->count; }
+uint64_t stage_changes(const struct stage *s) { return s->changes; }
 
 void stage_set_base_blocks(struct stage_file *f, struct blocks_list *blocks)
 {
@@ -589,6 +595,7 @@ void stage_base_content(const struct stage_file *f, struct content_base *out)
 
 void stage_drop(struct stage *s, struct stage_file *f)
 {
+  s->changes++;
   char name[80];
   file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
   list_remove(s, f);

@@ -126,5 +126,9 @@ void stage_drop(struct stage *s, struct stage_file *f);
  * non-zero (FN may drop the file it is given). */
 int stage_foreach(struct stage *s, int (*fn)(void *arg, struct stage_file *f), void *arg);
 size_t stage_count(const struct stage *s);
+/* A counter that every stage_create, stage_write, stage_truncate,
+ * stage_rebase and stage_drop moves: whatever a file's staged state shows
+ * (its size, mtime, bytes) can only have changed when it moved. */
+uint64_t stage_changes(const struct stage *s);
 
 #endif
