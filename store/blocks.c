@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -19,6 +18,7 @@
 
 #include "store/chunk.h"
 #include "store/error.h"
+#include "store/zeros.h"
 
 static const uint8_t block_magic[4] = {'B', 'F', 'S', 'b'};
 static const uint8_t pack_magic[4] = {'B', 'F', 'S', 'P'};
@@ -32,8 +32,6 @@ enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
 /* Zeros written ahead of the current pack's end (see prezero()): how far,
  * and the free space the filesystem must have for them. */
 #define PACK_ZERO_AHEAD BLOCKS_ZERO_AHEAD
-#define PACK_ZERO_PAGE 4096u
-#define PACK_ZERO_MIN_FREE (16u << 20)
 
 /* The index: open addressing, keyed by the block hash. */
 enum { VERIFY_UNKNOWN = 0, VERIFY_OK = 1, VERIFY_BAD = 2 };
@@ -560,15 +558,6 @@ static int open_pack(struct blocks *bs, uint32_t i, bool create)
 
 /* ---- zeros written ahead ---- */
 
-/* Whether the filesystem holding FD has room to lend to zeros ahead. */
-static bool room_for_zeros(int fd)
-{
-  struct statvfs sv;
-  if (fstatvfs(fd, &sv) < 0)
-    return false;
-  return (uint64_t)sv.f_bavail * sv.f_frsize >= PACK_ZERO_MIN_FREE;
-}
-
 /* Gives back the zeros past the pack's end. Under wmu. */
 static void drop_zeros(struct pack *p)
 {
@@ -577,45 +566,24 @@ static void drop_zeros(struct pack *p)
 }
 
 /*
- * Keeps zeros written ahead of the pack's end, so that the next small
- * commit's records overwrite blocks the file already has: its fdatasync()
- * then has no metadata to commit (no size change, no allocation) and only
- * flushes data: measured here, a 4 KiB block and a log record made durable
- * one after the other took ~180 us with both files zeroed ahead against
- * ~310-370 us as true appends. Called by blocks_sync() under wmu for the
+ * Keeps PACK_ZERO_AHEAD zeros written ahead of the pack's end
+ * (store/zeros.h), refilled about every 30 commits of one 4 KiB block, or
+ * gives them back when the disk is short (at the first blocks_sync() that
+ * finds less than ZEROS_MIN_FREE). Called by blocks_sync() under wmu for the
  * pack appends go to, before its fdatasync (which makes the zeros durable
- * with the records). The zeros are refilled once less than half of
- * PACK_ZERO_AHEAD is left: about every 30 commits of one 4 KiB block.
- *
- * Best effort: a failure (ENOSPC) leaves plain appends. The zeros lend space
- * the filesystem may need for real data (another file), so they are only
- * kept while it has PACK_ZERO_MIN_FREE free, and given back at the first
- * blocks_sync() that finds less.
+ * with the records). Best effort: appends then stay true appends.
  */
 static void prezero(struct pack *p)
 {
-  if (!room_for_zeros(p->fd)) {
-    drop_zeros(p);
-    return;
-  }
   uint64_t at = p->zeroed > p->end ? p->zeroed : p->end;
-  if (at >= p->end + PACK_ZERO_AHEAD / 2)
-    return;
-  static const uint8_t zeros[16u << 10];
-  uint64_t to = (p->end + PACK_ZERO_AHEAD) / PACK_ZERO_PAGE * PACK_ZERO_PAGE;
-  while (at < to) {
-    size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
-    struct iovec iov = {(void *)zeros, n};
-    if (pwrite_all(p->fd, &iov, 1, at) < 0) {
-      /* The disk is about full: lend it nothing. Part of this write may
-       * have landed past AT, so cut at the end whatever zeroed says. */
-      if (ftruncate(p->fd, (off_t)p->end) == 0)
-        p->zeroed = 0;
-      return;
-    }
-    at += n;
+  if (zeros_ahead(p->fd, p->end, PACK_ZERO_AHEAD, &at) == 0) {
     p->zeroed = at;
+    return;
   }
+  /* Part of a failed write may have landed past what zeroed says: cut at
+   * the end whatever it says. */
+  if (ftruncate(p->fd, (off_t)p->end) == 0)
+    p->zeroed = 0;
 }
 
 /* Readers in other processes: pick up records and packs written since. */
@@ -1048,8 +1016,7 @@ int blocks_sync(struct blocks *bs)
   /* No append since the last sync: still give the zeros back if the disk
    * has filled up meanwhile. */
   struct pack *cur = bs->npacks ? &bs->packs[bs->npacks - 1] : NULL;
-  if (cur && !cur->dirty && (n == 0 || ids[n - 1] != bs->npacks - 1) && cur->zeroed > cur->end &&
-      !room_for_zeros(cur->fd))
+  if (cur && (n == 0 || ids[n - 1] != bs->npacks - 1) && cur->zeroed > cur->end && !zeros_room(cur->fd))
     drop_zeros(cur);
   pthread_mutex_unlock(&bs->wmu);
   for (int i = 0; i < n && !err; i++)

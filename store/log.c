@@ -15,11 +15,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "store/error.h"
+#include "store/zeros.h"
 
 static const uint8_t log_magic[8] = {'B', 'A', 'S', 'E', 'F', 'S', 'L', 'G'};
 
@@ -33,9 +33,6 @@ static const uint8_t log_magic[8] = {'B', 'A', 'S', 'E', 'F', 'S', 'L', 'G'};
 /* Recovery looks for surviving records in a dropped tail up to this size;
  * a larger tail is saved without looking. */
 #define LOG_RESYNC_MAX (64u << 20)
-/* Zeros are written ahead of the end up to a page boundary, refilled once
- * less than half of LOG_ZERO_TAIL_MAX is left (see prezero()). */
-#define LOG_ZERO_PAGE 4096u
 
 /* One caller of log_append()/log_append_batch(), queued on its own stack. */
 struct log_waiter {
@@ -726,15 +723,6 @@ int log_read(struct log *log, uint64_t off, void *buf, size_t cap, size_t *len)
 
 /* ---- appends: leader/follower group commit ------------------------------ */
 
-/* Whether the filesystem holding FD has room to lend to zeros ahead. */
-static bool room_for_zeros(int fd)
-{
-  struct statvfs sv;
-  if (fstatvfs(fd, &sv) < 0)
-    return false;
-  return (uint64_t)sv.f_bavail * sv.f_frsize >= LOG_ZERO_MIN_FREE;
-}
-
 /* Gives the zeros past END back to the filesystem. */
 static void drop_zeros(struct log *log, uint64_t end)
 {
@@ -749,39 +737,14 @@ static void drop_zeros(struct log *log, uint64_t end)
 
 /*
  * Called by the leader once a group's records are written up to END, before
- * the fdatasync. Keeps zeros written ahead of END, so that the next appends
- * overwrite initialised blocks inside the file's size: their fdatasync then
- * has no metadata to commit (no size change, no block allocation) and only
- * flushes data -- ~115 us here instead of ~175 us for a true append on
- * ext4. The zeros are written once per LOG_ZERO_TAIL_MAX / 2 bytes of
- * records, and made durable by the fdatasync that follows anyway.
- *
- * Best effort: a failure (ENOSPC) leaves plain appends, never an error. The
- * zeros lend space the filesystem might need for real data (another file's
- * write), so they are only kept while it has LOG_ZERO_MIN_FREE free, and
- * given back at the first commit that finds it has less.
+ * the fdatasync (write_group() has moved zeroed up to END already): keeps
+ * LOG_ZERO_TAIL_MAX zeros written ahead (store/zeros.h), or gives them back
+ * when the disk is short. Best effort: appends then stay true appends.
  */
-/* (write_group() has moved zeroed up to END already.) */
 static void prezero(struct log *log, uint64_t end)
 {
-  bool room = room_for_zeros(log->fd);
-  if (!room) {
-    if (log->zeroed > end)
-      drop_zeros(log, end);
-    return;
-  }
-  if (log->zeroed >= end + LOG_ZERO_TAIL_MAX / 2)
-    return;
-  static const uint8_t zeros[16u << 10];
-  uint64_t to = (end + LOG_ZERO_TAIL_MAX) / LOG_ZERO_PAGE * LOG_ZERO_PAGE;
-  while (log->zeroed < to) {
-    size_t n = to - log->zeroed < sizeof zeros ? (size_t)(to - log->zeroed) : sizeof zeros;
-    if (pwrite_full(log->fd, zeros, n, log->zeroed) < 0) {
-      drop_zeros(log, end); /* the disk is about full: lend it nothing */
-      return;
-    }
-    log->zeroed += n;
-  }
+  if (zeros_ahead(log->fd, end, LOG_ZERO_TAIL_MAX, &log->zeroed) < 0)
+    drop_zeros(log, end);
 }
 
 /*

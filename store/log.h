@@ -105,6 +105,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/zeros.h"
+
 #define LOG_FORMAT_VERSION 1
 #define LOG_HEADER_SIZE 32
 #define LOG_RECORD_OVERHEAD 16
@@ -112,7 +114,7 @@
 /* A writer keeps at most this many zero bytes written past the end, and
  * only while the filesystem has LOG_ZERO_MIN_FREE bytes free. */
 #define LOG_ZERO_TAIL_MAX (64u << 10)
-#define LOG_ZERO_MIN_FREE (16u << 20)
+#define LOG_ZERO_MIN_FREE ZEROS_MIN_FREE /* store/zeros.h */
 
 enum log_flags {
   LOG_READ = 0,
