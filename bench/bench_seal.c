@@ -17,6 +17,13 @@
  * threads: the cuts run on every core) and their ratio. Which path the
  * incremental call takes (it falls back to the full cut when most of the
  * file changed) is content.c's business: the ratio is what a COMMIT sees.
+ *
+ * Profiling only the timed cuts (not the preparation): with BENCH_PERF_CTL
+ * and BENCH_PERF_ACK naming perf's control and ack fifos, the bench enables
+ * perf's events around each timed cut and disables them after:
+ *   mkfifo /tmp/ctl /tmp/ack
+ *   BENCH_PERF_CTL=/tmp/ctl BENCH_PERF_ACK=/tmp/ack perf record -D -1 \
+ *     --control fifo:/tmp/ctl,/tmp/ack --call-graph dwarf bench_seal -r 3
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +53,24 @@ static double cpu(void)
   getrusage(RUSAGE_SELF, &r);
   return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
          (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+/* Sends CMD ("enable"/"disable") to perf's control fifo and waits for its
+ * ack, when the environment names them (see the top comment). */
+static void perf_ctl(const char *cmd)
+{
+  static int ctl = -2, ack = -1;
+  if (ctl == -2) {
+    const char *c = getenv("BENCH_PERF_CTL"), *a = getenv("BENCH_PERF_ACK");
+    ctl = c && a ? open(c, O_WRONLY) : -1;
+    ack = ctl >= 0 ? open(a, O_RDONLY) : -1;
+  }
+  if (ctl < 0 || ack < 0)
+    return;
+  char buf[16];
+  size_t n = strlen(cmd);
+  if (write(ctl, cmd, n) != (ssize_t)n || write(ctl, "\n", 1) != 1 || read(ack, buf, sizeof buf) <= 0)
+    fprintf(stderr, "bench_seal: perf control: %s\n", strerror(errno));
 }
 
 static uint64_t rng_state;
@@ -201,11 +226,13 @@ int main(int argc, char **argv)
       int side = (k + round) % 2; /* 0: incremental, 1: full cut; alternating first */
       struct content_base cb = {&base[side], ranges, nranges, size};
       struct blocks_list out;
+      perf_ctl("enable");
       double c0 = cpu(), t0 = now();
       int err = content_blocks_update(bs[side], fd[side], size, side == 0 ? &cb : NULL, &out);
       if (!err)
         err = blocks_sync(bs[side]);
       wall[side][round] = now() - t0;
+      perf_ctl("disable");
       cpus[side][round] = cpu() - c0;
       if (err)
         die("seal", err);

@@ -18,6 +18,7 @@
 
 #include "store/chunk.h"
 #include "store/error.h"
+#include "store/sha256.h"
 #include "store/zeros.h"
 
 static const uint8_t block_magic[4] = {'B', 'F', 'S', 'b'};
@@ -179,123 +180,12 @@ static ZSTD_DCtx *thread_dctx(void)
   return d;
 }
 
-/* ---- hashing ----
- *
- * mbedTLS 2.28 hashes at ~220 MB/s here and does not use the CPU's SHA
- * extensions; with them SHA-256 runs several times faster, which is what lets
- * the write path keep up with a native disk. The fast path computes the same
- * function (the tests compare it bit for bit with mbedTLS); BASEFS_NO_SHANI=1
- * in the environment turns it off (for measurements).
- */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#include <immintrin.h>
-
-static const uint32_t sha256_k[64] = {
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-/* The compression function over NBLOCKS 64-byte blocks (Intel SHA extensions). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void
-sha256_ni_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
-{
-  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-  /* The instructions want the state as ABEF and CDGH. */
-  __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0xB1);
-  __m128i st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1B);
-  __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);
-  st1 = _mm_blend_epi16(st1, tmp, 0xF0);
-
-  for (; nblocks > 0; nblocks--, data += 64) {
-    __m128i save0 = st0, save1 = st1, m[4], msg;
-    for (int g = 0; g < 16; g++) {
-      /* Rounds 4g..4g+3. m[g % 4] holds message words 4g..4g+3. */
-      if (g < 4)
-        m[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * g)), bswap);
-      msg = _mm_add_epi32(m[g % 4], _mm_loadu_si128((const __m128i *)&sha256_k[4 * g]));
-      st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
-      if (g >= 3 && g <= 14) { /* finish the schedule of group g+1 */
-        __m128i t = _mm_alignr_epi8(m[g % 4], m[(g + 3) % 4], 4);
-        m[(g + 1) % 4] = _mm_add_epi32(m[(g + 1) % 4], t);
-        m[(g + 1) % 4] = _mm_sha256msg2_epu32(m[(g + 1) % 4], m[g % 4]);
-      }
-      msg = _mm_shuffle_epi32(msg, 0x0E);
-      st0 = _mm_sha256rnds2_epu32(st0, st1, msg);
-      if (g >= 1 && g <= 12) /* start the schedule of group g+3 */
-        m[(g + 3) % 4] = _mm_sha256msg1_epu32(m[(g + 3) % 4], m[g % 4]);
-    }
-    st0 = _mm_add_epi32(st0, save0);
-    st1 = _mm_add_epi32(st1, save1);
-  }
-  tmp = _mm_shuffle_epi32(st0, 0x1B);
-  st1 = _mm_shuffle_epi32(st1, 0xB1);
-  st0 = _mm_blend_epi16(tmp, st1, 0xF0);
-  st1 = _mm_alignr_epi8(st1, tmp, 8);
-  _mm_storeu_si128((__m128i *)&state[0], st0);
-  _mm_storeu_si128((__m128i *)&state[4], st1);
-}
-
-static void sha256_ni(const uint8_t *data, size_t len, hash_t *out)
-{
-  uint32_t st[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  size_t full = len / 64;
-  sha256_ni_blocks(st, data, full);
-  /* Padding: 0x80, zeros, the bit length big-endian; one or two blocks. */
-  uint8_t tail[128] = {0};
-  size_t rest = len - full * 64;
-  memcpy(tail, data + full * 64, rest);
-  tail[rest] = 0x80;
-  size_t tlen = rest + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = (uint64_t)len * 8;
-  for (int i = 0; i < 8; i++)
-    tail[tlen - 1 - i] = (uint8_t)(bits >> (8 * i));
-  sha256_ni_blocks(st, tail, tlen / 64);
-  for (int i = 0; i < 8; i++) {
-    out->bytes[4 * i] = (uint8_t)(st[i] >> 24);
-    out->bytes[4 * i + 1] = (uint8_t)(st[i] >> 16);
-    out->bytes[4 * i + 2] = (uint8_t)(st[i] >> 8);
-    out->bytes[4 * i + 3] = (uint8_t)st[i];
-  }
-}
-
-static bool have_shani;
-static pthread_once_t shani_once = PTHREAD_ONCE_INIT;
-
-static void shani_detect(void)
-{
-  unsigned a, b, c, d;
-  const char *off = getenv("BASEFS_NO_SHANI");
-  if (off && *off && strcmp(off, "0") != 0)
-    return;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
-    return;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_SHA))
-    return;
-  have_shani = true;
-}
+/* ---- hashing: store/sha256.c (SHA-NI, two buffers at once) ---- */
 
 void blocks_hash(const void *data, size_t len, hash_t *out)
 {
-  pthread_once(&shani_once, shani_detect);
-  if (have_shani)
-    sha256_ni(data, len, out);
-  else
-    hash_buf(data, len, out);
+  sha256_buf(data, len, out);
 }
-#else
-void blocks_hash(const void *data, size_t len, hash_t *out)
-{
-  hash_buf(data, len, out);
-}
-#endif
 
 /* ---- the stored format ---- */
 
@@ -976,6 +866,23 @@ int blocks_put(struct blocks *bs, const void *data, size_t len, hash_t *out)
   return store_hashed(bs, out, data, len, NULL);
 }
 
+int blocks_put_many(struct blocks *bs, size_t n, const void *const *data, const size_t *len,
+                    hash_t *out)
+{
+  for (size_t i = 0; i < n; i++)
+    if (len[i] > BLOCKS_MAX_SIZE)
+      return -BFS_ETOOBIG;
+  sha256_bufs(n, data, len, out);
+  int written = 0;
+  for (size_t i = 0; i < n; i++) {
+    int r = store_hashed(bs, &out[i], data[i], len[i], NULL);
+    if (r < 0)
+      return r;
+    written += r;
+  }
+  return written;
+}
+
 int blocks_put_stored(struct blocks *bs, const uint8_t *file, size_t len, const hash_t *expect)
 {
   if (bs->rdonly)
@@ -1083,6 +990,9 @@ struct pipeline {
   struct blocks_list *out;
   pthread_t tid[64];
   int nthreads;
+  bool hungry;      /* the reader waits for a segment: take single jobs */
+  struct job held;  /* no worker: a job waiting for a second to hash with */
+  bool holding;
 };
 
 static void seg_release_locked(struct pipeline *p, struct seg *s)
@@ -1111,35 +1021,62 @@ static void job_done_locked(struct pipeline *p, const struct job *j, const hash_
   seg_release_locked(p, j->seg);
 }
 
-static int run_job(struct blocks *bs, const struct job *j, hash_t *h, uint64_t *stored)
+/* A worker takes up to this many jobs at once: they are hashed together
+ * (store/sha256.h: two lanes, each taking the next job when done). */
+#define JOBS_TAKE 8
+
+/*
+ * Hashes and stores N jobs, then records them under p->mu (held on entry
+ * and on return; released meanwhile).
+ */
+static void run_jobs_locked(struct pipeline *p, const struct job *j, int n)
 {
-  blocks_hash(j->data, j->len, h);
-  return store_hashed(bs, h, j->data, j->len, stored);
+  bool skip = p->err != 0;
+  pthread_mutex_unlock(&p->mu);
+  hash_t h[JOBS_TAKE];
+  uint64_t stored[JOBS_TAKE] = {0};
+  int r[JOBS_TAKE] = {0};
+  if (!skip) {
+    const void *data[JOBS_TAKE];
+    size_t len[JOBS_TAKE];
+    for (int i = 0; i < n; i++) {
+      data[i] = j[i].data;
+      len[i] = j[i].len;
+    }
+    sha256_bufs((size_t)n, data, len, h);
+    for (int i = 0; i < n; i++)
+      r[i] = store_hashed(p->bs, &h[i], j[i].data, j[i].len, &stored[i]);
+  }
+  pthread_mutex_lock(&p->mu);
+  for (int i = 0; i < n; i++) {
+    if (skip)
+      seg_release_locked(p, j[i].seg);
+    else
+      job_done_locked(p, &j[i], &h[i], r[i], stored[i]);
+  }
 }
 
+/* Takes the queued jobs, up to JOBS_TAKE, at least two unless no second is
+ * coming soon (the input ended, or the reader waits for memory that queued
+ * jobs hold): one job alone is hashed on one lane. */
 static void *worker(void *arg)
 {
   struct pipeline *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (p->qlen == 0 && !p->closing)
+    while (p->qlen == 0 ? !p->closing : p->qlen == 1 && !p->closing && !p->hungry)
       pthread_cond_wait(&p->cv_work, &p->mu);
     if (p->qlen == 0)
       break;
-    struct job j = p->q[p->qhead];
-    p->qhead = (p->qhead + 1) % QUEUE_CAP;
-    p->qlen--;
+    struct job j[JOBS_TAKE];
+    int n = p->qlen < JOBS_TAKE ? (int)p->qlen : JOBS_TAKE;
+    for (int i = 0; i < n; i++) {
+      j[i] = p->q[p->qhead];
+      p->qhead = (p->qhead + 1) % QUEUE_CAP;
+      p->qlen--;
+    }
     pthread_cond_broadcast(&p->cv_main);
-    bool skip = p->err != 0;
-    pthread_mutex_unlock(&p->mu);
-    hash_t h;
-    uint64_t stored = 0;
-    int r = skip ? 0 : run_job(p->bs, &j, &h, &stored);
-    pthread_mutex_lock(&p->mu);
-    if (skip)
-      seg_release_locked(p, j.seg);
-    else
-      job_done_locked(p, &j, &h, r, stored);
+    run_jobs_locked(p, j, n);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -1170,6 +1107,10 @@ static int pipeline_start(struct pipeline *p, struct blocks *bs, struct blocks_l
 static int pipeline_finish(struct pipeline *p)
 {
   pthread_mutex_lock(&p->mu);
+  if (p->holding) {
+    p->holding = false;
+    run_jobs_locked(p, &p->held, 1);
+  }
   p->closing = true;
   pthread_cond_broadcast(&p->cv_work);
   pthread_mutex_unlock(&p->mu);
@@ -1215,14 +1156,19 @@ static int pipeline_submit(struct pipeline *p, const uint8_t *data, size_t len, 
   if (s)
     s->refs++;
   if (p->nthreads == 0) {
+    /* Inline, in pairs: the first job waits for the second (or the end). */
+    if (!p->holding) {
+      p->held = j;
+      p->holding = true;
+      pthread_mutex_unlock(&p->mu);
+      return 0;
+    }
+    struct job two[2] = {p->held, j};
+    p->holding = false;
+    run_jobs_locked(p, two, 2);
+    int err = p->err;
     pthread_mutex_unlock(&p->mu);
-    hash_t h;
-    uint64_t stored = 0;
-    int r = run_job(p->bs, &j, &h, &stored);
-    pthread_mutex_lock(&p->mu);
-    job_done_locked(p, &j, &h, r, stored);
-    pthread_mutex_unlock(&p->mu);
-    return r < 0 ? r : 0;
+    return err;
   }
   while (p->qlen == QUEUE_CAP)
     pthread_cond_wait(&p->cv_main, &p->mu);
@@ -1259,8 +1205,19 @@ int blocks_write_buf(struct blocks *bs, const void *data, size_t len, struct blo
 static struct seg *seg_new(struct pipeline *p)
 {
   pthread_mutex_lock(&p->mu);
-  while (p->live_segs >= SEG_LIVE && !p->err)
+  while (p->live_segs >= SEG_LIVE && !p->err) {
+    if (p->holding) { /* no worker: nobody else will run it */
+      p->holding = false;
+      run_jobs_locked(p, &p->held, 1);
+      continue;
+    }
+    if (!p->hungry) {
+      p->hungry = true; /* a job alone in the queue must not wait for a second */
+      pthread_cond_broadcast(&p->cv_work);
+    }
     pthread_cond_wait(&p->cv_main, &p->mu);
+  }
+  p->hungry = false;
   struct seg *s = NULL;
   if (!p->err) {
     s = malloc(sizeof *s);

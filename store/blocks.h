@@ -127,6 +127,16 @@ void blocks_hash(const void *data, size_t len, hash_t *out);
  */
 int blocks_put(struct blocks *bs, const void *data, size_t len, hash_t *out);
 
+/*
+ * Stores N blocks, DATA[i] of LEN[i] bytes, as N blocks_put() calls would
+ * (OUT[i] receives the hash of block i), hashing them together
+ * (store/sha256.h: two at a time cost well under twice one). Returns how
+ * many were newly written, or the first error (the blocks before it are
+ * stored).
+ */
+int blocks_put_many(struct blocks *bs, size_t n, const void *const *data, const size_t *len,
+                    hash_t *out);
+
 /* 1 if the block is present, 0 if not, or a negative error. */
 int blocks_has(struct blocks *bs, const hash_t *h);
 

@@ -124,10 +124,49 @@ void chunker_init(struct chunker *c)
   chunker_init_params(c, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
 }
 
+/*
+ * The scan for a cut: the whole cost of chunking. Written for throughput: a
+ * step is a byte load, a table load, a shift-add (one LEA) and a test, and
+ * the loop runs four steps per iteration so that its counter and branch are
+ * not a third of the work (1.4 -> ~2.8 GB/s of hashed bytes here). Two
+ * independent chains (a later stretch's hash warmed up over its 64 bytes
+ * before) measured only ~10% more and waste the later stretch's work when
+ * the earlier one cuts.
+ *
+ * Steps *HP over P[0..N) until the first position whose hash has no bit of
+ * MASK set: returns true and *USED = the bytes up to and including it, or
+ * false (*USED = N, *HP the hash after them).
+ */
+static bool scan(const uint8_t *p, size_t n, uint64_t *hp, uint64_t mask, size_t *used)
+{
+  uint64_t h = *hp;
+  size_t i = 0;
+#define STEP(k)                                                                                    \
+  do {                                                                                             \
+    h = (h << 1) + chunk_gear[p[i + (k)]];                                                         \
+    if (!(h & mask)) {                                                                             \
+      *used = i + (k) + 1;                                                                         \
+      return true;                                                                                 \
+    }                                                                                              \
+  } while (0)
+  for (; i + 4 <= n; i += 4) {
+    STEP(0);
+    STEP(1);
+    STEP(2);
+    STEP(3);
+  }
+  for (; i < n; i++)
+    STEP(0);
+#undef STEP
+  *hp = h;
+  *used = n;
+  return false;
+}
+
 size_t chunker_feed(struct chunker *c, const void *buf, size_t len, bool *cut)
 {
   const uint8_t *p = buf;
-  size_t i = 0;
+  size_t i = 0, r;
   uint64_t h = c->hash;
   size_t pos = c->pos;
 
@@ -141,21 +180,19 @@ size_t chunker_feed(struct chunker *c, const void *buf, size_t len, bool *cut)
     pos += skip;
   }
   /* MIN..AVG: the harder mask. */
-  while (i < len && pos < c->avg) {
-    h = (h << 1) + chunk_gear[p[i]];
-    i++;
-    pos++;
-    if ((h & c->mask_s) == 0)
+  if (i < len && pos < c->avg) {
+    bool found = scan(p + i, c->avg - pos < len - i ? c->avg - pos : len - i, &h, c->mask_s, &r);
+    i += r;
+    pos += r;
+    if (found)
       goto found;
   }
   /* AVG..MAX: the easier mask, and a forced cut at MAX. */
-  while (i < len) {
-    if (pos >= c->max)
-      goto found;
-    h = (h << 1) + chunk_gear[p[i]];
-    i++;
-    pos++;
-    if ((h & c->mask_l) == 0)
+  if (i < len && pos < c->max) {
+    bool found = scan(p + i, c->max - pos < len - i ? c->max - pos : len - i, &h, c->mask_l, &r);
+    i += r;
+    pos += r;
+    if (found)
       goto found;
   }
   if (pos >= c->max)

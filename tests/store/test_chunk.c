@@ -85,6 +85,34 @@ TEST(degenerate_inputs)
   free(b);
 }
 
+/*
+ * Feeds B to C in pieces of 1..MAXPIECE bytes (and now and then of 1..3)
+ * and returns the cuts it reports (malloc'd, *N of them).
+ */
+static size_t *feed_in_pieces(struct chunker *c, const uint8_t *b, size_t len, size_t maxpiece,
+                              size_t *n)
+{
+  size_t *cuts = malloc((len / 256 + 2) * sizeof *cuts), off = 0, k = 0;
+  CHECK(cuts != NULL);
+  while (off < len) {
+    size_t piece = 1 + test_rand() % maxpiece;
+    if (test_rand() % 8 == 0)
+      piece = 1 + test_rand() % 3;
+    if (piece > len - off)
+      piece = len - off;
+    size_t used = 0;
+    while (used < piece) {
+      bool cut;
+      used += chunker_feed(c, b + off + used, piece - used, &cut);
+      if (cut)
+        cuts[k++] = off + used; /* cuts are >= 256 bytes apart */
+    }
+    off += piece;
+  }
+  *n = k;
+  return cuts;
+}
+
 /* Feeding the stream in arbitrary pieces gives the same cuts as one shot. */
 TEST(streaming_equals_oneshot)
 {
@@ -95,31 +123,18 @@ TEST(streaming_equals_oneshot)
   CHECK_INT(n, >, 1);
   struct chunker c;
   chunker_init(&c);
-  size_t off = 0, k = 0;
-  while (off < len) {
-    size_t piece = 1 + test_rand() % 100000;
-    if (test_rand() % 8 == 0)
-      piece = 1 + test_rand() % 3;
-    if (piece > len - off)
-      piece = len - off;
-    size_t used = 0;
-    while (used < piece) {
-      bool cut;
-      used += chunker_feed(&c, b + off + used, piece - used, &cut);
-      if (cut) {
-        CHECK_INT(k, <, (size_t)n);
-        CHECK_INT(off + used, ==, ends[k]);
-        k++;
-      }
-    }
-    off += piece;
-  }
+  size_t k;
+  size_t *cuts = feed_in_pieces(&c, b, len, 100000, &k);
+  CHECK_INT(k, <=, (size_t)n);
+  for (size_t i = 0; i < k; i++)
+    CHECK_INT(cuts[i], ==, ends[i]);
   if (c.pos > 0) {
     CHECK_INT(k, ==, (size_t)n - 1);
     CHECK_INT(ends[k], ==, len);
     k++;
   }
   CHECK_INT(k, ==, (size_t)n);
+  free(cuts);
   free(ends);
   free(b);
 }
@@ -240,3 +255,67 @@ TEST(cut_points_are_pinned)
   free(b);
 }
 
+
+/*
+ * The definition, one byte at a time (what chunk.c's scan computes faster):
+ * no hashing below MIN, the harder mask up to AVG, the easier one up to MAX,
+ * a cut at MAX. Returns the next cut after START, or SIZE_MAX if the stream
+ * ends first.
+ */
+static size_t reference_cut(const uint8_t *b, size_t start, size_t len, const struct chunker *p)
+{
+  uint64_t h = 0;
+  size_t pos = p->min;
+  if (len - start <= p->min)
+    return SIZE_MAX;
+  for (size_t i = start + p->min; i < len; i++) {
+    if (pos >= p->max)
+      return i;
+    h = (h << 1) + chunk_gear[b[i]];
+    pos++;
+    if (!(h & (pos <= p->avg ? p->mask_s : p->mask_l)))
+      return i + 1;
+  }
+  return pos >= p->max ? len : SIZE_MAX; /* MAX reached with the stream's last byte */
+}
+
+/* Feeds B in pieces of 1..MAXPIECE bytes and checks every cut against the
+ * definition. */
+static void check_against_reference(const uint8_t *b, size_t len, size_t min, size_t avg,
+                                     size_t max, size_t maxpiece)
+{
+  struct chunker c;
+  CHECK_OK(chunker_init_params(&c, min, avg, max));
+  size_t n, start = 0;
+  size_t *cuts = feed_in_pieces(&c, b, len, maxpiece, &n);
+  for (size_t i = 0; i < n; i++) {
+    size_t want = reference_cut(b, start, len, &c);
+    CHECK_MSG(cuts[i] == want, "cut at %zu, the definition says %zu (chunk from %zu)", cuts[i],
+              want, start);
+    start = cuts[i];
+  }
+  CHECK(reference_cut(b, start, len, &c) == SIZE_MAX); /* no cut missed at the end */
+  CHECK_INT(n, >, 0);
+  free(cuts);
+}
+
+/* The scan's unrolled loop, its remainders and the mask switch at AVG cut
+ * exactly where the byte-at-a-time definition does, whatever the pieces. */
+TEST(cuts_match_the_definition)
+{
+  size_t len = 3u << 20;
+  uint8_t *b = random_buf(len);
+  check_against_reference(b, len, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, 3 * CHUNK_MAX);
+  check_against_reference(b, 400000, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, 7);
+  /* small parameters: many cuts, in both masks' ranges and at MAX */
+  check_against_reference(b, len, 256, 256, 300, 1000);
+  check_against_reference(b, len, 256, 1024, 4096, 10000);
+  check_against_reference(b, 200000, 300, 2048, 2500, 5);
+  /* low-entropy bytes: long runs without a cut, forced cuts at MAX */
+  memset(b, 7, len);
+  check_against_reference(b, len, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, 3 * CHUNK_MAX);
+  for (size_t i = 0; i < len; i++)
+    b[i] = (uint8_t)(i % 3);
+  check_against_reference(b, len, 256, 1024, 4096, 10000);
+  free(b);
+}
