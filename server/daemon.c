@@ -37,6 +37,8 @@ struct daemon {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint;
   uv_timer_t timer;
+  uv_async_t sealed; /* a background seal finished (nfsd_set_wake) */
+  bool sealed_init;
   struct tcpsrv *tcp[DAEMON_ADDRS_MAX];
   int ntcp;
   struct udpsrv *udp[DAEMON_ADDRS_MAX];
@@ -181,6 +183,18 @@ static void checkpoint(struct daemon *dm, uint64_t now)
   }
   dm->ckpt_root = root;
   dlog(dm, NFSD_LOG_DEBUG, "checkpoint written");
+}
+
+/* On a seal's worker thread: wakes the loop, which logs the version. */
+static void wake_loop(void *ctx)
+{
+  uv_async_send(ctx);
+}
+
+static void on_sealed(uv_async_t *a)
+{
+  struct daemon *dm = a->data;
+  nfsd_poll(dm->nfsd);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -353,6 +367,14 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
   uv_signal_start(&dm.sigint, on_signal, SIGINT);
   uv_timer_start(&dm.timer, on_tick, TICK_MS, TICK_MS);
+  /* Unreferenced: it stays open (a worker may still send) until the last
+   * seal below, without keeping the loop running at shutdown. */
+  if (uv_async_init(&dm.loop, &dm.sealed, on_sealed) == 0) {
+    dm.sealed.data = &dm;
+    dm.sealed_init = true;
+    uv_unref((uv_handle_t *)&dm.sealed);
+    nfsd_set_wake(dm.nfsd, wake_loop, &dm.sealed);
+  }
   dm.last_ckpt_ns = now_ns();
   view_merkle_root(fs_view(dm.fs), &dm.ckpt_root);
   dlog(&dm, NFSD_LOG_INFO, "serving /basefs of %s on %s (%s)", cfg->name, names,
@@ -372,6 +394,11 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
          fs_dir(dm.fs), bfs_strerror(sealed));
   else if (sealed > 0)
     dlog(&dm, NFSD_LOG_INFO, "sealed %d staged file(s)", sealed);
+  nfsd_set_wake(dm.nfsd, NULL, NULL); /* no worker runs after nfsd_seal_all */
+  if (dm.sealed_init) {
+    uv_close((uv_handle_t *)&dm.sealed, NULL);
+    uv_run(&dm.loop, UV_RUN_NOWAIT);
+  }
   r = 0;
 out:
   if (loop_init)

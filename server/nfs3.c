@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +93,11 @@ struct nfsd {
   uint64_t rdc_vchanges, rdc_gen; /* what every cached reply was encoded at */
   bool rdc_off;
   struct nfsd_rdc_stats rdc_stats;
+  struct bg_seal *bg; /* the background seal (see bg_start) */
+  bool bg_off;        /* BASEFS_NO_BG_SEAL=1: every COMMIT seals at once */
+  struct nfsd_seal_stats seal_stats;
+  void (*wake)(void *ctx);
+  void *wake_ctx;
   nfsd_log_fn log;
   void *log_ctx;
 };
@@ -676,12 +683,15 @@ static int seal_first(void *arg, struct stage_file *f)
  * LIMIT bytes of its content (a truncate needs no more) and none of
  * [SKIP_OFF, SKIP_END), which the caller writes next (or drops the file
  * when that fails, as proc_write does). *FRESH tells whether it was created. */
+static int obj_settle(struct nfsd *d, struct obj *o);
+
 static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_t skip_off,
                           uint64_t skip_end, bool *fresh)
 {
   *fresh = false;
-  if (o->sf)
-    return 0;
+  int r = obj_settle(d, o);
+  if (r < 0 || o->sf)
+    return r;
   if (o->cf) {
     /* The copy kept after the last seal: the next write dirties it. */
     o->sf = o->cf;
@@ -693,7 +703,7 @@ static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
     stage_foreach(d->stage, seal_first, d);
   struct fill_arg a = {d, o, limit, skip_off, skip_end, {0}};
-  int r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
+  r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
                        o->st.mtime_ns, &o->sf);
   *fresh = r == 0;
   if (r == 0 && a.blocks.n > 0)
@@ -725,36 +735,65 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
 
 
 /*
- * Turns F's staged content into one new version of its object (a WRITE
- * signed by the serving key), durable in the log. Then F is kept as a
- * clean copy of that version (KEEP, and the version is the head) or
- * dropped. An object that no longer exists (or is no file) just loses its
- * staged data. A clean F has nothing to seal.
+ * Turning F's staged content into one new version of its object (a WRITE
+ * signed by the serving key), durable in the log, takes three steps:
+ * seal_begin (on the loop: the entry's fields from the view), seal_encode
+ * (the content: chunking, hashing, storing; it touches no view, so it may
+ * run on a worker thread) and seal_end (on the loop: sign, log, then keep
+ * F as a clean copy of the version or drop it). An object that no longer
+ * exists (or is no file) just loses its staged data. A clean F has nothing
+ * to seal.
  */
-static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
+struct sealing {
+  struct stage_file *f;
+  struct view_node n;
+  struct entry *e;
+  uint8_t *prev; /* the parent's bytes, for a delta (or NULL) */
+  size_t prev_len;
+  struct content_base cb;
+  size_t out_len;
+  struct blocks_list list;
+  bool keep;
+  int r; /* seal_encode's result */
+  char hex[17];
+};
+
+/* Drops F's staged data when its object is gone: 1 when it did. */
+static int seal_gone(struct nfsd *d, struct sealing *s, struct obj *o)
 {
+  int r = obj_load_node(d, &s->n, o);
+  if (r == -ESTALE || (r == 0 && o->st.type != VIEW_FILE)) {
+    logf_(d, NFSD_LOG_INFO, "nfs: staged data of %s dropped: the file is gone", s->hex);
+    stage_drop(d->stage, s->f);
+    return 1;
+  }
+  return r;
+}
+
+/* 1: S is ready for seal_encode; 0: nothing to seal (F is clean, or gone
+ * and dropped); or an error. */
+static int seal_begin(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep,
+                      struct sealing *s)
+{
+  memset(s, 0, sizeof *s);
   if (!stage_dirty(f)) {
     if (!keep)
       stage_drop(d->stage, f);
     return 0;
   }
+  s->f = f;
+  s->keep = keep;
+  s->n = (struct view_node){.kind = VIEW_NODE_OBJECT, .readonly = 0, .id = *stage_object(f)};
+  short_hex(stage_object(f), s->hex);
   struct obj o;
-  struct view_node n = {.kind = VIEW_NODE_OBJECT, .readonly = 0, .id = *stage_object(f)};
-  char hex[17];
-  short_hex(stage_object(f), hex);
-  int r = obj_load_node(d, &n, &o);
-  if (r == -ESTALE || (r == 0 && o.st.type != VIEW_FILE)) {
-    logf_(d, NFSD_LOG_INFO, "nfs: staged data of %s dropped: the file is gone", hex);
-    stage_drop(d->stage, f);
-    return 0;
-  }
-  if (r < 0)
-    return r;
-  if ((r = key_check(d, &n)) < 0) {
-    logf_(d, NFSD_LOG_WARN, "nfs: cannot seal staged data of %s: %s", hex, bfs_strerror(r));
+  int r = seal_gone(d, s, &o);
+  if (r != 0)
+    return r > 0 ? 0 : r;
+  if ((r = key_check(d, &s->n)) < 0) {
+    logf_(d, NFSD_LOG_WARN, "nfs: cannot seal staged data of %s: %s", s->hex, bfs_strerror(r));
     return r;
   }
-  struct entry *e = entry_new(ENTRY_WRITE);
+  struct entry *e = s->e = entry_new(ENTRY_WRITE);
   if (!e)
     return -ENOMEM;
   /* The parent is the version the staging started from: if another update
@@ -778,46 +817,181 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
   e->gid = m && m->set_gid ? m->gid : o.st.gid;
   e->mtime_ns = m && m->set_mtime ? m->mtime_ns : stage_mtime(f);
   e->size = stage_size(f);
-  uint8_t *prev = NULL;
-  size_t prev_len = 0;
   if (e->size <= DELTA_MAX && ps.size <= DELTA_MAX && ps.size > 0 && !hash_is_zero(&ps.content) &&
-      delta_depth(d, &ps.content) < DELTA_CHAIN_MAX) {
-    if (fs_read_version(d->fs, &ps.version, &prev, &prev_len) < 0) {
-      free(prev);
-      prev = NULL;
-      prev_len = 0;
-    }
+      delta_depth(d, &ps.content) < DELTA_CHAIN_MAX &&
+      fs_read_version(d->fs, &ps.version, &s->prev, &s->prev_len) < 0) {
+    free(s->prev);
+    s->prev = NULL;
+    s->prev_len = 0;
   }
-  size_t out_len = 0;
-  uint64_t size = e->size;
   /* Only the regions written since the base are cut and stored again. */
-  struct content_base cb;
-  stage_base_content(f, &cb);
-  struct blocks_list list;
-  r = content_encode_staged(d->blocks, stage_fd(f), size, prev, prev_len, &cb, content_room(e),
-                            &e->content_kind, e->content, &out_len, &list);
-  free(prev);
+  stage_base_content(f, &s->cb);
+  return 1;
+}
+
+static void seal_encode(struct blocks *bs, struct sealing *s)
+{
+  s->r = content_encode_staged(bs, stage_fd(s->f), s->e->size, s->prev, s->prev_len, &s->cb,
+                               content_room(s->e), &s->e->content_kind, s->e->content, &s->out_len,
+                               &s->list);
+  free(s->prev);
+  s->prev = NULL;
+}
+
+static int seal_end(struct nfsd *d, struct sealing *s)
+{
+  struct entry *e = s->e;
+  int r = s->r;
+  struct obj o;
+  /* A seal that ran in the background may find the file removed since. */
+  if (r == 0 && (r = seal_gone(d, s, &o)) > 0) {
+    r = 0;
+    goto out;
+  }
   if (r == 0) {
-    e->content_len = (uint16_t)out_len;
+    e->content_len = (uint16_t)s->out_len;
     r = submit_commit(d, e);
   }
   if (r == 0) {
     char vhex[17];
     short_hex(&e->id, vhex);
-    logf_(d, NFSD_LOG_DEBUG, "nfs: sealed %s: version %s, %llu bytes", hex, vhex,
-          (unsigned long long)size);
+    logf_(d, NFSD_LOG_DEBUG, "nfs: sealed %s: version %s, %llu bytes", s->hex, vhex,
+          (unsigned long long)e->size);
     struct view_stat now;
-    if (keep && view_stat(d->view, &n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
-        stage_rebase(d->stage, f, &e->id, &list) == 0)
+    if (s->keep && view_stat(d->view, &s->n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
+        stage_rebase(d->stage, s->f, &e->id, &s->list) == 0)
       ;
     else
-      stage_drop(d->stage, f);
+      stage_drop(d->stage, s->f);
   } else {
-    logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", hex, bfs_strerror(r));
+    logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", s->hex, bfs_strerror(r));
   }
-  blocks_list_free(&list); /* unless stage_rebase took it */
+out:
+  blocks_list_free(&s->list); /* unless stage_rebase took it */
   free(e);
+  s->e = NULL;
   return r;
+}
+
+/* ---- sealing in the background ----
+ *
+ * A COMMIT of a large file (NFSD_SEAL_BG_MIN) makes the staged file
+ * durable (stage_sync: recovered and sealed at the next start if we stop
+ * before the version is logged) and answers; a worker thread encodes the
+ * content and makes its blocks durable, and the loop logs the version when
+ * the worker is done (nfsd_poll, woken by the function nfsd_set_wake gave).
+ * One such seal runs at a time. The file is not changed while it runs:
+ * anything that would change or seal it (a WRITE, a truncate, SETATTR,
+ * RENAME, a flush, shutdown, another large COMMIT) first waits for it and
+ * logs its version (bg_settle). Reads are served from the staged file
+ * meanwhile, as before the COMMIT. */
+
+struct bg_seal {
+  struct nfsd *d;
+  pthread_t tid;
+  bool running; /* started and not yet joined */
+  atomic_bool done;
+  struct sealing s;
+};
+
+static void *bg_main(void *arg)
+{
+  struct bg_seal *bg = arg;
+  struct nfsd *d = bg->d;
+  seal_encode(d->blocks, &bg->s);
+  /* The loop's commit then finds the blocks durable: its fdatasync of the
+   * packs does not hold the loop. */
+  if (bg->s.r == 0)
+    bg->s.r = blocks_sync(d->blocks);
+  atomic_store(&bg->done, true);
+  if (d->wake)
+    d->wake(d->wake_ctx);
+  return NULL;
+}
+
+static bool bg_sealing(const struct nfsd *d, const struct stage_file *f)
+{
+  return d->bg->running && (!f || d->bg->s.f == f);
+}
+
+/* Waits for the background seal of F (any file: NULL), if one runs, and
+ * logs its version. Returns its result (0 when none ran). */
+static int bg_settle(struct nfsd *d, const struct stage_file *f)
+{
+  if (!bg_sealing(d, f))
+    return 0;
+  pthread_join(d->bg->tid, NULL);
+  d->bg->running = false;
+  d->seal_stats.bg_finished++;
+  return seal_end(d, &d->bg->s);
+}
+
+/* Seals F in the background (see above), or here when it cannot. */
+static int bg_start(struct nfsd *d, struct stage_file *f)
+{
+  int r = bg_settle(d, NULL);
+  (void)r; /* the other file's outcome is logged and stays its own */
+  if ((r = stage_sync(d->stage, f)) < 0)
+    return seal(d, f, NULL, true);
+  struct sealing *s = &d->bg->s;
+  if ((r = seal_begin(d, f, NULL, true, s)) <= 0)
+    return r;
+  d->bg->d = d;
+  atomic_store(&d->bg->done, false);
+  if (pthread_create(&d->bg->tid, NULL, bg_main, d->bg) != 0) {
+    seal_encode(d->blocks, s);
+    return seal_end(d, s);
+  }
+  d->bg->running = true;
+  d->seal_stats.bg_started++;
+  return 0;
+}
+
+/* Does F's COMMIT go to the background? A large file, and room on the
+ * disk for its blocks: a seal that may run out of space runs here, so the
+ * COMMIT itself reports NFS3ERR_NOSPC. */
+static bool bg_worth(struct nfsd *d, struct stage_file *f)
+{
+  if (d->bg_off || stage_size(f) < NFSD_SEAL_BG_MIN)
+    return false;
+  struct statvfs sv;
+  if (fstatvfs(stage_fd(f), &sv) < 0)
+    return false;
+  uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+  return avail / 2 > stage_size(f) + (64u << 20);
+}
+
+int nfsd_poll(struct nfsd *d)
+{
+  if (!d->bg->running || !atomic_load(&d->bg->done))
+    return 0;
+  return bg_settle(d, NULL);
+}
+
+void nfsd_set_wake(struct nfsd *d, void (*fn)(void *ctx), void *ctx)
+{
+  d->wake = fn;
+  d->wake_ctx = ctx;
+}
+
+/* Seals F now. A background seal of F is finished instead: nothing was
+ * written since it started, so its version is this seal (and F is rebased
+ * or dropped: invalid after a success). Callers with attributes to fold
+ * in (M) settle the file first (obj_settle), so that never happens to them;
+ * a failed background seal stays dirty and is tried again here. */
+static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
+{
+  if (bg_sealing(d, f) && bg_settle(d, f) == 0)
+    return 0;
+  struct sealing s;
+  int r = seal_begin(d, f, m, keep, &s);
+  if (r <= 0) {
+    free(s.e);
+    free(s.prev);
+    return r;
+  }
+  seal_encode(d->blocks, &s);
+  return seal_end(d, &s);
 }
 
 enum tick_mode { TICK_TIMERS, TICK_ALL, TICK_DIRTY };
@@ -833,6 +1007,8 @@ struct tick_arg {
 static int tick_one(void *arg, struct stage_file *f)
 {
   struct tick_arg *a = arg;
+  if (a->mode == TICK_TIMERS && bg_sealing(a->d, f))
+    return 0; /* its seal is under way */
   uint64_t last = stage_last_write(f);
   if (a->mode == TICK_TIMERS && last + NFSD_QUIET_NS > a->now)
     return 1; /* oldest first: the rest are younger */
@@ -854,6 +1030,7 @@ static int tick_one(void *arg, struct stage_file *f)
 
 int nfsd_tick(struct nfsd *d, uint64_t now)
 {
+  nfsd_poll(d);
   struct tick_arg a = {d, now, TICK_TIMERS, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -861,6 +1038,7 @@ int nfsd_tick(struct nfsd *d, uint64_t now)
 
 int nfsd_flush(struct nfsd *d)
 {
+  bg_settle(d, NULL);
   struct tick_arg a = {d, 0, TICK_DIRTY, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -868,6 +1046,7 @@ int nfsd_flush(struct nfsd *d)
 
 int nfsd_seal_all(struct nfsd *d)
 {
+  bg_settle(d, NULL);
   struct tick_arg a = {d, 0, TICK_ALL, 0, 0};
   stage_foreach(d->stage, tick_one, &a);
   return a.err ? a.err : a.sealed;
@@ -875,12 +1054,25 @@ int nfsd_seal_all(struct nfsd *d)
 
 unsigned nfsd_staged(const struct nfsd *d) { return (unsigned)stage_count(d->stage); }
 
+void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out) { *out = d->seal_stats; }
+
+/* Finishes a background seal of O's file, and reloads O: what anything
+ * about to change or seal the file must do first. */
+static int obj_settle(struct nfsd *d, struct obj *o)
+{
+  if (!o->sf || !bg_sealing(d, o->sf))
+    return 0;
+  bg_settle(d, o->sf);
+  return obj_stat(d, o);
+}
+
 /* Seals O's staged data, if any (RENAME, SETATTR, COMMIT). */
 static int obj_seal(struct nfsd *d, struct obj *o, const struct meta *m)
 {
-  if (!o->sf)
-    return 0;
-  int r = seal(d, o->sf, m, true);
+  int r = obj_settle(d, o);
+  if (r < 0 || !o->sf)
+    return r;
+  r = seal(d, o->sf, m, true);
   o->sf = NULL;
   if (r == 0)
     r = obj_stat(d, o);
@@ -913,6 +1105,12 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
   d->log_ctx = log_ctx;
   d->root = *fs_root(fs);
   memcpy(&d->fsid, &d->root, sizeof d->fsid);
+  const char *nobg = getenv("BASEFS_NO_BG_SEAL");
+  d->bg_off = nobg && *nobg && strcmp(nobg, "0") != 0;
+  if (!(d->bg = calloc(1, sizeof *d->bg))) {
+    free(d);
+    return -ENOMEM;
+  }
   if (key) {
     uint8_t pub[KEY_PUBLIC_SIZE];
     key_public(key, pub);
@@ -927,6 +1125,7 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
   snprintf(dir, sizeof dir, "%s/stage", fs_dir(fs));
   int r = stage_open(dir, &d->stage);
   if (r < 0) {
+    free(d->bg);
     free(d);
     return r;
   }
@@ -949,6 +1148,14 @@ void nfsd_free(struct nfsd *d)
 {
   if (!d)
     return;
+  /* A seal still running is abandoned: its file is durable (stage_sync)
+   * and sealed at the next start. */
+  if (d->bg->running) {
+    pthread_join(d->bg->tid, NULL);
+    blocks_list_free(&d->bg->s.list);
+    free(d->bg->s.e);
+  }
+  free(d->bg);
   fs_set_view_hook(d->fs, NULL, NULL);
   rdc_free_all(d);
   for (int i = 0; i < RCACHE_N; i++)
@@ -1013,6 +1220,8 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
   struct nfs3_wcc_res res = {0};
   struct obj o;
   int r = obj_load(d, &a.fh, &o);
+  if (r == 0)
+    r = obj_settle(d, &o); /* its attributes may join the staged data */
   if (r < 0)
     goto out;
   res.wcc.before = pre_of(&o);
@@ -2174,6 +2383,10 @@ static enum rpcsrv_status proc_commit(struct rpcsrv_call *call)
       r = -EISDIR;
     else if (o.st.type != VIEW_FILE)
       r = -EINVAL;
+    else if (o.sf && bg_sealing(d, o.sf))
+      r = 0; /* durable since its seal started, unwritten since */
+    else if (o.sf && bg_worth(d, o.sf))
+      r = bg_start(d, o.sf);
     else
       /* A seal that cannot happen (the key lost its grant) must not look
        * like success: the client keeps its data and reports the error. */

@@ -85,14 +85,27 @@
 
 /* Staged writes older than this are sealed by nfsd_tick(). */
 #define NFSD_IDLE_NS (2ull * 1000000000ull)
-/* Every COMMIT seals at once: when it returns, the new version is durable
- * and visible to everything reading the filesystem (the CLI included).
+/* A COMMIT seals at once: when it returns, the new version is durable
+ * and visible to everything reading the filesystem (the CLI included) --
+ * except for a file of NFSD_SEAL_BG_MIN bytes or more: its COMMIT makes the
+ * staged file durable (fdatasync; recovered and sealed at the next start)
+ * and answers, and the version is encoded on a worker thread and logged
+ * right after (nfsd_poll). The client's data is as safe either way; what
+ * it waits for is the disk, not the chunking, hashing and compressing of
+ * the whole file. Until the version is logged, NFS reads and attributes
+ * show the staged bytes (as they did before the COMMIT), and whatever
+ * would change the file (WRITE, SETATTR, RENAME, a COMMIT of another large
+ * file) or look past NFS (nfsd_flush, the CLI) waits for it. One such seal
+ * runs at a time. When the disk has less than twice the file's size free,
+ * the COMMIT seals at once, so that it can report NFS3ERR_NOSPC.
+ * BASEFS_NO_BG_SEAL=1 in the environment turns it off (for comparisons).
  * Linux COMMITs every few MiB while streaming a large file; each seal
  * re-cuts only around the ranges written since the last one (store/content.h,
  * content_blocks_update), until most of the file changed. nfsd_tick()
  * looks no further than files quiet for NFSD_QUIET_NS (the list is oldest
  * first). */
 #define NFSD_QUIET_NS (300ull * 1000000ull)
+#define NFSD_SEAL_BG_MIN (4u << 20)
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */
 #define NFSD_STAGED_MAX 256
@@ -134,6 +147,17 @@ int nfsd_flush(struct nfsd *d);
 /* Seals every staged file (shutdown). Returns the number sealed or the
  * first error (the others are still tried). */
 int nfsd_seal_all(struct nfsd *d);
+/* Logs the version of a background seal that has finished (nfsd_tick does
+ * too, every call). Returns its result: 0, or the error it logged (its
+ * file then stays staged and durable, and is sealed again when idle). */
+int nfsd_poll(struct nfsd *d);
+/* FN(CTX) is called on the worker thread when a background seal finishes:
+ * it must only wake the loop (uv_async_send), which then calls nfsd_poll. */
+void nfsd_set_wake(struct nfsd *d, void (*fn)(void *ctx), void *ctx);
+struct nfsd_seal_stats {
+  uint64_t bg_started, bg_finished; /* background seals since nfsd_new */
+};
+void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out);
 /* Files currently staged. */
 unsigned nfsd_staged(const struct nfsd *d);
 /* The READDIR(PLUS) reply cache (see above): counters since nfsd_new,
