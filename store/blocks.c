@@ -180,7 +180,7 @@ static ZSTD_DCtx *thread_dctx(void)
   return d;
 }
 
-/* ---- hashing: store/sha256.c (SHA-NI, two buffers at once) ---- */
+/* ---- hashing: store/sha256.c (SHA-NI, several buffers at once) ---- */
 
 void blocks_hash(const void *data, size_t len, hash_t *out)
 {
@@ -965,6 +965,9 @@ int blocks_stats(struct blocks *bs, struct blocks_stats *st)
 #define SEG_SIZE (4u << 20) /* bytes read per segment */
 #define SEG_LIVE 3          /* segments in memory at once */
 #define QUEUE_CAP 256
+/* A worker takes up to this many jobs at once: they are hashed together
+ * (store/sha256.h: three lanes, each taking the next job when done). */
+#define JOBS_TAKE 8
 
 struct seg {
   uint8_t *buf;
@@ -990,9 +993,10 @@ struct pipeline {
   struct blocks_list *out;
   pthread_t tid[64];
   int nthreads;
-  bool hungry;      /* the reader waits for a segment: take single jobs */
-  struct job held;  /* no worker: a job waiting for a second to hash with */
-  bool holding;
+  bool hungry; /* the reader waits for a segment: take single jobs */
+  /* No worker: the jobs waiting to be hashed together (JOBS_TAKE at once). */
+  struct job held[JOBS_TAKE];
+  int nheld;
 };
 
 static void seg_release_locked(struct pipeline *p, struct seg *s)
@@ -1020,10 +1024,6 @@ static void job_done_locked(struct pipeline *p, const struct job *j, const hash_
   }
   seg_release_locked(p, j->seg);
 }
-
-/* A worker takes up to this many jobs at once: they are hashed together
- * (store/sha256.h: two lanes, each taking the next job when done). */
-#define JOBS_TAKE 8
 
 /*
  * Hashes and stores N jobs, then records them under p->mu (held on entry
@@ -1054,6 +1054,17 @@ static void run_jobs_locked(struct pipeline *p, const struct job *j, int n)
     else
       job_done_locked(p, &j[i], &h[i], r[i], stored[i]);
   }
+}
+
+/* No worker: runs the jobs held back to be hashed together. */
+static void run_held_locked(struct pipeline *p)
+{
+  struct job j[JOBS_TAKE];
+  int n = p->nheld;
+  memcpy(j, p->held, (size_t)n * sizeof *j);
+  p->nheld = 0;
+  if (n)
+    run_jobs_locked(p, j, n);
 }
 
 /* Takes the queued jobs, up to JOBS_TAKE, at least two unless no second is
@@ -1107,10 +1118,7 @@ static int pipeline_start(struct pipeline *p, struct blocks *bs, struct blocks_l
 static int pipeline_finish(struct pipeline *p)
 {
   pthread_mutex_lock(&p->mu);
-  if (p->holding) {
-    p->holding = false;
-    run_jobs_locked(p, &p->held, 1);
-  }
+  run_held_locked(p);
   p->closing = true;
   pthread_cond_broadcast(&p->cv_work);
   pthread_mutex_unlock(&p->mu);
@@ -1156,16 +1164,10 @@ static int pipeline_submit(struct pipeline *p, const uint8_t *data, size_t len, 
   if (s)
     s->refs++;
   if (p->nthreads == 0) {
-    /* Inline, in pairs: the first job waits for the second (or the end). */
-    if (!p->holding) {
-      p->held = j;
-      p->holding = true;
-      pthread_mutex_unlock(&p->mu);
-      return 0;
-    }
-    struct job two[2] = {p->held, j};
-    p->holding = false;
-    run_jobs_locked(p, two, 2);
+    /* Inline, JOBS_TAKE at a time (the rest at the end). */
+    p->held[p->nheld++] = j;
+    if (p->nheld == JOBS_TAKE)
+      run_held_locked(p);
     int err = p->err;
     pthread_mutex_unlock(&p->mu);
     return err;
@@ -1206,9 +1208,8 @@ static struct seg *seg_new(struct pipeline *p)
 {
   pthread_mutex_lock(&p->mu);
   while (p->live_segs >= SEG_LIVE && !p->err) {
-    if (p->holding) { /* no worker: nobody else will run it */
-      p->holding = false;
-      run_jobs_locked(p, &p->held, 1);
+    if (p->nheld) { /* no worker: nobody else will run them */
+      run_held_locked(p);
       continue;
     }
     if (!p->hungry) {
