@@ -75,45 +75,52 @@ NI_INLINE void lane_group(struct lane *l, __m128i m[4], const uint8_t *data, int
     m[(g + 3) % 4] = _mm_sha256msg1_epu32(m[(g + 3) % 4], m[g % 4]);
 }
 
-/* The compression function over NBLOCKS 64-byte blocks. */
-NI static void ni_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
+/*
+ * The compression function over NBLOCKS 64-byte blocks of NL messages at
+ * once (ST[i] and D[i]), their rounds interleaved group by group. NL is a
+ * constant in each caller below, so that the lanes live in registers.
+ */
+NI_INLINE void lanes_blocks(uint32_t *st[], const uint8_t *d[], int nl, size_t nblocks)
 {
-  struct lane a;
-  lane_load(&a, state);
-  for (; nblocks > 0; nblocks--, data += 64) {
-    struct lane sa = a;
-    __m128i ma[4];
-#pragma GCC unroll 16
-    for (int g = 0; g < 16; g++)
-      lane_group(&a, ma, data, g);
-    a.abef = _mm_add_epi32(a.abef, sa.abef);
-    a.cdgh = _mm_add_epi32(a.cdgh, sa.cdgh);
+  struct lane l[3];
+  const uint8_t *p[3];
+#pragma GCC unroll 3
+  for (int i = 0; i < nl; i++) {
+    lane_load(&l[i], st[i]);
+    p[i] = d[i];
   }
-  lane_store(&a, state);
-}
-
-/* Two messages' NBLOCKS blocks each, their rounds interleaved group by group. */
-NI static void ni_blocks2(uint32_t *st[2], const uint8_t *d[2], size_t nblocks)
-{
-  struct lane a, b;
-  const uint8_t *d0 = d[0], *d1 = d[1];
-  lane_load(&a, st[0]);
-  lane_load(&b, st[1]);
-  for (; nblocks > 0; nblocks--, d0 += 64, d1 += 64) {
-    struct lane sa = a, sb = b;
-    __m128i ma[4], mb[4];
+  for (; nblocks > 0; nblocks--) {
+    struct lane save[3];
+    __m128i m[3][4];
+#pragma GCC unroll 3
+    for (int i = 0; i < nl; i++)
+      save[i] = l[i];
 #pragma GCC unroll 16
     for (int g = 0; g < 16; g++) {
-      lane_group(&a, ma, d0, g);
-      lane_group(&b, mb, d1, g);
+#pragma GCC unroll 3
+      for (int i = 0; i < nl; i++)
+        lane_group(&l[i], m[i], p[i], g);
     }
-    a.abef = _mm_add_epi32(a.abef, sa.abef);
-    a.cdgh = _mm_add_epi32(a.cdgh, sa.cdgh);
-    b.abef = _mm_add_epi32(b.abef, sb.abef);
-    b.cdgh = _mm_add_epi32(b.cdgh, sb.cdgh);
+#pragma GCC unroll 3
+    for (int i = 0; i < nl; i++) {
+      l[i].abef = _mm_add_epi32(l[i].abef, save[i].abef);
+      l[i].cdgh = _mm_add_epi32(l[i].cdgh, save[i].cdgh);
+      p[i] += 64;
+    }
   }
-  lane_store(&a, st[0]);
-  lane_store(&b, st[1]);
+#pragma GCC unroll 3
+  for (int i = 0; i < nl; i++)
+    lane_store(&l[i], st[i]);
+}
+
+NI static void ni_blocks(uint32_t state[8], const uint8_t *data, size_t nblocks)
+{
+  lanes_blocks(&state, &data, 1, nblocks);
+}
+
+NI static void ni_blocks2(uint32_t *st[2], const uint8_t *d[2], size_t nblocks)
+{
+  lanes_blocks(st, d, 2, nblocks);
 }
 
 /* Three at once: the most that pays here (1 lane 1.8 GB/s, 2 lanes 3.4,
@@ -121,30 +128,7 @@ NI static void ni_blocks2(uint32_t *st[2], const uint8_t *d[2], size_t nblocks)
  * lane's state no longer fits in the 16 registers the instructions reach). */
 NI static void ni_blocks3(uint32_t *st[3], const uint8_t *d[3], size_t nblocks)
 {
-  struct lane a, b, c;
-  const uint8_t *d0 = d[0], *d1 = d[1], *d2 = d[2];
-  lane_load(&a, st[0]);
-  lane_load(&b, st[1]);
-  lane_load(&c, st[2]);
-  for (; nblocks > 0; nblocks--, d0 += 64, d1 += 64, d2 += 64) {
-    struct lane sa = a, sb = b, sc = c;
-    __m128i ma[4], mb[4], mc[4];
-#pragma GCC unroll 16
-    for (int g = 0; g < 16; g++) {
-      lane_group(&a, ma, d0, g);
-      lane_group(&b, mb, d1, g);
-      lane_group(&c, mc, d2, g);
-    }
-    a.abef = _mm_add_epi32(a.abef, sa.abef);
-    a.cdgh = _mm_add_epi32(a.cdgh, sa.cdgh);
-    b.abef = _mm_add_epi32(b.abef, sb.abef);
-    b.cdgh = _mm_add_epi32(b.cdgh, sb.cdgh);
-    c.abef = _mm_add_epi32(c.abef, sc.abef);
-    c.cdgh = _mm_add_epi32(c.cdgh, sc.cdgh);
-  }
-  lane_store(&a, st[0]);
-  lane_store(&b, st[1]);
-  lane_store(&c, st[2]);
+  lanes_blocks(st, d, 3, nblocks);
 }
 
 /*
