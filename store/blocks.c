@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -53,6 +55,12 @@ struct pack {
   /* The writer: if above end, [end, zeroed) holds zeros it wrote ahead and
    * zeroed is the file's size; else no zeros of ours (0). Under wmu. */
   uint64_t zeroed;
+  /* For blocks_sync_deferred(), under wmu: everything below flushed is
+   * durable (an fdatasync, or a flush the caller confirmed); while cuts ==
+   * durable_cuts (no ftruncate since), [flushed, durable_zeroed) lies in
+   * blocks the file had, inside its size, when an fdatasync returned. */
+  uint64_t flushed, durable_zeroed;
+  uint32_t cuts, durable_cuts;
 };
 
 struct blocks {
@@ -65,6 +73,8 @@ struct blocks {
   pthread_mutex_t wmu; /* appends: held across the write, so records never interleave */
   int write_err;       /* sticky: an append failed and could not be undone */
   bool dir_dirty;      /* a pack was created since the last blocks_sync() */
+  int defer;           /* blocks_sync_deferred(): 0 unknown, 1 allowed, -1 never */
+  dev_t dev;           /* the store's device, once defer is known */
   struct pack packs[MAX_PACKS];
   uint32_t npacks;
   struct slot *tab;
@@ -442,7 +452,7 @@ static int open_pack(struct blocks *bs, uint32_t i, bool create)
     close(fd);
     return err;
   }
-  bs->packs[i] = (struct pack){fd, PACK_HEADER_SIZE, create, 0};
+  bs->packs[i] = (struct pack){.fd = fd, .end = PACK_HEADER_SIZE, .dirty = create};
   return 0;
 }
 
@@ -451,6 +461,7 @@ static int open_pack(struct blocks *bs, uint32_t i, bool create)
 /* Gives back the zeros past the pack's end. Under wmu. */
 static void drop_zeros(struct pack *p)
 {
+  p->cuts++;
   if (p->zeroed > p->end && ftruncate(p->fd, (off_t)p->end) == 0)
     p->zeroed = 0;
 }
@@ -472,6 +483,7 @@ static void prezero(struct pack *p)
   }
   /* Part of a failed write may have landed past what zeroed says: cut at
    * the end whatever it says. */
+  p->cuts++;
   if (ftruncate(p->fd, (off_t)p->end) == 0)
     p->zeroed = 0;
 }
@@ -794,6 +806,7 @@ static int append_record(struct blocks *bs, const hash_t *h, const uint8_t *hdr,
     /* Undo the partial record (and any zeros ahead); if even that fails,
      * refuse further appends: a later record behind garbage would be
      * dropped by recovery. */
+    p->cuts++;
     if (ftruncate(p->fd, (off_t)off) < 0)
       bs->write_err = err;
     else
@@ -912,13 +925,23 @@ int blocks_sync(struct blocks *bs)
   int err = bs->write_err;
   bool dir = bs->dir_dirty;
   bs->dir_dirty = false;
+  /* What the fdatasync of the last pack will have made durable, for
+   * blocks_sync_deferred(): its records up to end, its zeros ahead. */
+  struct pack *last = NULL;
+  uint64_t last_end = 0, last_zeroed = 0;
+  uint32_t last_cuts = 0;
   for (uint32_t i = 0; i < bs->npacks && n < 64; i++)
     if (bs->packs[i].dirty) {
       bs->packs[i].dirty = false;
       fds[n] = bs->packs[i].fd;
       ids[n++] = i;
-      if (i + 1 == bs->npacks && !err)
-        prezero(&bs->packs[i]); /* made durable by the fdatasync below */
+      if (i + 1 == bs->npacks && !err) {
+        last = &bs->packs[i];
+        prezero(last); /* made durable by the fdatasync below */
+        last_end = last->end;
+        last_zeroed = last->zeroed;
+        last_cuts = last->cuts;
+      }
     }
   /* No append since the last sync: still give the zeros back if the disk
    * has filled up meanwhile. */
@@ -937,9 +960,115 @@ int blocks_sync(struct blocks *bs)
     for (int i = 0; i < n; i++)
       bs->packs[ids[i]].dirty = true;
     bs->dir_dirty |= dir;
+    /* A write-back error is reported once: a later sync_file_range() would
+     * not see it again, so only fdatasync() may sync this store now. */
+    bs->defer = -1;
+    pthread_mutex_unlock(&bs->wmu);
+  } else if (last) {
+    pthread_mutex_lock(&bs->wmu);
+    if (last->flushed < last_end)
+      last->flushed = last_end;
+    if (last->cuts == last_cuts && last_zeroed > last_end) {
+      last->durable_zeroed = last_zeroed;
+      last->durable_cuts = last_cuts;
+    }
     pthread_mutex_unlock(&bs->wmu);
   }
   return err;
+}
+
+/*
+ * Whether the fdatasync() of a file on device DEV flushes the device cache
+ * over the store's completed writes, and the packs' overwrites of zeros
+ * they made durable need no metadata: ext4 (any journal mode: its fdatasync
+ * ends in a cache flush, or a journal commit that starts with one; no
+ * shared extents, so an overwrite in place stays in place), on the same
+ * device. Not XFS or btrfs: an overwrite of a shared (reflinked, e.g. by
+ * cp --reflink=auto) or copy-on-write extent allocates and remaps, which
+ * only the file's own fdatasync commits. Under wmu.
+ */
+static bool defer_allowed(struct blocks *bs, dev_t dev)
+{
+  if (bs->defer == 0) {
+    struct statfs sf;
+    struct stat st;
+    bs->defer = fstatfs(bs->dirfd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC &&
+                        fstat(bs->dirfd, &st) == 0
+                    ? 1
+                    : -1;
+    if (bs->defer == 1)
+      bs->dev = st.st_dev;
+  }
+  return bs->defer == 1 && bs->dev == dev;
+}
+
+int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed)
+{
+  memset(owed, 0, sizeof *owed);
+  if (bs->rdonly)
+    return 0;
+  pthread_mutex_lock(&bs->wmu);
+  struct pack *p = bs->npacks ? &bs->packs[bs->npacks - 1] : NULL;
+  /* Only the last pack written, inside zeros made durable (so no metadata
+   * to commit), with no refill due (which grows the file) and room for the
+   * zeros (else blocks_sync() gives them back). */
+  bool ok = p && p->dirty && !bs->write_err && !bs->dir_dirty && defer_allowed(bs, dev) &&
+            p->cuts == p->durable_cuts && p->flushed <= p->end &&
+            p->durable_zeroed >= p->end + PACK_ZERO_AHEAD / 2 && zeros_room(p->fd);
+  for (uint32_t i = 0; ok && i + 1 < bs->npacks; i++)
+    ok = !bs->packs[i].dirty;
+  uint64_t from = 0, to = 0;
+  uint32_t pack = bs->npacks;
+  if (ok) {
+    /* dirty stays set: until the flush is reported, a blocks_sync() (say,
+     * of another thread) must still fdatasync this pack. */
+    from = p->flushed;
+    to = p->end;
+  }
+  pthread_mutex_unlock(&bs->wmu);
+  if (!ok)
+    return blocks_sync(bs);
+  int err = 0;
+  uint8_t *buf = malloc(to - from ? (size_t)(to - from) : 1);
+  if (!buf)
+    err = -ENOMEM;
+  /* Written and completed (in the device's cache): the caller's fdatasync
+   * flushes it. The sum lets recovery tell whether it got to the disk. */
+  else if (sync_file_range(p->fd, (off_t)from, (off_t)(to - from),
+                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                               SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+    err = -errno;
+  else
+    err = pread_all(p->fd, buf, (size_t)(to - from), from);
+  if (err == 0) {
+    owed->pack = pack;
+    owed->from = from;
+    owed->to = to;
+    owed->sum = XXH3_64bits(buf, (size_t)(to - from));
+  }
+  free(buf);
+  if (err) {
+    pthread_mutex_lock(&bs->wmu);
+    bs->defer = -1; /* see blocks_sync() */
+    pthread_mutex_unlock(&bs->wmu);
+    return err;
+  }
+  return 1;
+}
+
+void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed)
+{
+  if (bs->rdonly || owed->pack == 0)
+    return;
+  pthread_mutex_lock(&bs->wmu);
+  if (owed->pack <= bs->npacks) {
+    struct pack *p = &bs->packs[owed->pack - 1];
+    if (p->flushed >= owed->from && p->flushed < owed->to)
+      p->flushed = owed->to;
+    if (p->end == p->flushed)
+      p->dirty = false; /* nothing appended since */
+  }
+  pthread_mutex_unlock(&bs->wmu);
 }
 
 int blocks_stats(struct blocks *bs, struct blocks_stats *st)

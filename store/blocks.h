@@ -40,9 +40,21 @@
  * Durability and ordering. Appends are serialized, so a pack is whole
  * records plus at most a torn tail, which the writer truncates when it opens
  * the store. A record is durable after blocks_sync() (fdatasync of the packs
- * written, fsync of DIR when a pack was created). THE RULE: blocks are durable
- * before the entry that references them. Store every block of a version, call
- * blocks_sync(), and only then append the entry to the log. A record that is
+ * written, fsync of DIR when a pack was created). THE RULE: an entry counts
+ * as durable only once the blocks it references are, and recovery never
+ * keeps a log record whose blocks did not survive. Store every block of a
+ * version, then either
+ *   - call blocks_sync(), and only then append the entry to the log (two
+ *     device flushes: the packs', then the log's); or
+ *   - call blocks_sync_deferred(): where it is safe (see there) it only
+ *     writes the packs' new bytes out and waits for them, and the log
+ *     append that follows, whose fdatasync flushes the device cache over
+ *     every write completed before it, makes both durable with one flush.
+ *     Until that flush a crash may keep the log record and lose the block
+ *     bytes, so the caller logs, with the entries, the pack range it relies
+ *     on and its XXH3 sum (struct blocks_flush), and recovery drops the log
+ *     from there when the range did not survive (store/fs.c).
+ * A record that is
  * present but damaged (a crash before blocks_sync() on a file system that
  * keeps garbage) fails its XXH64 and is written again by the next store of
  * that block; blocks_get() reports it as -BFS_ECHECKSUM.
@@ -68,6 +80,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store/hash.h"
 
@@ -178,6 +191,33 @@ int blocks_decode(const uint8_t *file, size_t len, const hash_t *expect, uint8_t
  * Call it before logging an entry that references the blocks.
  */
 int blocks_sync(struct blocks *bs);
+
+/* A pack range written out but not yet flushed (blocks_sync_deferred()). */
+struct blocks_flush {
+  uint32_t pack;     /* the pack's number (DIR/pack-%08u), 0: nothing owed */
+  uint64_t from, to; /* the byte range [from, to) of that pack */
+  uint64_t sum;      /* XXH3-64 (seed 0) of those bytes */
+};
+
+/*
+ * blocks_sync() with the device flush left to the caller where that is
+ * safe: only the last pack was written since the last sync, every byte
+ * written lies in zeros ahead (see below) that an earlier fdatasync made
+ * durable and that were not cut since (so the overwrite has no metadata to
+ * commit), no refill of those zeros is due, the store lives on ext4 (see
+ * blocks.c's defer_allowed() for why no other) on device DEV, and no
+ * earlier sync of this handle failed. Then the range written since the last
+ * durable point is written out and waited for (sync_file_range), *OWED
+ * describes it, and 1 is returned: it is durable once the caller's next
+ * fdatasync() of a file on DEV returns (it must come next, before anything
+ * relies on the blocks), which the caller then reports with
+ * blocks_flushed(). Otherwise it is blocks_sync(), 0 and OWED->pack = 0.
+ * Negative error as blocks_sync().
+ */
+int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed);
+/* The flush OWED waited for has happened (an unreported range is owed again,
+ * with what follows, by the next blocks_sync_deferred()). */
+void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed);
 
 /* The blocks of one file version, in order. */
 struct blocks_list {

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "store/blocks.h"
 #include "store/error.h"
@@ -60,6 +61,8 @@ struct fs {
   uint64_t ckpt_end;    /* log offset the saved checkpoint covers */
   uint64_t from_checkpoint, replayed, appended;
   uint64_t since_ckpt; /* records in the log (or batch) after the checkpoint */
+  dev_t log_dev;       /* the log's device (blocks_sync_deferred()) */
+  bool check_flush;    /* replay checks the flush notes it meets (fs_open) */
   /* The view holds something the log does not (a refused local entry, a
    * failed commit): it must not be checkpointed. */
   bool tainted;
@@ -357,11 +360,138 @@ static struct fs *fs_alloc(const char *home, const char *name, bool writer)
   return fs;
 }
 
-/* Applies the log's records from OFF on (already verified when appended). */
-static int replay(struct fs *fs, uint64_t off)
+/* ---- flush notes ----
+ *
+ * A commit whose blocks were only written out, their device flush left to
+ * the log's fdatasync (blocks_sync_deferred(), THE RULE in store/blocks.h),
+ * logs first a note: the pack range its entries rely on and its XXH3 sum.
+ * Until that fdatasync returns, a power cut may keep the records and lose
+ * the range (a volatile disk cache writes back in any order). So opening
+ * checks the last note it replays and, if its range is not on disk, drops
+ * the log from there: those records were never acknowledged. Only the last
+ * note can fail: the log writes a group only once the one before it is
+ * flushed, and a group holds at most one note (one commit: fs_commit() is
+ * not concurrent on a handle, and the log has one writer); the checkpoint
+ * covers only commits that returned. A note is no entry: entry_decode()
+ * refuses it (too short, and no entry format version is 0), so everything
+ * else that reads the log skips it.
+ *
+ *   0  8  magic "\0BFSflu"
+ *   8  4  pack number (blocks/pack-%08u), little-endian
+ *   12 4  zero
+ *   16 8  from
+ *   24 8  to
+ *   32 8  XXH3-64 of the pack's bytes [from, to)
+ */
+#define FLUSH_NOTE_SIZE 40
+static const uint8_t flush_magic[8] = {0, 'B', 'F', 'S', 'f', 'l', 'u', 0};
+
+static void put_le(uint8_t *p, uint64_t v, int n)
 {
+  for (int i = 0; i < n; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+static void flush_note(const struct blocks_flush *f, uint8_t out[FLUSH_NOTE_SIZE])
+{
+  memset(out, 0, FLUSH_NOTE_SIZE);
+  memcpy(out, flush_magic, sizeof flush_magic);
+  put_le(out + 8, f->pack, 4);
+  put_le(out + 16, f->from, 8);
+  put_le(out + 24, f->to, 8);
+  put_le(out + 32, f->sum, 8);
+}
+
+static bool flush_note_parse(const uint8_t *p, size_t len, struct blocks_flush *f)
+{
+  if (len != FLUSH_NOTE_SIZE || memcmp(p, flush_magic, sizeof flush_magic) != 0)
+    return false;
+  f->pack = (uint32_t)get_le(p + 8, 4);
+  f->from = get_le(p + 16, 8);
+  f->to = get_le(p + 24, 8);
+  f->sum = get_le(p + 32, 8);
+  return true;
+}
+
+/* Whether the range a note names is on disk as it was written: 1, 0, or -errno. */
+static int flush_held(struct fs *fs, const struct blocks_flush *f)
+{
+  if (f->pack == 0 || f->to < f->from || f->to - f->from > (64u << 20))
+    return 0;
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/blocks/pack-%08u", fs->dir, (unsigned)f->pack);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  size_t n = (size_t)(f->to - f->from);
+  uint8_t *buf = malloc(n ? n : 1);
+  int held = buf ? 0 : -ENOMEM;
+  size_t done = 0;
+  while (buf && done < n) {
+    ssize_t k = pread(fd, buf + done, n - done, (off_t)(f->from + done));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      held = -errno;
+    if (k <= 0)
+      break;
+    done += (size_t)k;
+  }
+  if (held == 0)
+    held = done == n && XXH3_64bits(buf, n) == f->sum;
+  free(buf);
+  close(fd);
+  return held;
+}
+
+/* The offset of the last flush note from OFF on if its range is not on
+ * disk (the records from there on may not hold), else UINT64_MAX. */
+static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
+{
+  *stop = UINT64_MAX;
   struct log_cursor *c = NULL;
   int r = log_cursor_open(fs->log, off, &c);
+  if (r < 0)
+    return r;
+  const uint8_t *data;
+  size_t len;
+  uint64_t at, last = UINT64_MAX;
+  struct blocks_flush f, lastf;
+  while ((r = log_cursor_next(c, &data, &len, &at)) == 1)
+    if (flush_note_parse(data, len, &f)) {
+      lastf = f;
+      last = at;
+    }
+  log_cursor_close(c);
+  if (r < 0 || last == UINT64_MAX)
+    return r < 0 ? r : 0;
+  r = flush_held(fs, &lastf);
+  if (r == 0)
+    *stop = last;
+  return r < 0 ? r : 0;
+}
+
+/* Applies the log's records from OFF on (already verified when appended);
+ * while opening, only up to the first whose blocks may not have survived a
+ * crash (flush_check(); a writer drops those records from the log). */
+static int replay(struct fs *fs, uint64_t off)
+{
+  uint64_t stop = UINT64_MAX;
+  int r = fs->check_flush ? flush_check(fs, off, &stop) : 0;
+  if (r == 0 && stop != UINT64_MAX && fs->writer && (r = log_truncate(fs->log, stop)) == 0)
+    stop = UINT64_MAX;
+  if (r < 0)
+    return r;
+  struct log_cursor *c = NULL;
+  r = log_cursor_open(fs->log, off, &c);
   if (r < 0)
     return r;
   const uint8_t *data;
@@ -372,9 +502,12 @@ static int replay(struct fs *fs, uint64_t off)
     log_cursor_close(c);
     return -ENOMEM;
   }
-  while ((r = log_cursor_next(c, &data, &len, &at)) == 1) {
+  uint64_t end = off;
+  while ((r = log_cursor_next(c, &data, &len, &at)) == 1 && at < stop) {
+    end = log_cursor_offset(c);
     /* A record that does not decode or that the view rejects was refused
-     * before it was logged, or comes from a newer format: skip it. */
+     * before it was logged, or comes from a newer format (or is a flush
+     * note): skip it. */
     if (entry_decode(data, len, e) < 0)
       continue;
     int s = view_apply(fs->view, e);
@@ -385,7 +518,9 @@ static int replay(struct fs *fs, uint64_t off)
     fs->replayed++;
     fs->since_ckpt++;
   }
-  fs->applied_end = log_cursor_offset(c);
+  if (r >= 0)
+    r = 0;
+  fs->applied_end = stop == UINT64_MAX ? log_cursor_offset(c) : end;
   free(e);
   log_cursor_close(c);
   return r < 0 ? r : 0;
@@ -525,6 +660,9 @@ static int open_parts(struct fs *fs, bool create)
   int flags = fs->writer ? LOG_WRITE | (create ? LOG_CREATE : 0) : LOG_READ;
   if ((r = log_open(path, flags, &fs->log, NULL)) < 0)
     return r;
+  struct stat st;
+  if (stat(path, &st) == 0)
+    fs->log_dev = st.st_dev;
   if (fs->writer && create) {
     /* Make the store now; later opens open it on first use (blocks_of). */
     struct blocks *bs = NULL;
@@ -576,8 +714,10 @@ int fs_open(const char *home, const char *name, bool writer, struct fs **out)
     r = meta_read(fs);
   if (r == 0)
     r = open_parts(fs, false);
+  fs->check_flush = true;
   if (r == 0)
     r = load_view(fs);
+  fs->check_flush = false;
   if (r < 0) {
     fs_free(fs);
     return r;
@@ -724,19 +864,36 @@ int fs_commit(struct fs *fs)
   int r = flush_deferred(fs);
   if (r < 0)
     return r;
-  /* Blocks are durable before the entries that reference them. */
-  r = fs->blocks ? blocks_sync(fs->blocks) : 0;
+  /* THE RULE (store/blocks.h): the entries' blocks are durable first, or
+   * their device flush is the log's fdatasync and the batch starts with a
+   * note of what it relies on (see flush notes above). Never the log's
+   * first record: that is the root. */
+  struct blocks_flush owed = {0};
+  r = 0;
+  if (fs->blocks)
+    r = log_end(fs->log) > LOG_HEADER_SIZE ? blocks_sync_deferred(fs->blocks, fs->log_dev, &owed)
+                                            : blocks_sync(fs->blocks);
+  uint8_t note[FLUSH_NOTE_SIZE];
+  size_t k = r == 1 ? 1 : 0;
+  if (r == 1) {
+    flush_note(&owed, note);
+    r = 0;
+  }
   struct log_rec *recs = NULL;
-  if (r == 0 && !(recs = malloc(fs->nbatch * sizeof *recs)))
+  if (r == 0 && !(recs = malloc((fs->nbatch + k) * sizeof *recs)))
     r = -ENOMEM;
   if (r == 0) {
+    if (k)
+      recs[0] = (struct log_rec){note, sizeof note};
     for (size_t i = 0; i < fs->nbatch; i++) {
-      recs[i].data = fs->batch[i].data;
-      recs[i].len = fs->batch[i].len;
+      recs[k + i].data = fs->batch[i].data;
+      recs[k + i].len = fs->batch[i].len;
     }
-    r = log_append_batch(fs->log, recs, fs->nbatch, NULL);
+    r = log_append_batch(fs->log, recs, fs->nbatch + k, NULL);
   }
   free(recs);
+  if (r == 0 && k)
+    blocks_flushed(fs->blocks, &owed);
   if (r < 0) {
     /* Nothing of the batch is acknowledged: drop it, and the view with it,
      * so no one sees (and no later commit writes) what failed here. */

@@ -670,6 +670,38 @@ void log_close(struct log *log)
   free(log);
 }
 
+int log_truncate(struct log *log, uint64_t off)
+{
+  if (!log)
+    return -EINVAL;
+  if (!is_writer(log))
+    return -EBADF;
+  uint64_t end = load_end(log);
+  if (off < LOG_HEADER_SIZE || off > end)
+    return -EINVAL;
+  if (off == end)
+    return 0;
+  /* A record boundary: a writer's cursor refuses anything else. */
+  struct log_cursor *c;
+  int rc = log_cursor_open(log, off, &c);
+  if (rc < 0)
+    return rc;
+  log_cursor_close(c);
+  /* The bytes go to a side file first, as recovery's do: whoever drops
+   * them may be wrong about why. */
+  if ((rc = save_tail(log, off, NULL, end - off)) < 0)
+    return rc;
+  if (ftruncate(log->fd, (off_t)off) < 0)
+    return -errno;
+  log->zeroed = off;
+  __atomic_store_n(&log->end, off, __ATOMIC_RELEASE);
+  if (fdatasync(log->fd) < 0) {
+    log->err = -errno; /* as a failed append's: poisoned until reopened */
+    return log->err;
+  }
+  return 0;
+}
+
 uint64_t log_end(const struct log *log)
 {
   if (is_writer(log))

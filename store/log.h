@@ -185,6 +185,17 @@ void log_stats(struct log *log, struct log_stats *st);
 uint64_t log_end(const struct log *log);
 
 /*
+ * Writer only, not concurrently with appends: drops every record from OFF
+ * (a record boundary in [LOG_HEADER_SIZE, end]) on, for a caller that found
+ * them not to hold (store/fs.c: records whose blocks did not survive a
+ * crash). The dropped bytes are first copied to "<path>.tail-<OFF>"
+ * (durably), as recovery copies a damaged tail; then the file is cut at OFF
+ * and synced. Returns 0, -EBADF for a reader, -EINVAL if OFF is no record
+ * boundary in range, or -errno.
+ */
+int log_truncate(struct log *log, uint64_t off);
+
+/*
  * Reads the record at OFF into BUF (CAP bytes) and returns its length.
  * -ERANGE if CAP is too small (the length is still stored in *LEN if LEN is
  * not NULL), -BFS_ECHECKSUM or -BFS_EFORMAT if no good record starts at OFF

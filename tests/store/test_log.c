@@ -1426,3 +1426,48 @@ TEST(zeroed_header_in_the_middle_is_a_format_error)
   CHECK_INT(info.zero_bytes, ==, 0);
   log_close(w);
 }
+
+/* ---- log_truncate ------------------------------------------------------- */
+
+TEST(truncate_drops_records_from_a_boundary_and_saves_them)
+{
+  char *path = path_in_tmp("trunc.log");
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  uint64_t offs[10];
+  append_ids(log, 1, 10, offs);
+  uint64_t end = log_end(log);
+  size_t flen;
+  uint8_t *file = read_file(path, &flen);
+  CHECK_INT(flen, >=, end);
+
+  CHECK_INT(log_truncate(log, offs[6] + 1), ==, -EINVAL); /* no record boundary */
+  CHECK_INT(log_truncate(log, end + 1), ==, -EINVAL);
+  CHECK_INT(log_truncate(log, LOG_HEADER_SIZE - 1), ==, -EINVAL);
+  CHECK_OK(log_truncate(log, end)); /* nothing to drop */
+  CHECK_INT(remove_tails(path, end, NULL, 0), ==, 0);
+  expect_ids(log, 1, 10, offs);
+
+  CHECK_OK(log_truncate(log, offs[6]));
+  CHECK_INT(log_end(log), ==, offs[6]);
+  CHECK_INT(file_size(path), ==, offs[6]);
+  expect_ids(log, 1, 6, offs);
+  CHECK_INT(remove_tails(path, offs[6], file + offs[6], (size_t)(end - offs[6])), ==, 1);
+  /* Appends go on from there. */
+  uint64_t more[3];
+  append_ids(log, 7, 3, more);
+  CHECK_INT(more[0], ==, offs[6]);
+  log_close(log);
+
+  struct log_info info;
+  CHECK_OK(log_open(path, LOG_WRITE, &log, &info));
+  CHECK_INT(info.tail_bytes, ==, 0);
+  expect_ids(log, 1, 9, NULL);
+  log_close(log);
+
+  CHECK_OK(log_open(path, LOG_READ, &log, NULL));
+  CHECK_INT(log_truncate(log, LOG_HEADER_SIZE), ==, -EBADF);
+  log_close(log);
+  free(file);
+  unlink(path);
+}
