@@ -4,6 +4,8 @@
 #include <mbedtls/sha256.h>
 #include <string.h>
 
+#include "store/sha256.h"
+
 _Static_assert(sizeof(mbedtls_sha256_context) <= sizeof(hash_ctx_t), "hash_ctx_t too small");
 
 void hash_init(hash_ctx_t *ctx)
@@ -25,9 +27,11 @@ void hash_final(hash_ctx_t *ctx, hash_t *out)
   mbedtls_sha256_free(c);
 }
 
+/* One-shot hashes (entries, blocks, Merkle nodes) take the fast path
+ * (store/sha256.c: the CPU's SHA extensions, several times mbedTLS). */
 void hash_buf(const void *data, size_t len, hash_t *out)
 {
-  mbedtls_sha256_ret(data, len, out->bytes, 0);
+  sha256_buf(data, len, out);
 }
 
 bool hash_is_zero(const hash_t *h)

@@ -1,5 +1,6 @@
 /*
- * Identities: SHA-256 of entries, blocks and Merkle nodes (mbedTLS).
+ * Identities: SHA-256 of entries, blocks and Merkle nodes (one-shot: the
+ * CPU's SHA extensions when it has them, store/sha256.h; else mbedTLS).
  * xxHash is for checksums and in-memory tables only, never for identities a
  * hostile peer could forge.
  */
@@ -25,7 +26,8 @@ void hash_init(hash_ctx_t *ctx);
 void hash_update(hash_ctx_t *ctx, const void *data, size_t len);
 void hash_final(hash_ctx_t *ctx, hash_t *out);
 
-/* One-shot SHA-256. */
+/* One-shot SHA-256 (store/sha256.h: with the CPU's SHA extensions when it
+ * has them; the streaming calls above are mbedTLS's). */
 void hash_buf(const void *data, size_t len, hash_t *out);
 
 bool hash_is_zero(const hash_t *h);

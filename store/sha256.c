@@ -1,9 +1,15 @@
 #include "store/sha256.h"
 
+#include <mbedtls/sha256.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+void sha256_mbedtls(const void *data, size_t len, hash_t *out)
+{
+  mbedtls_sha256_ret(data, len, out->bytes, 0);
+}
 
 /*
  * mbedTLS 2.28 hashes at ~220 MB/s here and does not use the CPU's SHA
@@ -300,7 +306,7 @@ void sha256_buf(const void *data, size_t len, hash_t *out)
   if (sha256_accelerated())
     ni_hash(data, len, out);
   else
-    hash_buf(data, len, out);
+    sha256_mbedtls(data, len, out);
 }
 
 void sha256_bufs(size_t n, const void *const *data, const size_t *len, hash_t *out)
@@ -309,17 +315,17 @@ void sha256_bufs(size_t n, const void *const *data, const size_t *len, hash_t *o
     ni_hash_many(n, data, len, out);
   } else {
     for (size_t i = 0; i < n; i++)
-      hash_buf(data[i], len[i], &out[i]);
+      sha256_mbedtls(data[i], len[i], &out[i]);
   }
 }
 #else
 bool sha256_accelerated(void) { return false; }
 
-void sha256_buf(const void *data, size_t len, hash_t *out) { hash_buf(data, len, out); }
+void sha256_buf(const void *data, size_t len, hash_t *out) { sha256_mbedtls(data, len, out); }
 
 void sha256_bufs(size_t n, const void *const *data, const size_t *len, hash_t *out)
 {
   for (size_t i = 0; i < n; i++)
-    hash_buf(data[i], len[i], &out[i]);
+    sha256_mbedtls(data[i], len[i], &out[i]);
 }
 #endif

@@ -1,9 +1,9 @@
 /*
- * SHA-256 for block identities, fast: the CPU's SHA extensions (SHA-NI)
- * when it has them, else mbedTLS (hash_buf()). Both compute the same
- * function, bit for bit (tests/store/test_sha256.c checks the fast path
- * against mbedTLS); BASEFS_NO_SHANI=1 in the environment turns the fast path
- * off (for measurements).
+ * SHA-256 for identities (hash_buf() and blocks_hash() are this), fast: the
+ * CPU's SHA extensions (SHA-NI) when it has them, else mbedTLS. Both compute
+ * the same function, bit for bit (tests/store/test_sha256.c checks the fast
+ * path against mbedTLS); BASEFS_NO_SHANI=1 in the environment turns the
+ * fast path off (for measurements).
  *
  * Why several at once: with SHA-NI one hash is bound by the latency of the
  * sha256rnds2 chain (each pair of rounds waits for the previous), not by the
@@ -18,8 +18,11 @@
 
 #include "store/hash.h"
 
-/* SHA-256 of DATA: the same digest as hash_buf(). */
+/* SHA-256 of DATA. */
 void sha256_buf(const void *data, size_t len, hash_t *out);
+
+/* The same by mbedTLS alone (the reference, and the path without SHA-NI). */
+void sha256_mbedtls(const void *data, size_t len, hash_t *out);
 
 /*
  * The SHA-256 of N buffers: OUT[i] of DATA[i] (LEN[i] bytes; any lengths,
