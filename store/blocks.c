@@ -71,6 +71,9 @@ struct blocks {
   int threads;
   pthread_mutex_t mu;  /* the index, npacks, pack ends (for readers) */
   pthread_mutex_t wmu; /* appends: held across the write, so records never interleave */
+  /* blocks_sync, held across its fdatasyncs: a second caller must not find
+   * a pack clean whose fdatasync the first has not finished. */
+  pthread_mutex_t smu;
   int write_err;       /* sticky: an append failed and could not be undone */
   bool dir_dirty;      /* a pack was created since the last blocks_sync() */
   int defer;           /* blocks_sync_deferred(): 0 unknown, 1 allowed, -1 never */
@@ -570,6 +573,7 @@ int blocks_open(const char *dir, int flags, struct blocks **out)
   bs->threads = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
   pthread_mutex_init(&bs->mu, NULL);
   pthread_mutex_init(&bs->wmu, NULL);
+  pthread_mutex_init(&bs->smu, NULL);
   if (getrandom(&bs->seed, sizeof bs->seed, 0) != sizeof bs->seed)
     bs->seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)bs;
   err = bs->dir ? 0 : -ENOMEM;
@@ -617,6 +621,7 @@ void blocks_close(struct blocks *bs)
     close(bs->dirfd);
   pthread_mutex_destroy(&bs->mu);
   pthread_mutex_destroy(&bs->wmu);
+  pthread_mutex_destroy(&bs->smu);
   free(bs->tab);
   free(bs->dir);
   free(bs);
@@ -919,6 +924,7 @@ int blocks_sync(struct blocks *bs)
   int fds[MAX_PACKS > 64 ? 64 : MAX_PACKS];
   uint32_t ids[64];
   int n = 0;
+  pthread_mutex_lock(&bs->smu);
   /* Appends are serialized under wmu: every record written before this
    * point is complete once we hold it. */
   pthread_mutex_lock(&bs->wmu);
@@ -974,6 +980,7 @@ int blocks_sync(struct blocks *bs)
     }
     pthread_mutex_unlock(&bs->wmu);
   }
+  pthread_mutex_unlock(&bs->smu);
   return err;
 }
 
