@@ -71,9 +71,6 @@ struct blocks {
   int threads;
   pthread_mutex_t mu;  /* the index, npacks, pack ends (for readers) */
   pthread_mutex_t wmu; /* appends: held across the write, so records never interleave */
-  /* blocks_sync, held across its fdatasyncs: a second caller must not find
-   * a pack clean whose fdatasync the first has not finished. */
-  pthread_mutex_t smu;
   int write_err;       /* sticky: an append failed and could not be undone */
   bool dir_dirty;      /* a pack was created since the last blocks_sync() */
   int defer;           /* blocks_sync_deferred(): 0 unknown, 1 allowed, -1 never */
@@ -573,7 +570,6 @@ int blocks_open(const char *dir, int flags, struct blocks **out)
   bs->threads = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
   pthread_mutex_init(&bs->mu, NULL);
   pthread_mutex_init(&bs->wmu, NULL);
-  pthread_mutex_init(&bs->smu, NULL);
   if (getrandom(&bs->seed, sizeof bs->seed, 0) != sizeof bs->seed)
     bs->seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)bs;
   err = bs->dir ? 0 : -ENOMEM;
@@ -621,7 +617,6 @@ void blocks_close(struct blocks *bs)
     close(bs->dirfd);
   pthread_mutex_destroy(&bs->mu);
   pthread_mutex_destroy(&bs->wmu);
-  pthread_mutex_destroy(&bs->smu);
   free(bs->tab);
   free(bs->dir);
   free(bs);
@@ -924,7 +919,6 @@ int blocks_sync(struct blocks *bs)
   int fds[MAX_PACKS > 64 ? 64 : MAX_PACKS];
   uint32_t ids[64];
   int n = 0;
-  pthread_mutex_lock(&bs->smu);
   /* Appends are serialized under wmu: every record written before this
    * point is complete once we hold it. */
   pthread_mutex_lock(&bs->wmu);
@@ -980,7 +974,6 @@ int blocks_sync(struct blocks *bs)
     }
     pthread_mutex_unlock(&bs->wmu);
   }
-  pthread_mutex_unlock(&bs->smu);
   return err;
 }
 
@@ -1039,11 +1032,9 @@ int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed
   uint8_t *buf = malloc(to - from ? (size_t)(to - from) : 1);
   if (!buf)
     err = -ENOMEM;
-  /* Written and completed (in the device's cache): the caller's fdatasync
-   * flushes it. The sum lets recovery tell whether it got to the disk. */
-  else if (sync_file_range(p->fd, (off_t)from, (off_t)(to - from),
-                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                               SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+  /* The write-out starts now, blocks_sync_wait() waits for it; the sum
+   * lets recovery tell whether the bytes got to the disk. */
+  else if (sync_file_range(p->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE) < 0)
     err = -errno;
   else
     err = pread_all(p->fd, buf, (size_t)(to - from), from);
@@ -1061,6 +1052,28 @@ int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed
     return err;
   }
   return 1;
+}
+
+int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
+{
+  if (bs->rdonly || owed->pack == 0 || owed->pack > bs->npacks)
+    return 0;
+  struct pack *p = &bs->packs[owed->pack - 1];
+  if (sync_file_range(p->fd, (off_t)owed->from, (off_t)(owed->to - owed->from),
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                          SYNC_FILE_RANGE_WAIT_AFTER) == 0)
+    return 0;
+  /* The write-back failed: the kernel reports that once, and may have
+   * dropped the pages, so no later sync could tell. Refuse further appends
+   * (as after an append that could not be undone) until the store is
+   * reopened, which checks what the packs hold. */
+  int err = -errno;
+  pthread_mutex_lock(&bs->wmu);
+  bs->defer = -1;
+  if (!bs->write_err)
+    bs->write_err = err;
+  pthread_mutex_unlock(&bs->wmu);
+  return err;
 }
 
 void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed)

@@ -47,9 +47,11 @@
  *   - call blocks_sync(), and only then append the entry to the log (two
  *     device flushes: the packs', then the log's); or
  *   - call blocks_sync_deferred(): where it is safe (see there) it only
- *     writes the packs' new bytes out and waits for them, and the log
- *     append that follows, whose fdatasync flushes the device cache over
- *     every write completed before it, makes both durable with one flush.
+ *     starts writing the packs' new bytes out; the log append that follows
+ *     writes its records, waits for those pack writes (blocks_sync_wait(),
+ *     from log_append_batch_ordered()), and its fdatasync, which flushes
+ *     the device cache over every write completed before it, makes both
+ *     durable with one flush.
  *     Until that flush a crash may keep the log record and lose the block
  *     bytes, so the caller logs, with the entries, the pack range it relies
  *     on and its XXH3 sum (struct blocks_flush), and recovery drops the log
@@ -206,15 +208,19 @@ struct blocks_flush {
  * durable and that were not cut since (so the overwrite has no metadata to
  * commit), no refill of those zeros is due, the store lives on ext4 (see
  * blocks.c's defer_allowed() for why no other) on device DEV, and no
- * earlier sync of this handle failed. Then the range written since the last
- * durable point is written out and waited for (sync_file_range), *OWED
- * describes it, and 1 is returned: it is durable once the caller's next
- * fdatasync() of a file on DEV returns (it must come next, before anything
- * relies on the blocks), which the caller then reports with
- * blocks_flushed(). Otherwise it is blocks_sync(), 0 and OWED->pack = 0.
- * Negative error as blocks_sync().
+ * earlier sync of this handle failed. Then the write-out of the range
+ * written since the last durable point starts (sync_file_range), *OWED
+ * describes it, and 1 is returned. It is durable once blocks_sync_wait()
+ * has returned 0 and, after that, an fdatasync() of a file on DEV has
+ * returned (before anything relies on the blocks), which the caller then
+ * reports with blocks_flushed(). Otherwise it is blocks_sync(), 0 and
+ * OWED->pack = 0. Negative error as blocks_sync().
  */
 int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed);
+/* Waits until OWED's writes are complete (in the device, maybe only its
+ * cache). 0, or the write-back error: then the store refuses appends until
+ * it is reopened (the kernel reports such an error once). */
+int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed);
 /* The flush OWED waited for has happened (an unreported range is owed again,
  * with what follows, by the next blocks_sync_deferred()). */
 void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed);

@@ -410,6 +410,19 @@ static void flush_note(const struct blocks_flush *f, uint8_t out[FLUSH_NOTE_SIZE
   put_le(out + 32, f->sum, 8);
 }
 
+/* log_append_batch_ordered()'s hook: the pack writes are complete before
+ * the log's fdatasync flushes the device cache. */
+struct flush_wait {
+  struct blocks *bs;
+  const struct blocks_flush *owed;
+};
+
+static int flush_wait(void *arg)
+{
+  struct flush_wait *w = arg;
+  return blocks_sync_wait(w->bs, w->owed);
+}
+
 static bool flush_note_parse(const uint8_t *p, size_t len, struct blocks_flush *f)
 {
   if (len != FLUSH_NOTE_SIZE || memcmp(p, flush_magic, sizeof flush_magic) != 0)
@@ -889,7 +902,8 @@ int fs_commit(struct fs *fs)
       recs[k + i].data = fs->batch[i].data;
       recs[k + i].len = fs->batch[i].len;
     }
-    r = log_append_batch(fs->log, recs, fs->nbatch + k, NULL);
+    struct flush_wait w = {fs->blocks, &owed};
+    r = log_append_batch_ordered(fs->log, recs, fs->nbatch + k, NULL, k ? flush_wait : NULL, &w);
   }
   free(recs);
   if (r == 0 && k)

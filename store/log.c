@@ -40,6 +40,8 @@ struct log_waiter {
   size_t n;
   uint64_t *offs;
   size_t bytes; /* framed size of all its records */
+  int (*before_sync)(void *arg); /* see log_append_batch_ordered() */
+  void *before_sync_arg;
   int err;
   bool done;
   struct log_waiter *next;
@@ -830,6 +832,22 @@ static int write_group(struct log *log, struct log_waiter *first, struct log_wai
     log->zeroed = off;
   if (zeros)
     prezero(log, off);
+  /* What the callers' fdatasync must cover besides (log_append_batch_ordered):
+   * the records' write-out starts first, so both go to the device at once. */
+  bool started = false;
+  for (struct log_waiter *w = first;; w = w->next) {
+    if (w->before_sync) {
+      if (!started && sync_file_range(log->fd, (off_t)start, (off_t)(off - start),
+                                      SYNC_FILE_RANGE_WRITE) < 0)
+        return -errno;
+      started = true;
+      int rc = w->before_sync(w->before_sync_arg);
+      if (rc < 0)
+        return rc;
+    }
+    if (w == last)
+      break;
+  }
   if (fdatasync(log->fd) < 0) {
     *sync_failed = true;
     return -errno;
@@ -922,6 +940,12 @@ static int append_wait(struct log *log, struct log_waiter *w)
 
 int log_append_batch(struct log *log, const struct log_rec *recs, size_t n, uint64_t *offs)
 {
+  return log_append_batch_ordered(log, recs, n, offs, NULL, NULL);
+}
+
+int log_append_batch_ordered(struct log *log, const struct log_rec *recs, size_t n,
+                             uint64_t *offs, int (*before_sync)(void *arg), void *arg)
+{
   if (!log || (n && !recs))
     return -EINVAL;
   if (!is_writer(log))
@@ -936,7 +960,8 @@ int log_append_batch(struct log *log, const struct log_rec *recs, size_t n, uint
   }
   if (n == 0)
     return 0;
-  struct log_waiter w = {.recs = recs, .n = n, .offs = offs, .bytes = bytes};
+  struct log_waiter w = {.recs = recs, .n = n, .offs = offs, .bytes = bytes,
+                        .before_sync = before_sync, .before_sync_arg = arg};
   return append_wait(log, &w);
 }
 

@@ -168,6 +168,19 @@ int log_append(struct log *log, const void *data, size_t len, uint64_t *off);
  */
 int log_append_batch(struct log *log, const struct log_rec *recs, size_t n, uint64_t *offs);
 
+/*
+ * log_append_batch() that also calls BEFORE_SYNC(ARG) once the records are
+ * written and their write-out started, right before the fdatasync that
+ * makes them durable: for a caller whose own writes that fdatasync's device
+ * cache flush must cover (store/fs.c waits there for the pack writes it
+ * started; both then go to the device at once). A negative return fails
+ * the append as a failed write does: the records are cut off again and
+ * the log stays usable. With group commit the leader calls the hook of
+ * every caller in its group, in its own thread.
+ */
+int log_append_batch_ordered(struct log *log, const struct log_rec *recs, size_t n,
+                             uint64_t *offs, int (*before_sync)(void *arg), void *arg);
+
 /* Counters since log_open(), for benchmarks and the daemon's status. */
 struct log_stats {
   uint64_t records; /* records appended */

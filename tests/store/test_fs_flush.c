@@ -151,6 +151,7 @@ TEST(blocks_deferred_sync_owes_exactly_the_new_range)
   struct blocks_flush other;
   if (on_ext4()) {
     CHECK_INT(blocks_sync_deferred(bs, st.st_dev, &owed), ==, 1);
+    CHECK_OK(blocks_sync_wait(bs, &owed));
     CHECK_INT(owed.pack, ==, 1);
     /* The record: its 32-byte hash field, then the stored form at off. */
     CHECK_INT(owed.from, ==, off - HASH_SIZE);
@@ -167,6 +168,7 @@ TEST(blocks_deferred_sync_owes_exactly_the_new_range)
     CHECK_INT(blocks_put(bs, d3, 4096, &h), ==, 1);
     struct blocks_flush again;
     CHECK_INT(blocks_sync_deferred(bs, st.st_dev, &again), ==, 1);
+    CHECK_OK(blocks_sync_wait(bs, &again));
     CHECK_INT(again.from, ==, owed.from);
     CHECK_INT(again.to, >, owed.to);
     blocks_flushed(bs, &again);

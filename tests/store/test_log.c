@@ -1429,13 +1429,20 @@ TEST(zeroed_header_in_the_middle_is_a_format_error)
 
 /* ---- log_truncate ------------------------------------------------------- */
 
+/* A new log at PATH holding ids 1..N at OFFS. */
+static struct log *new_log(const char *path, int n, uint64_t *offs)
+{
+  struct log *log;
+  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
+  append_ids(log, 1, n, offs);
+  return log;
+}
+
 TEST(truncate_drops_records_from_a_boundary_and_saves_them)
 {
   char *path = path_in_tmp("trunc.log");
-  struct log *log;
-  CHECK_OK(log_open(path, LOG_WRITE | LOG_CREATE, &log, NULL));
   uint64_t offs[10];
-  append_ids(log, 1, 10, offs);
+  struct log *log = new_log(path, 10, offs);
   uint64_t end = log_end(log);
   size_t flen;
   uint8_t *file = read_file(path, &flen);
@@ -1469,5 +1476,69 @@ TEST(truncate_drops_records_from_a_boundary_and_saves_them)
   CHECK_INT(log_truncate(log, LOG_HEADER_SIZE), ==, -EBADF);
   log_close(log);
   free(file);
+  unlink(path);
+}
+
+/* ---- log_append_batch_ordered ------------------------------------------- */
+
+struct hook_state {
+  const char *path;
+  uint64_t want_end; /* the records end here */
+  uint64_t last;     /* and the last one, id 4, starts here */
+  int calls;
+  int ret;
+};
+
+/* Called with the records written: a reader finds them already. */
+static int hook(void *arg)
+{
+  struct hook_state *h = arg;
+  h->calls++;
+  struct log *r;
+  CHECK_OK(log_open(h->path, LOG_READ, &r, NULL));
+  uint8_t *buf = malloc(LOG_RECORD_MAX);
+  size_t len;
+  uint64_t id;
+  CHECK_INT(log_read(r, h->last, buf, LOG_RECORD_MAX, &len), ==, h->want_end - h->last - LOG_RECORD_OVERHEAD);
+  CHECK(rec_ok(buf, len, &id));
+  CHECK_INT(id, ==, 4);
+  free(buf);
+  log_close(r);
+  return h->ret;
+}
+
+TEST(ordered_append_calls_its_hook_before_the_sync)
+{
+  char *path = path_in_tmp("ordered.log");
+  uint64_t offs[4];
+  struct log *log = new_log(path, 2, offs);
+  size_t la = rec_len(3), lb = rec_len(4), both = 2 * LOG_RECORD_OVERHEAD + la + lb;
+  uint8_t *a = malloc(la), *b = malloc(lb);
+  rec_fill(3, a, la);
+  rec_fill(4, b, lb);
+  struct log_rec recs[2] = {{a, la}, {b, lb}};
+  uint64_t start = log_end(log);
+  struct hook_state h = {path, start + both, start + LOG_RECORD_OVERHEAD + la, 0, 0};
+  CHECK_OK(log_append_batch_ordered(log, recs, 2, offs + 2, hook, &h));
+  CHECK_INT(h.calls, ==, 1);
+  CHECK_INT(offs[2], ==, start);
+  expect_ids(log, 1, 4, offs);
+
+  /* A failing hook fails the append like a failed write: nothing of it
+   * stays, and the log goes on. */
+  h = (struct hook_state){path, log_end(log) + both, log_end(log) + LOG_RECORD_OVERHEAD + la, 0, -EIO};
+  CHECK_INT(log_append_batch_ordered(log, recs, 2, NULL, hook, &h), ==, -EIO);
+  CHECK_INT(h.calls, ==, 1);
+  expect_ids(log, 1, 4, offs);
+  uint64_t more;
+  append_ids(log, 5, 1, &more);
+  CHECK_INT(more, ==, h.want_end - both);
+  log_close(log);
+
+  CHECK_OK(log_open(path, LOG_WRITE, &log, NULL));
+  expect_ids(log, 1, 5, NULL);
+  log_close(log);
+  free(a);
+  free(b);
   unlink(path);
 }
