@@ -1058,6 +1058,12 @@ int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
 {
   if (bs->rdonly || owed->pack == 0 || owed->pack > bs->npacks)
     return 0;
+  /* Asked again after a failure (a retried append): the error stands. */
+  pthread_mutex_lock(&bs->wmu);
+  int sticky = bs->write_err;
+  pthread_mutex_unlock(&bs->wmu);
+  if (sticky)
+    return sticky;
   struct pack *p = &bs->packs[owed->pack - 1];
   if (sync_file_range(p->fd, (off_t)owed->from, (off_t)(owed->to - owed->from),
                       SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
