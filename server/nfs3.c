@@ -95,7 +95,7 @@ struct nfsd {
   struct nfsd_rdc_stats rdc_stats;
   struct bg_seal *bg; /* the background seal (see bg_start) */
   bool bg_off;        /* BASEFS_NO_BG_SEAL=1: every COMMIT seals at once */
-  struct nfsd_seal_stats seal_stats;
+  atomic_uint_fast64_t seal_stats_started, seal_stats_finished; /* read by tests' threads */
   void (*wake)(void *ctx);
   void *wake_ctx;
   nfsd_log_fn log;
@@ -672,9 +672,11 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
 static int seal_first(void *arg, struct stage_file *f)
 {
   struct nfsd *d = arg;
+  hash_t obj = *stage_object(f);
   if (stage_dirty(f))
     seal(d, f, NULL, false);
-  else
+  /* A background seal it finished keeps a clean copy: evicted too. */
+  if ((f = stage_get(d->stage, &obj)) && !stage_dirty(f))
     stage_drop(d->stage, f);
   return 1;
 }
@@ -758,16 +760,27 @@ struct sealing {
   char hex[17];
 };
 
-/* Drops F's staged data when its object is gone: 1 when it did. */
-static int seal_gone(struct nfsd *d, struct sealing *s, struct obj *o)
+/* A file recovered at start (no base) that holds its head's bytes: the
+ * crash came after its version was logged, before the file was marked
+ * sealed (stage_rebase's rename). It needs no second version. */
+static bool recovered_and_logged(struct nfsd *d, struct stage_file *f, const struct obj *o)
 {
-  int r = obj_load_node(d, &s->n, o);
-  if (r == -ESTALE || (r == 0 && o->st.type != VIEW_FILE)) {
-    logf_(d, NFSD_LOG_INFO, "nfs: staged data of %s dropped: the file is gone", s->hex);
-    stage_drop(d->stage, s->f);
-    return 1;
+  if (!hash_is_zero(stage_base(f)) || stage_size(f) != o->st.size)
+    return false;
+  struct obj stored = *o;
+  stored.sf = stored.cf = NULL;
+  size_t cap = 256u << 10;
+  uint8_t *a = malloc(cap), *b = malloc(cap);
+  bool same = a && b;
+  for (uint64_t off = 0; same && off < o->st.size;) {
+    size_t n = o->st.size - off < cap ? (size_t)(o->st.size - off) : cap;
+    same = obj_read(d, &stored, off, a, n) == (ssize_t)n && stage_read(f, off, b, n) == (ssize_t)n &&
+           memcmp(a, b, n) == 0;
+    off += n;
   }
-  return r;
+  free(a);
+  free(b);
+  return same;
 }
 
 /* 1: S is ready for seal_encode; 0: nothing to seal (F is clean, or gone
@@ -786,9 +799,20 @@ static int seal_begin(struct nfsd *d, struct stage_file *f, const struct meta *m
   s->n = (struct view_node){.kind = VIEW_NODE_OBJECT, .readonly = 0, .id = *stage_object(f)};
   short_hex(stage_object(f), s->hex);
   struct obj o;
-  int r = seal_gone(d, s, &o);
-  if (r != 0)
-    return r > 0 ? 0 : r;
+  int r = obj_load_node(d, &s->n, &o);
+  if (r == -ESTALE || (r == 0 && o.st.type != VIEW_FILE)) {
+    logf_(d, NFSD_LOG_INFO, "nfs: staged data of %s dropped: the file is gone", s->hex);
+    stage_drop(d->stage, f);
+    return 0;
+  }
+  if (r < 0)
+    return r;
+  if (recovered_and_logged(d, f, &o)) {
+    logf_(d, NFSD_LOG_INFO, "nfs: staged data of %s was logged already", s->hex);
+    if (!keep || stage_rebase(d->stage, f, &o.st.version, NULL) < 0)
+      stage_drop(d->stage, f);
+    return 0;
+  }
   if ((r = key_check(d, &s->n)) < 0) {
     logf_(d, NFSD_LOG_WARN, "nfs: cannot seal staged data of %s: %s", s->hex, bfs_strerror(r));
     return r;
@@ -842,12 +866,6 @@ static int seal_end(struct nfsd *d, struct sealing *s)
 {
   struct entry *e = s->e;
   int r = s->r;
-  struct obj o;
-  /* A seal that ran in the background may find the file removed since. */
-  if (r == 0 && (r = seal_gone(d, s, &o)) > 0) {
-    r = 0;
-    goto out;
-  }
   if (r == 0) {
     e->content_len = (uint16_t)s->out_len;
     r = submit_commit(d, e);
@@ -866,7 +884,6 @@ static int seal_end(struct nfsd *d, struct sealing *s)
   } else {
     logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", s->hex, bfs_strerror(r));
   }
-out:
   blocks_list_free(&s->list); /* unless stage_rebase took it */
   free(e);
   s->e = NULL;
@@ -922,29 +939,47 @@ static int bg_settle(struct nfsd *d, const struct stage_file *f)
     return 0;
   pthread_join(d->bg->tid, NULL);
   d->bg->running = false;
-  d->seal_stats.bg_finished++;
+  atomic_fetch_add(&d->seal_stats_finished, 1);
   return seal_end(d, &d->bg->s);
 }
 
-/* Seals F in the background (see above), or here when it cannot. */
+/* Seals F in the background (see above), or here when it cannot (the
+ * staged file could not be made durable, no thread). A seal refused at
+ * once (no grant) is refused before anything is made durable. */
 static int bg_start(struct nfsd *d, struct stage_file *f)
 {
-  int r = bg_settle(d, NULL);
-  (void)r; /* the other file's outcome is logged and stays its own */
-  if ((r = stage_sync(d->stage, f)) < 0)
-    return seal(d, f, NULL, true);
+  bg_settle(d, NULL); /* another file's: its outcome is logged, and its own */
   struct sealing *s = &d->bg->s;
-  if ((r = seal_begin(d, f, NULL, true, s)) <= 0)
+  int r = seal_begin(d, f, NULL, true, s);
+  if (r <= 0) {
+    free(s->e);
+    s->e = NULL;
     return r;
+  }
   d->bg->d = d;
   atomic_store(&d->bg->done, false);
-  if (pthread_create(&d->bg->tid, NULL, bg_main, d->bg) != 0) {
+  if (stage_sync(d->stage, f) < 0 || pthread_create(&d->bg->tid, NULL, bg_main, d->bg) != 0) {
     seal_encode(d->blocks, s);
     return seal_end(d, s);
   }
   d->bg->running = true;
-  d->seal_stats.bg_started++;
+  atomic_fetch_add(&d->seal_stats_started, 1);
   return 0;
+}
+
+/* The bytes a seal of F must cut again: what was written since its base
+ * (all of it without a base block list). */
+static uint64_t seal_work(const struct stage_file *f)
+{
+  uint64_t size = stage_size(f);
+  struct content_base cb;
+  stage_base_content(f, &cb);
+  if (!cb.list || cb.list->n == 0)
+    return size;
+  uint64_t clean = cb.clean_end < size ? cb.clean_end : size, work = size - clean;
+  for (size_t i = 0; i < cb.n && cb.ranges[i].off < clean; i++)
+    work += (cb.ranges[i].end < clean ? cb.ranges[i].end : clean) - cb.ranges[i].off;
+  return work;
 }
 
 /* Does F's COMMIT go to the background? A large file, and room on the
@@ -952,7 +987,7 @@ static int bg_start(struct nfsd *d, struct stage_file *f)
  * COMMIT itself reports NFS3ERR_NOSPC. */
 static bool bg_worth(struct nfsd *d, struct stage_file *f)
 {
-  if (d->bg_off || stage_size(f) < NFSD_SEAL_BG_MIN)
+  if (d->bg_off || seal_work(f) < NFSD_SEAL_BG_MIN)
     return false;
   struct statvfs sv;
   if (fstatvfs(stage_fd(f), &sv) < 0)
@@ -1054,7 +1089,11 @@ int nfsd_seal_all(struct nfsd *d)
 
 unsigned nfsd_staged(const struct nfsd *d) { return (unsigned)stage_count(d->stage); }
 
-void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out) { *out = d->seal_stats; }
+void nfsd_seal_stats(struct nfsd *d, struct nfsd_seal_stats *out)
+{
+  out->bg_started = atomic_load(&d->seal_stats_started);
+  out->bg_finished = atomic_load(&d->seal_stats_finished);
+}
 
 /* Finishes a background seal of O's file, and reloads O: what anything
  * about to change or seal the file must do first. */
@@ -1220,8 +1259,6 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
   struct nfs3_wcc_res res = {0};
   struct obj o;
   int r = obj_load(d, &a.fh, &o);
-  if (r == 0)
-    r = obj_settle(d, &o); /* its attributes may join the staged data */
   if (r < 0)
     goto out;
   res.wcc.before = pre_of(&o);
@@ -1232,6 +1269,10 @@ static enum rpcsrv_status proc_setattr(struct rpcsrv_call *call)
     nfs3_enc_wcc_res(call->res, &res);
     return RPCSRV_OK;
   }
+  /* After the checks against what the client saw: its attributes may join
+   * the staged data, which a background seal must not be sealing. */
+  if ((r = obj_settle(d, &o)) < 0)
+    goto out;
   bool owner = c.root || c.uid == o.st.uid;
   struct meta m = {0};
   uint64_t now = now_ns();
@@ -1668,6 +1709,8 @@ static enum rpcsrv_status proc_create(struct rpcsrv_call *call)
     } else if (r == 0 && a.attr.set_size) {
       if ((r = write_check(d, &c, &o.node)) == 0 && !may(&c, &o.st, MAY_W) && c.uid != o.st.uid)
         r = -EACCES;
+      if (r == 0)
+        r = obj_settle(d, &o); /* o.sf below is then what is staged */
       if (r == 0 && (a.attr.size != o.st.size || o.sf) &&
           (r = obj_stage_upto(d, &o, a.attr.size)) == 0 &&
           (r = stage_truncate(d->stage, o.sf, a.attr.size, now_ns())) == 0)
@@ -1867,6 +1910,10 @@ static enum rpcsrv_status remove_common(struct rpcsrv_call *call, bool rmdir)
     else if (rmdir && (r = dir_empty(d, &n)) >= 0)
       r = r ? 0 : -ENOTEMPTY;
   }
+  /* A COMMITted version still being sealed is logged before the name goes
+   * (it stays in the history, as it would have without the background). */
+  if (r == 0)
+    r = obj_settle(d, &o);
   if (r == 0) {
     struct entry *e = entry_new(ENTRY_DELETE);
     if (!e) {
@@ -1978,9 +2025,12 @@ static enum rpcsrv_status proc_rename(struct rpcsrv_call *call)
   if (r == 0 && o.st.type == VIEW_DIR && hash_cmp(&from.node.id, &to.node.id) != 0 &&
       !may(&c, &o.st, MAY_W))
     r = -EACCES;
-  /* Staged data of the file moves with it as a sealed version. */
+  /* Staged data of the file moves with it as a sealed version; a replaced
+   * file's version still being sealed is logged first (see REMOVE). */
   if (r == 0)
     r = obj_seal(d, &o, NULL);
+  if (r == 0 && have_old)
+    r = obj_settle(d, &old);
   if (r == 0 && have_old) {
     struct entry *e = entry_new(ENTRY_DELETE);
     if (!e)

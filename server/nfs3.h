@@ -87,17 +87,25 @@
 #define NFSD_IDLE_NS (2ull * 1000000000ull)
 /* A COMMIT seals at once: when it returns, the new version is durable
  * and visible to everything reading the filesystem (the CLI included) --
- * except for a file of NFSD_SEAL_BG_MIN bytes or more: its COMMIT makes the
+ * except when the seal has NFSD_SEAL_BG_MIN bytes or more to cut (written
+ * since the last seal; the whole file without one): that COMMIT makes the
  * staged file durable (fdatasync; recovered and sealed at the next start)
  * and answers, and the version is encoded on a worker thread and logged
  * right after (nfsd_poll). The client's data is as safe either way; what
  * it waits for is the disk, not the chunking, hashing and compressing of
- * the whole file. Until the version is logged, NFS reads and attributes
- * show the staged bytes (as they did before the COMMIT), and whatever
- * would change the file (WRITE, SETATTR, RENAME, a COMMIT of another large
- * file) or look past NFS (nfsd_flush, the CLI) waits for it. One such seal
- * runs at a time. When the disk has less than twice the file's size free,
- * the COMMIT seals at once, so that it can report NFS3ERR_NOSPC.
+ * tens of megabytes. Smaller seals stay in the COMMIT: a client streaming
+ * a file COMMITs every few MiB and writes on at once, so a seal in the
+ * background would only add an fdatasync of the staged bytes. Until the
+ * version is logged, NFS reads and attributes show the staged bytes (as
+ * they did before the COMMIT; the ctime then moves once more), and
+ * whatever would change, seal or remove the file (WRITE, SETATTR, RENAME,
+ * REMOVE, a COMMIT of another such file) or look past NFS (nfsd_flush, the
+ * CLI) waits for it. One such seal runs at a time. If it fails (the disk
+ * filled up meanwhile, the key lost its grant) the error is logged and the
+ * staged file stays durable and is sealed again when idle, as data written
+ * FILE_SYNC is; a COMMIT refused at once (no grant) is refused before
+ * answering. When the disk has less than twice the file's size plus 128
+ * MiB free, the COMMIT seals at once, so that it can report NFS3ERR_NOSPC.
  * BASEFS_NO_BG_SEAL=1 in the environment turns it off (for comparisons).
  * Linux COMMITs every few MiB while streaming a large file; each seal
  * re-cuts only around the ranges written since the last one (store/content.h,
@@ -105,7 +113,7 @@
  * looks no further than files quiet for NFSD_QUIET_NS (the list is oldest
  * first). */
 #define NFSD_QUIET_NS (300ull * 1000000ull)
-#define NFSD_SEAL_BG_MIN (4u << 20)
+#define NFSD_SEAL_BG_MIN (16u << 20)
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */
 #define NFSD_STAGED_MAX 256
@@ -157,7 +165,7 @@ void nfsd_set_wake(struct nfsd *d, void (*fn)(void *ctx), void *ctx);
 struct nfsd_seal_stats {
   uint64_t bg_started, bg_finished; /* background seals since nfsd_new */
 };
-void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out);
+void nfsd_seal_stats(struct nfsd *d, struct nfsd_seal_stats *out);
 /* Files currently staged. */
 unsigned nfsd_staged(const struct nfsd *d);
 /* The READDIR(PLUS) reply cache (see above): counters since nfsd_new,

@@ -51,12 +51,76 @@ struct srv {
   uint32_t root_len;
   const char *exports; /* exports file text (NULL: none) */
   struct exports *ex;
+  bool wake;             /* set before srv_start: background seals wake the loop */
+  uv_async_t sealed;     /* ... through this (as serve does) */
+  pthread_mutex_t mu;    /* wake_open; srv_on_loop's call */
+  pthread_cond_t cv;
+  bool wake_open;
+  uv_async_t call;       /* srv_on_loop */
+  void (*call_fn)(struct srv *s, void *arg);
+  void *call_arg;
+  bool call_done;
 };
+
+/* Runs FN(S, ARG) on the server's loop thread and waits for it: reads of
+ * the server's state from a test then do not race with the loop. */
+static inline void srv_on_loop(struct srv *s, void (*fn)(struct srv *s, void *arg), void *arg)
+{
+  pthread_mutex_lock(&s->mu);
+  s->call_fn = fn;
+  s->call_arg = arg;
+  s->call_done = false;
+  pthread_mutex_unlock(&s->mu);
+  uv_async_send(&s->call);
+  pthread_mutex_lock(&s->mu);
+  while (!s->call_done)
+    pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static inline void srv_on_call(uv_async_t *a)
+{
+  struct srv *s = a->data;
+  pthread_mutex_lock(&s->mu);
+  void (*fn)(struct srv *, void *) = s->call_fn;
+  s->call_fn = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (!fn)
+    return;
+  fn(s, s->call_arg);
+  pthread_mutex_lock(&s->mu);
+  s->call_done = true;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* nfsd_set_wake's function: on a seal's worker thread. */
+static inline void srv_wake(void *arg)
+{
+  struct srv *s = arg;
+  pthread_mutex_lock(&s->mu);
+  if (s->wake_open)
+    uv_async_send(&s->sealed);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static inline void srv_on_sealed(uv_async_t *a)
+{
+  struct srv *s = a->data;
+  nfsd_poll(s->nfsd);
+}
 
 static inline void srv_stopped(void *arg)
 {
   struct srv *s = arg;
   uv_close((uv_handle_t *)&s->stop, NULL);
+  uv_close((uv_handle_t *)&s->call, NULL);
+  pthread_mutex_lock(&s->mu);
+  bool wake = s->wake_open;
+  s->wake_open = false;
+  pthread_mutex_unlock(&s->mu);
+  if (wake)
+    uv_close((uv_handle_t *)&s->sealed, NULL);
   if (s->ticking)
     uv_close((uv_handle_t *)&s->tick, NULL);
 }
@@ -118,6 +182,16 @@ static inline void srv_start(struct srv *s, bool tick)
   s->port = tcpsrv_port(s->tcp);
   CHECK_OK(uv_async_init(&s->loop, &s->stop, srv_on_stop));
   s->stop.data = s;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  CHECK_OK(uv_async_init(&s->loop, &s->call, srv_on_call));
+  s->call.data = s;
+  if (s->wake) {
+    CHECK_OK(uv_async_init(&s->loop, &s->sealed, srv_on_sealed));
+    s->sealed.data = s;
+    s->wake_open = true;
+    nfsd_set_wake(s->nfsd, srv_wake, s);
+  }
   s->ticking = tick;
   if (tick) {
     CHECK_OK(uv_timer_init(&s->loop, &s->tick));
@@ -134,6 +208,8 @@ static inline void srv_stop(struct srv *s, bool seal)
   uv_async_send(&s->stop);
   pthread_join(s->thread, NULL);
   CHECK_OK(uv_loop_close(&s->loop));
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
   if (seal)
     CHECK(nfsd_seal_all(s->nfsd) >= 0);
   nfsd_free(s->nfsd);

@@ -1500,8 +1500,9 @@ TEST(nfs3_committed_data_survives_a_crash)
   srv_free(&s);
 }
 
-/* A large file's COMMIT answers once the staged file is durable, and the
- * version follows from a worker thread (nfs3.h, NFSD_SEAL_BG_MIN). */
+/* A COMMIT with NFSD_SEAL_BG_MIN bytes or more to seal answers once the
+ * staged file is durable, and the version follows from a worker thread
+ * (nfs3.h). */
 static void big_write(struct cl *c, const uint8_t *fh, uint32_t len, const uint8_t *data,
                       size_t size)
 {
@@ -1527,11 +1528,53 @@ static bool read_equals(struct cl *c, const uint8_t *fh, uint32_t len, const uin
   return same;
 }
 
+static void seal_stats(struct srv *s, struct nfsd_seal_stats *st)
+{
+  nfsd_seal_stats(s->nfsd, st);
+}
+
+static void staged_count(struct srv *s, void *arg)
+{
+  *(unsigned *)arg = nfsd_staged(s->nfsd);
+}
+
+/* WRITE entries of SIZE bytes in the whole log (a removed file's too). */
+struct count_writes {
+  uint64_t size;
+  int n;
+};
+
+static int count_write(const struct entry *e, void *arg)
+{
+  struct count_writes *w = arg;
+  w->n += e->action == ENTRY_WRITE && e->size == w->size;
+  return 0;
+}
+
+static int writes_of_size(struct srv *s, uint64_t size)
+{
+  struct fs *fs;
+  CHECK_OK(fs_open(s->home, "t", false, &fs));
+  struct count_writes w = {size, 0};
+  CHECK_OK(fs_foreach_entry(fs, count_write, &w));
+  fs_close(fs);
+  return w.n;
+}
+
+static uint8_t *random_bytes(size_t size)
+{
+  uint8_t *data = malloc(size);
+  CHECK(data != NULL);
+  for (size_t i = 0; i < size; i++)
+    data[i] = (uint8_t)(test_rand() >> 11);
+  return data;
+}
+
 TEST(nfs3_large_commit_seals_in_the_background)
 {
   struct srv s;
   srv_init(&s);
-  srv_start(&s, false); /* no tick: only what the test does moves the seal on */
+  srv_start(&s, false); /* no tick, no wake: only what the test does moves the seal on */
   struct cl c;
   cl_open(&c, s.port);
   struct res r;
@@ -1539,46 +1582,147 @@ TEST(nfs3_large_commit_seals_in_the_background)
   uint32_t len;
   mkfile(&c, ROOT, "big", fh, &len);
   size_t size = NFSD_SEAL_BG_MIN + (3u << 19);
-  uint8_t *data = malloc(size);
-  for (size_t i = 0; i < size; i++)
-    data[i] = (uint8_t)(test_rand() >> 11);
+  uint8_t *data = random_bytes(size);
   big_write(&c, fh, len, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   CHECK_INT(r.obj.size, ==, size);
   struct nfsd_seal_stats st;
-  nfsd_seal_stats(s.nfsd, &st);
+  seal_stats(&s, &st);
   CHECK_INT(st.bg_started, ==, 1);
-  /* Reads and a second COMMIT meanwhile: the staged bytes, no new seal. */
+  /* Reads and a second COMMIT meanwhile: the staged bytes; the COMMIT
+   * neither waits nor seals again. */
   CHECK(read_equals(&c, fh, len, data, size));
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  nfsd_seal_stats(s.nfsd, &st);
+  seal_stats(&s, &st);
   CHECK_INT(st.bg_started, ==, 1);
+  CHECK_INT(st.bg_finished, ==, 0);
   /* A write waits for the seal: the COMMITted bytes are one version, the
-   * new ones the next. */
+   * new ones the next -- sealed in the COMMIT, 5000 bytes being little. */
   memset(data + 100, 0xA5, 5000);
   c3_write(&c, fh, len, 100, data + 100, 5000, UNSTABLE, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  nfsd_seal_stats(s.nfsd, &st);
+  seal_stats(&s, &st);
   CHECK_INT(st.bg_finished, ==, 1);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  nfsd_seal_stats(s.nfsd, &st);
-  CHECK_INT(st.bg_started, ==, 2);
+  seal_stats(&s, &st);
+  CHECK_INT(st.bg_started, ==, 1);
   CHECK(read_equals(&c, fh, len, data, size));
   cl_close(&c);
-  srv_stop(&s, true);
+  srv_stop(&s, false); /* nothing staged is dirty: both COMMITs are versions */
   CHECK_INT(writes_of(&s, "/big"), ==, 1 + 2);
   check_stored(&s, "/big", data, size);
   free(data);
   srv_free(&s);
 }
 
+/* The one .s file (durable staged data) in S's stage directory: its name,
+ * and its bytes copied to COPY. */
+static void save_durable_stage(struct srv *s, char name[300], const char *copy)
+{
+  char dir[700], path[1100], cmd[2400];
+  snprintf(dir, sizeof dir, "%s/fs/t/stage", s->home);
+  DIR *dh = opendir(dir);
+  CHECK(dh != NULL);
+  int found = 0;
+  struct dirent *de;
+  while ((de = readdir(dh)))
+    if (strlen(de->d_name) > 2 && strcmp(de->d_name + strlen(de->d_name) - 2, ".s") == 0) {
+      snprintf(name, 300, "%s", de->d_name);
+      found++;
+    }
+  closedir(dh);
+  CHECK_INT(found, ==, 1);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, copy);
+  CHECK_INT(system(cmd), ==, 0);
+}
+
+/* A crash after a version was logged and before its staged file was marked
+ * sealed: the next start finds the file durable, with the bytes the head
+ * has, and logs no second version. */
+TEST(nfs3_recovered_staged_data_already_logged_is_not_logged_twice)
+{
+  struct srv s;
+  srv_init(&s);
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "r", fh, &len);
+  size_t size = 300000;
+  uint8_t *data = random_bytes(size);
+  for (size_t off = 0; off < size; off += 65536) {
+    size_t n = size - off < 65536 ? size - off : 65536;
+    c3_write(&c, fh, len, off, data + off, (uint32_t)n, FILE_SYNC, &r);
+    CHECK_INT(r.status, ==, NFS3_OK);
+  }
+  cl_close(&c);
+  srv_stop(&s, false); /* crash: the data is staged, durable, not logged */
+  char name[300], copy[600], back[1400], cmd[2400];
+  snprintf(copy, sizeof copy, "%s/durable.s", test_tmpdir());
+  save_durable_stage(&s, name, copy);
+  srv_start(&s, false); /* recovery logs it */
+  srv_stop(&s, false);
+  CHECK_INT(writes_of(&s, "/r"), ==, 2);
+  check_stored(&s, "/r", data, size);
+  /* As if the crash had come between the log and the rename. */
+  snprintf(back, sizeof back, "%s/fs/t/stage/%s", s.home, name);
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", copy, back);
+  CHECK_INT(system(cmd), ==, 0);
+  srv_start(&s, false);
+  srv_stop(&s, false);
+  CHECK_INT(writes_of(&s, "/r"), ==, 2);
+  check_stored(&s, "/r", data, size);
+  free(data);
+  srv_free(&s);
+}
+
+/* The worker wakes the loop (as serve's uv_async does): the version is
+ * logged with no tick and no client call. */
+TEST(nfs3_background_seal_wakes_the_loop)
+{
+  struct srv s;
+  srv_init(&s);
+  s.wake = true;
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r;
+  uint8_t fh[64];
+  uint32_t len;
+  size_t size = NFSD_SEAL_BG_MIN;
+  uint8_t *data = random_bytes(size);
+  mkfile(&c, ROOT, "w", fh, &len);
+  big_write(&c, fh, len, data, size);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  struct nfsd_seal_stats st = {0};
+  for (int i = 0; i < 200 && st.bg_finished == 0; i++) { /* 10 s: only a hang misses it */
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    seal_stats(&s, &st);
+  }
+  CHECK_INT(st.bg_started, ==, 1);
+  CHECK_INT(st.bg_finished, ==, 1);
+  cl_close(&c);
+  srv_stop(&s, false); /* a crash: what is logged is all there is */
+  CHECK_INT(writes_of(&s, "/w"), ==, 2);
+  check_stored(&s, "/w", data, size);
+  free(data);
+  srv_free(&s);
+}
+
 /* What else meets a seal under way: SETATTR (its attributes are a version
- * after it), a REMOVE (the version is logged or dropped, never an error),
- * the tick (logs it when done), and BASEFS_NO_BG_SEAL. */
-TEST(nfs3_background_seal_meets_setattr_remove_and_tick)
+ * after it), the tick (logs it when done), a REMOVE and a RENAME over the
+ * file (the COMMITted version is logged first, so it stays in the history
+ * even if we crash right after), the cap on staged files (the file being
+ * sealed is the one evicted), and BASEFS_NO_BG_SEAL. */
+TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
 {
   struct srv s;
   srv_init(&s);
@@ -1589,9 +1733,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_and_tick)
   uint8_t fh[64], fh2[64];
   uint32_t len, len2;
   size_t size = NFSD_SEAL_BG_MIN;
-  uint8_t *data = malloc(size);
-  for (size_t i = 0; i < size; i++)
-    data[i] = (uint8_t)(test_rand() >> 13);
+  uint8_t *data = random_bytes(size);
   mkfile(&c, ROOT, "a", fh, &len);
   big_write(&c, fh, len, data, size);
   c3_commit(&c, fh, len, &r);
@@ -1604,50 +1746,90 @@ TEST(nfs3_background_seal_meets_setattr_remove_and_tick)
   c3_getattr(&c, fh, len, &r);
   CHECK_INT(r.obj.mode, ==, 0600);
   CHECK_INT(r.obj.size, ==, size);
-  /* The tick logs a finished seal: the version shows without a flush. */
+  /* The tick logs a finished seal. */
   mkfile(&c, ROOT, "b", fh2, &len2);
   big_write(&c, fh2, len2, data, size);
   c3_commit(&c, fh2, len2, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  struct nfsd_seal_stats st;
-  for (int i = 0; i < 100; i++) { /* 10 s: only a hang misses it */
+  struct nfsd_seal_stats st = {0};
+  for (int i = 0; i < 100 && st.bg_finished < 2; i++) { /* 10 s: only a hang misses it */
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    c3_getattr(&c, fh2, len2, &r); /* keeps the loop's clock honest */
-    nfsd_seal_stats(s.nfsd, &st);
-    if (st.bg_finished == 2)
-      break;
+    seal_stats(&s, &st);
   }
   CHECK_INT(st.bg_finished, ==, 2);
-  CHECK_INT(nfsd_staged(s.nfsd), <=, 2); /* clean copies only */
-  /* Removed while its seal runs. */
-  mkfile(&c, ROOT, "c", fh2, &len2);
+  /* Evicted while its seal runs: 256 more staged files. */
+  mkfile(&c, ROOT, "e", fh2, &len2);
   big_write(&c, fh2, len2, data, size);
   c3_commit(&c, fh2, len2, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  c3_remove(&c, ROOT, "c", &r);
-  CHECK_INT(r.status, ==, NFS3_OK);
+  unsigned staged = 0;
+  srv_on_loop(&s, staged_count, &staged);
+  CHECK_INT(staged, >=, 1);
+  for (int i = 0; i < NFSD_STAGED_MAX; i++) {
+    char name[32];
+    uint8_t sfh[64];
+    uint32_t slen;
+    snprintf(name, sizeof name, "s%d", i);
+    mkfile(&c, ROOT, name, sfh, &slen);
+    c3_write(&c, sfh, slen, 0, name, (uint32_t)strlen(name), UNSTABLE, &r);
+    CHECK_INT(r.status, ==, NFS3_OK);
+  }
+  srv_on_loop(&s, staged_count, &staged);
+  CHECK_INT(staged, <=, NFSD_STAGED_MAX);
   cl_close(&c);
   srv_stop(&s, true);
   CHECK_INT(writes_of(&s, "/a"), ==, 2);
   CHECK_INT(writes_of(&s, "/b"), ==, 2);
+  CHECK_INT(writes_of(&s, "/e"), ==, 2);
   check_stored(&s, "/b", data, size);
-  size_t got;
-  CHECK(cat(&s, "/c", &got) == NULL);
+  check_stored(&s, "/e", data, size);
+  check_stored(&s, "/s7", "s7", 2);
+  /* REMOVE, and RENAME over it, then a crash: each version is logged. */
+  srv_start(&s, false);
+  cl_open(&c, s.port);
+  size_t size2 = size + 4096, size3 = size + 8192;
+  uint8_t *data2 = random_bytes(size3);
+  mkfile(&c, ROOT, "c", fh, &len);
+  big_write(&c, fh, len, data2, size2);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_remove(&c, ROOT, "c", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  cl_close(&c);
+  srv_stop(&s, false);
+  srv_start(&s, false);
+  cl_open(&c, s.port);
+  mkfile(&c, ROOT, "d", fh, &len);
+  big_write(&c, fh, len, data2, size3);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  mkfile(&c, ROOT, "d2", fh2, &len2);
+  c3_rename(&c, ROOT, "d2", ROOT, "d", &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  seal_stats(&s, &st);
+  CHECK_INT(st.bg_started, ==, 1);
+  cl_close(&c);
+  srv_stop(&s, false);
+  srv_start(&s, false); /* recovery: nothing staged is left to seal */
+  srv_stop(&s, false);
+  CHECK_INT(writes_of_size(&s, size2), ==, 1);
+  CHECK_INT(writes_of_size(&s, size3), ==, 1);
   /* Turned off: the COMMIT seals at once. */
   setenv("BASEFS_NO_BG_SEAL", "1", 1);
   srv_start(&s, false);
   cl_open(&c, s.port);
-  mkfile(&c, ROOT, "d", fh, &len);
+  mkfile(&c, ROOT, "f", fh, &len);
   big_write(&c, fh, len, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  nfsd_seal_stats(s.nfsd, &st);
+  seal_stats(&s, &st);
   CHECK_INT(st.bg_started, ==, 0);
   cl_close(&c);
   srv_stop(&s, false);
-  CHECK_INT(writes_of(&s, "/d"), ==, 2);
+  CHECK_INT(writes_of(&s, "/f"), ==, 2);
   free(data);
+  free(data2);
   srv_free(&s);
 }
 
