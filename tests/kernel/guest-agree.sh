@@ -24,7 +24,7 @@ echo small > $A/nfs-small # one WRITE (FILE_SYNC, no COMMIT) at close
 echo "M f $(sha $A/nfs-small) $(stat -c %s $A/nfs-small) /agree/nfs-small"
 mark nfs-small
 await small-checked
-dd if=/dev/urandom of=/tmp/big bs=1M count=12 2>/dev/null # >= NFSD_SEAL_BG_MIN: its COMMIT seals in the background
+dd if=/dev/urandom of=/tmp/big bs=1M count=12 2>/dev/null # several COMMITs while it streams
 dd if=/tmp/big of=$A/nfs-big bs=1M conv=fsync 2>/dev/null
 echo "M f $(sha /tmp/big) $(stat -c %s /tmp/big) /agree/nfs-big"
 mark nfs-big

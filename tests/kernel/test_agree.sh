@@ -3,7 +3,7 @@
 # half in guest-agree.sh): what put/mkdir/mv/rm/ln/chmod write through the
 # daemon's control socket, the client reads at once (close-to-open); what
 # the client wrote and COMMITted (close, fsync), the CLI reads at once —
-# small files and one of 12 MiB (>= NFSD_SEAL_BG_MIN: sealed in the background).
+# small files and one of 12 MiB (COMMITted several times as it streams).
 #   BASEFS=build/basefs tests/kernel/test_agree.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
