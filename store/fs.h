@@ -5,7 +5,9 @@
  * On disk, one filesystem is the directory HOME/fs/NAME:
  *
  *   meta        "basefs-fs <format>\nroot <hex id>\n" (written once, atomically)
- *   log         the append-only entry log (store/log.h)
+ *   log         the append-only entry log (store/log.h); besides the entries
+ *               it holds flush notes, 40-byte records no entry decoder takes
+ *               (see fs_commit())
  *   blocks/     the content-addressed block store (store/blocks.h)
  *   view.ckpt   the view checkpoint (store/view.h) and the log offset it covers
  *   lock        flock()ed by the one writer; holds its pid as text
@@ -34,7 +36,13 @@
  * Writes. fs_submit() applies one entry to the view; if the view takes it
  * (applied, or held pending for an entry arriving from a peer) it is appended
  * to the log. Appends are buffered: fs_commit() makes everything submitted so
- * far durable with one sync (group commit), and fs_close() commits. Pending
+ * far durable with one sync (group commit), and fs_close() commits. On ext4
+ * that is one device flush for the blocks and the entries together
+ * (blocks_sync_deferred(), THE RULE in store/blocks.h): the commit's log
+ * records start with a flush note naming the pack range they rely on, and
+ * opening drops the log from the last note if a crash lost that range
+ * (those records were never acknowledged; the bytes go to
+ * log.tail-OFFSET). Pending
  * entries are persisted like any other (they are in the log and are held
  * pending again on replay), so the view's pending set survives restarts.
  *
