@@ -1563,10 +1563,15 @@ static int writes_of_size(struct srv *s, uint64_t size)
 
 static uint8_t *random_bytes(size_t size)
 {
-  uint8_t *data = malloc(size);
+  uint8_t *data = malloc(size + 8);
   CHECK(data != NULL);
-  for (size_t i = 0; i < size; i++)
-    data[i] = (uint8_t)(test_rand() >> 11);
+  uint64_t x = test_rand() | 1;
+  for (size_t i = 0; i < size; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    memcpy(data + i, &x, 8);
+  }
   return data;
 }
 
