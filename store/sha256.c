@@ -146,7 +146,8 @@ static size_t pad_tail(const uint8_t *data, size_t len, uint8_t tail[128])
 {
   size_t rest = len % 64;
   memset(tail, 0, 128);
-  memcpy(tail, data + (len - rest), rest);
+  if (rest) /* DATA may be NULL when LEN is 0 */
+    memcpy(tail, data + (len - rest), rest);
   tail[rest] = 0x80;
   size_t tlen = rest + 1 + 8 <= 64 ? 64 : 128;
   uint64_t bits = (uint64_t)len * 8;

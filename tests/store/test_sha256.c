@@ -140,10 +140,21 @@ TEST(many_buffers_match_mbedtls)
       sha256_mbedtls(b + 3, y, &w1);
       CHECK_MSG(hash_eq(&out[0], &w0) && hash_eq(&out[1], &w1), "lengths %zu %zu", x, y);
     }
+  /* empty buffers given as NULL, alone and among others */
+  hash_t sw;
+  const void *nul[3] = {NULL, b, NULL};
+  size_t nlen[3] = {0, 100, 0};
+  hash_t nout[3], e, w100;
+  sha256_bufs(3, nul, nlen, nout);
+  sha256_buf(NULL, 0, &e);
+  sha256_mbedtls("", 0, &sw);
+  sha256_mbedtls(b, 100, &w100);
+  CHECK(hash_eq(&e, &sw) && hash_eq(&nout[0], &sw) && hash_eq(&nout[2], &sw));
+  CHECK(hash_eq(&nout[1], &w100));
   /* the same buffer twice */
   const void *same[2] = {b, b};
   size_t slen[2] = {70000, 70000};
-  hash_t sout[2], sw;
+  hash_t sout[2];
   sha256_bufs(2, same, slen, sout);
   sha256_mbedtls(b, 70000, &sw);
   CHECK(hash_eq(&sout[0], &sw) && hash_eq(&sout[1], &sw));
