@@ -376,7 +376,7 @@ static struct fs *fs_alloc(const char *home, const char *name, bool writer)
  * refuses it (too short, and no entry format version is 0), so everything
  * else that reads the log skips it.
  *
- *   0  8  magic "\0BFSflu"
+ *   0  8  magic "\0BFSflu\0"
  *   8  4  pack number (blocks/pack-%08u), little-endian
  *   12 4  zero
  *   16 8  from
@@ -493,8 +493,8 @@ static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
 }
 
 /* Applies the log's records from OFF on (already verified when appended);
- * while opening, only up to the first whose blocks may not have survived a
- * crash (flush_check(); a writer drops those records from the log). */
+ * while opening, not those from a flush note whose range did not survive a
+ * crash on (flush_check(); a writer drops them from the log). */
 static int replay(struct fs *fs, uint64_t off)
 {
   uint64_t stop = UINT64_MAX;
