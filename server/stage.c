@@ -393,10 +393,12 @@ int stage_sync(struct stage *s, struct stage_file *f)
   char from[80], to[80];
   file_name(&f->uname, "u", from);
   file_name(&f->obj, "s", to);
-  if (renameat(s->dirfd, from, s->dirfd, to) < 0 || fsync(s->dirfd) < 0)
+  if (renameat(s->dirfd, from, s->dirfd, to) < 0)
     return -errno;
+  /* Named .s from here on, whether the directory's fsync works or not:
+   * stage_rebase and stage_drop go by this flag to find the file. */
   f->durable = true;
-  return 0;
+  return fsync(s->dirfd) < 0 ? -errno : 0;
 }
 
 /* Merges the two closest ranges (keeps the list bounded; a superset). */
