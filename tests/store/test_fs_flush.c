@@ -22,10 +22,18 @@
 #include "store/key.h"
 #include "store/log.h"
 
+/* Where the filesystems go: test_tmpdir(), or another filesystem. */
+static const char *home_dir;
+
+static const char *home(void)
+{
+  return home_dir ? home_dir : test_tmpdir();
+}
+
 static bool on_ext4(void)
 {
   struct statfs sf;
-  return statfs(test_tmpdir(), &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
+  return statfs(home(), &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
 }
 
 static struct key *new_key(void)
@@ -49,7 +57,7 @@ static uint8_t *noise(size_t len)
 
 static void path_of(const char *file, char *out, size_t cap)
 {
-  snprintf(out, cap, "%s/fs/t/%s", test_tmpdir(), file);
+  snprintf(out, cap, "%s/fs/t/%s", home(), file);
 }
 
 /* The flush notes in the log, as store/fs.c documents them. */
@@ -92,7 +100,7 @@ static size_t notes(struct note *out, size_t cap, uint64_t *log_end)
 
 static void pack_path(uint32_t pack, char *out, size_t cap)
 {
-  snprintf(out, cap, "%s/fs/t/blocks/pack-%08u", test_tmpdir(), (unsigned)pack);
+  snprintf(out, cap, "%s/fs/t/blocks/pack-%08u", home(), (unsigned)pack);
 }
 
 static void check_content(struct fs *fs, const char *path, const uint8_t *want, size_t len)
@@ -112,7 +120,7 @@ static void check_content(struct fs *fs, const char *path, const uint8_t *want, 
 static void commits(struct key *k, uint8_t *a, uint8_t *b, uint8_t **c, int n, size_t len)
 {
   struct fs *fs = NULL;
-  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  CHECK_OK(fs_create(home(), "t", k, NULL, 0, &fs));
   CHECK_OK(fs_put(fs, k, "/a", a, len, NULL));
   CHECK_OK(fs_commit(fs));
   for (int i = 0; i < n; i++) {
@@ -129,7 +137,7 @@ static void commits(struct key *k, uint8_t *a, uint8_t *b, uint8_t **c, int n, s
 TEST(blocks_deferred_sync_owes_exactly_the_new_range)
 {
   char dir[4096];
-  snprintf(dir, sizeof dir, "%s/blocks", test_tmpdir());
+  snprintf(dir, sizeof dir, "%s/blocks", home());
   struct blocks *bs = NULL;
   CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
   struct stat st;
@@ -204,7 +212,7 @@ TEST(deferred_commit_logs_a_note_and_reopens_whole)
     CHECK_INT(count, ==, 0);
   }
   struct fs *fs = NULL;
-  CHECK_OK(fs_open(test_tmpdir(), "t", true, &fs));
+  CHECK_OK(fs_open(home(), "t", true, &fs));
   check_content(fs, "/a", a, len);
   check_content(fs, "/b", b, len);
   CHECK_OK(fs_close(fs));
@@ -261,13 +269,13 @@ static void lost_reopen(struct lost *l)
 {
   struct fs *fs = NULL;
   struct fs_stat st;
-  CHECK_OK(fs_open(test_tmpdir(), "t", true, &fs));
+  CHECK_OK(fs_open(home(), "t", true, &fs));
   CHECK_INT(fs_stat(fs, "/b", &st), ==, -ENOENT);
   check_kept(fs, l);
   CHECK_OK(fs_put(fs, l->k, "/b", l->b, l->len, NULL));
   CHECK_OK(fs_commit(fs));
   CHECK_OK(fs_close(fs));
-  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  CHECK_OK(fs_open(home(), "t", false, &fs));
   check_kept(fs, l);
   check_content(fs, "/b", l->b, l->len);
   CHECK_OK(fs_close(fs));
@@ -307,7 +315,7 @@ static void lost_range(bool reader_first)
     /* A reader leaves the log alone but does not show what it cannot trust. */
     struct fs *fs = NULL;
     struct fs_stat st;
-    CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+    CHECK_OK(fs_open(home(), "t", false, &fs));
     CHECK_INT(fs_stat(fs, "/b", &st), ==, -ENOENT);
     check_kept(fs, &l);
     CHECK_OK(fs_close(fs));
@@ -337,4 +345,28 @@ TEST(truncated_pack_drops_the_log_tail)
     return;
   CHECK_OK(truncate(l.pack, (off_t)(l.note.to - 1)));
   lost_reopen(&l);
+}
+
+/* Elsewhere than ext4 (here tmpfs) the blocks are synced on their own: no
+ * note, and everything reopens. */
+TEST(no_deferred_flush_off_ext4)
+{
+  home_dir = test_small_tmpfs("24m");
+  if (!home_dir)
+    return;
+  CHECK(!on_ext4());
+  struct key *k = new_key();
+  size_t len = 16384;
+  uint8_t *a = noise(len), *b = noise(len);
+  commits(k, a, b, NULL, 0, len);
+  struct note n[4];
+  CHECK_INT(notes(n, 4, NULL), ==, 0);
+  struct fs *fs = NULL;
+  CHECK_OK(fs_open(home(), "t", true, &fs));
+  check_content(fs, "/a", a, len);
+  check_content(fs, "/b", b, len);
+  CHECK_OK(fs_close(fs));
+  free(a);
+  free(b);
+  key_free(k);
 }
