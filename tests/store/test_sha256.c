@@ -1,30 +1,17 @@
 /*
  * store/sha256: the fast path (SHA-NI, one buffer and several interleaved)
- * gives exactly mbedTLS's digests, and hashing several buffers together is
- * faster than one after the other.
+ * gives exactly mbedTLS's digests. How much faster it is, is measured by
+ * bench/bench_hash (speed is never a test here).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "store/hash.h"
 #include "store/sha256.h"
 #include "tests/test.h"
 
 #define BIG (300u << 10)
-
-/* Timings mean nothing under the sanitizers (every load is instrumented). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static uint8_t *random_buf(size_t len)
 {
@@ -173,75 +160,5 @@ TEST(without_shani_the_same)
   sha256_buf(b + 5, 12345, &a);
   sha256_mbedtls(b + 5, 12345, &c);
   CHECK(hash_eq(&a, &c));
-  free(b);
-}
-
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* The reason sha256_bufs() exists: 8 blocks together take clearly less
- * than 8 one after the other (1.8x measured here; best of several passes,
- * so a busy machine does not make it fail). */
-TEST(many_at_once_is_faster)
-{
-  if (!sha256_accelerated() || SANITIZED) {
-    printf("# skipped: %s\n", SANITIZED ? "a sanitizer build" : "no SHA-NI");
-    return;
-  }
-  size_t blk = 64u << 10;
-  uint8_t *b = random_buf(8 * blk);
-  const void *data[8];
-  size_t len[8];
-  hash_t h[8];
-  for (int i = 0; i < 8; i++) {
-    data[i] = b + i * blk;
-    len[i] = blk;
-  }
-  double one = 1e9, many = 1e9;
-  for (int pass = 0; pass < 15; pass++) {
-    double t = now();
-    for (int i = 0; i < 8; i++)
-      sha256_buf(data[i], len[i], &h[i]);
-    t = now() - t;
-    one = t < one ? t : one;
-    t = now();
-    sha256_bufs(8, data, len, h);
-    t = now() - t;
-    many = t < many ? t : many;
-  }
-  printf("# 8 x 64 KiB: one at a time %.0f us, together %.0f us (%.2fx)\n", one * 1e6,
-              many * 1e6, one / many);
-  CHECK_MSG(one / many > 1.25, "together %.2fx as fast", one / many);
-  free(b);
-}
-
-/* hash_buf(), which entries and Merkle nodes use, is the fast path too. */
-TEST(hash_buf_is_the_fast_path)
-{
-  if (!sha256_accelerated() || SANITIZED) {
-    printf("# skipped: %s\n", SANITIZED ? "a sanitizer build" : "no SHA-NI");
-    return;
-  }
-  size_t len = 64u << 10;
-  uint8_t *b = random_buf(len);
-  hash_t a, c;
-  double fast = 1e9, ref = 1e9;
-  for (int pass = 0; pass < 15; pass++) {
-    double t = now();
-    hash_buf(b, len, &a);
-    t = now() - t;
-    fast = t < fast ? t : fast;
-    t = now();
-    sha256_mbedtls(b, len, &c);
-    t = now() - t;
-    ref = t < ref ? t : ref;
-    CHECK(hash_eq(&a, &c));
-  }
-  printf("# 64 KiB: hash_buf %.0f us, mbedTLS %.0f us (%.2fx)\n", fast * 1e6, ref * 1e6, ref / fast);
-  CHECK_MSG(ref / fast > 2, "hash_buf only %.2fx mbedTLS", ref / fast);
   free(b);
 }
