@@ -41,8 +41,8 @@
  * records plus at most a torn tail, which the writer truncates when it opens
  * the store. A record is durable after blocks_sync() (fdatasync of the packs
  * written, fsync of DIR when a pack was created). THE RULE: an entry counts
- * as durable only once the blocks it references are, and recovery never
- * keeps a log record whose blocks did not survive. Store every block of a
+ * as durable only once the blocks it references are, and no log record
+ * whose blocks a crash lost outlives recovery. Store every block of a
  * version, then either
  *   - call blocks_sync(), and only then append the entry to the log (two
  *     device flushes: the packs', then the log's); or
