@@ -843,6 +843,9 @@ static void run_round(struct target *t, int ti, int round)
 	}
 	int F = cfg.files, D = cfg.dirs, rc = 0;
 	char buf[4096];
+	/* Every round writes bytes no earlier round wrote: a store that keeps
+	 * blocks by content (basefs) must not meet its own blocks again. */
+	uint64_t fresh = (uint64_t)round << 40;
 	double t0;
 	for (int d = 0; d < D && rc == 0; d++) {
 		snprintf(path, sizeof path, "%s/d%d", base, d);
@@ -855,7 +858,7 @@ static void run_round(struct target *t, int ti, int round)
 	for (int i = 0; i < F && rc == 0; i++) {
 		struct handle h;
 		FPATH(i);
-		fill(buf, sizeof buf, (uint64_t)i + 1);
+		fill(buf, sizeof buf, fresh + (uint64_t)i + 1);
 		if ((rc = t_open(t, path, O_CREAT | O_WRONLY | O_TRUNC, &h)) < 0)
 			break;
 		rc = t_pwrite(t, &h, buf, sizeof buf, 0);
@@ -885,7 +888,7 @@ static void run_round(struct target *t, int ti, int round)
 		for (int i = 0; i < F && rc == 0; i++) {
 			struct handle h;
 			FPATH(i);
-			fill(buf, sizeof buf, (uint64_t)i + 1 + (uint64_t)F * 7);
+			fill(buf, sizeof buf, fresh + (uint64_t)i + 1 + (uint64_t)F * 7);
 			if ((rc = t_open(t, path, O_WRONLY, &h)) < 0)
 				break;
 			rc = t_pwrite(t, &h, buf, sizeof buf, 0);
@@ -988,8 +991,14 @@ static void run_round(struct target *t, int ti, int round)
 			for (uint64_t j = 0; j < ops && rc == 0; j++) {
 				uint64_t off = (s[k].random ? rng() % blocks : j) * s[k].bs;
 				if (s[k].write) {
-					memcpy(big, &j, sizeof j); /* every block differs */
-					memcpy(big + 8, &k, sizeof k);
+					/* Every 8 KiB differs from every other write's, of
+					 * this round or an earlier one: no content-defined
+					 * chunk (16 KiB or more) is ever met twice. */
+					for (size_t o = 0; o < s[k].bs; o += 8192) {
+						memcpy(big + o, &j, sizeof j);
+						memcpy(big + o + 8, &k, sizeof k);
+						memcpy(big + o + 16, &fresh, sizeof fresh);
+					}
 					rc = t_pwrite(t, &h, big, s[k].bs, off);
 				} else {
 					rc = t_pread(t, &h, big, s[k].bs, off);
