@@ -71,6 +71,9 @@ struct blocks {
   int threads;
   pthread_mutex_t mu;  /* the index, npacks, pack ends (for readers) */
   pthread_mutex_t wmu; /* appends: held across the write, so records never interleave */
+  /* blocks_sync, held across its fdatasyncs: a second caller must not find
+   * a pack clean whose fdatasync the first has not finished. */
+  pthread_mutex_t smu;
   int write_err;       /* sticky: an append failed and could not be undone */
   bool dir_dirty;      /* a pack was created since the last blocks_sync() */
   int defer;           /* blocks_sync_deferred(): 0 unknown, 1 allowed, -1 never */
@@ -570,6 +573,7 @@ int blocks_open(const char *dir, int flags, struct blocks **out)
   bs->threads = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
   pthread_mutex_init(&bs->mu, NULL);
   pthread_mutex_init(&bs->wmu, NULL);
+  pthread_mutex_init(&bs->smu, NULL);
   if (getrandom(&bs->seed, sizeof bs->seed, 0) != sizeof bs->seed)
     bs->seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)bs;
   err = bs->dir ? 0 : -ENOMEM;
@@ -584,6 +588,15 @@ int blocks_open(const char *dir, int flags, struct blocks **out)
   }
   for (uint32_t i = 0; !err && i < bs->npacks; i++)
     err = scan_pack(bs, i);
+  if (!err && !bs->rdonly) {
+    /* A writer before us may have stopped (crashed) with appends only in
+     * the page cache, which we would now take as stored: the first
+     * blocks_sync() makes every pack and the directory durable before
+     * anything logged can name what we found. */
+    for (uint32_t i = 0; i < bs->npacks; i++)
+      bs->packs[i].dirty = true;
+    bs->dir_dirty = bs->npacks > 0;
+  }
   if (!err && bs->npacks == 0 && !bs->rdonly) {
     /* A writer needs a pack; only BLOCKS_CREATE makes a store where there
      * was none. (A reader sees an empty store that a writer may fill.) */
@@ -617,6 +630,7 @@ void blocks_close(struct blocks *bs)
     close(bs->dirfd);
   pthread_mutex_destroy(&bs->mu);
   pthread_mutex_destroy(&bs->wmu);
+  pthread_mutex_destroy(&bs->smu);
   free(bs->tab);
   free(bs->dir);
   free(bs);
@@ -916,13 +930,22 @@ int blocks_sync(struct blocks *bs)
 {
   if (bs->rdonly)
     return 0;
-  int fds[MAX_PACKS > 64 ? 64 : MAX_PACKS];
-  uint32_t ids[64];
   int n = 0;
+  pthread_mutex_lock(&bs->smu);
   /* Appends are serialized under wmu: every record written before this
    * point is complete once we hold it. */
   pthread_mutex_lock(&bs->wmu);
   int err = bs->write_err;
+  /* Every pack may be dirty (right after a writer's open): a slot each. */
+  int *fds = malloc(((size_t)bs->npacks + 1) * sizeof *fds);
+  uint32_t *ids = malloc(((size_t)bs->npacks + 1) * sizeof *ids);
+  if (!fds || !ids) {
+    pthread_mutex_unlock(&bs->wmu);
+    pthread_mutex_unlock(&bs->smu);
+    free(fds);
+    free(ids);
+    return -ENOMEM;
+  }
   bool dir = bs->dir_dirty;
   bs->dir_dirty = false;
   /* What the fdatasync of the last pack will have made durable, for
@@ -930,7 +953,7 @@ int blocks_sync(struct blocks *bs)
   struct pack *last = NULL;
   uint64_t last_end = 0, last_zeroed = 0;
   uint32_t last_cuts = 0;
-  for (uint32_t i = 0; i < bs->npacks && n < 64; i++)
+  for (uint32_t i = 0; i < bs->npacks && !err; i++)
     if (bs->packs[i].dirty) {
       bs->packs[i].dirty = false;
       fds[n] = bs->packs[i].fd;
@@ -955,14 +978,20 @@ int blocks_sync(struct blocks *bs)
   if (!err && dir && fsync(bs->dirfd) < 0)
     err = -errno;
   if (err) {
-    /* try again next time */
+    /* A write-back error is reported once (to one caller, on one open
+     * file): a retried fdatasync() may return 0 with the pages dropped.
+     * So nothing is taken as durable again until the store is reopened,
+     * which checks what the packs hold: every later sync and append gets
+     * the error (sticky, as after an append that could not be undone).
+     * A full disk is the exception: ext4 reserves blocks at write(), so
+     * its pages stay, and the next sync tries again once space is freed. */
     pthread_mutex_lock(&bs->wmu);
     for (int i = 0; i < n; i++)
       bs->packs[ids[i]].dirty = true;
     bs->dir_dirty |= dir;
-    /* A write-back error is reported once: a later sync_file_range() would
-     * not see it again, so only fdatasync() may sync this store now. */
     bs->defer = -1;
+    if (!bs->write_err && err != -ENOSPC && err != -EDQUOT)
+      bs->write_err = err;
     pthread_mutex_unlock(&bs->wmu);
   } else if (last) {
     pthread_mutex_lock(&bs->wmu);
@@ -974,6 +1003,9 @@ int blocks_sync(struct blocks *bs)
     }
     pthread_mutex_unlock(&bs->wmu);
   }
+  pthread_mutex_unlock(&bs->smu);
+  free(fds);
+  free(ids);
   return err;
 }
 
@@ -1056,19 +1088,27 @@ int blocks_sync_deferred(struct blocks *bs, dev_t dev, struct blocks_flush *owed
 
 int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
 {
-  if (bs->rdonly || owed->pack == 0 || owed->pack > bs->npacks)
+  if (bs->rdonly || owed->pack == 0)
     return 0;
-  /* Asked again after a failure (a retried append): the error stands. */
+  /* Under smu: a blocks_sync() of another thread (a background seal)
+   * whose fdatasync() took a write-back error of these pages -- reported
+   * once, to it -- has made the error sticky before we look. */
+  pthread_mutex_lock(&bs->smu);
   pthread_mutex_lock(&bs->wmu);
   int sticky = bs->write_err;
+  struct pack *p = owed->pack <= bs->npacks ? &bs->packs[owed->pack - 1] : NULL;
   pthread_mutex_unlock(&bs->wmu);
-  if (sticky)
+  /* Asked again after a failure (a retried append): the error stands. */
+  if (sticky || !p) {
+    pthread_mutex_unlock(&bs->smu);
     return sticky;
-  struct pack *p = &bs->packs[owed->pack - 1];
+  }
   if (sync_file_range(p->fd, (off_t)owed->from, (off_t)(owed->to - owed->from),
                       SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                          SYNC_FILE_RANGE_WAIT_AFTER) == 0)
+                          SYNC_FILE_RANGE_WAIT_AFTER) == 0) {
+    pthread_mutex_unlock(&bs->smu);
     return 0;
+  }
   /* The write-back failed: the kernel reports that once, and may have
    * dropped the pages, so no later sync could tell. Refuse further appends
    * (as after an append that could not be undone) until the store is
@@ -1079,6 +1119,7 @@ int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
   if (!bs->write_err)
     bs->write_err = err;
   pthread_mutex_unlock(&bs->wmu);
+  pthread_mutex_unlock(&bs->smu);
   return err;
 }
 

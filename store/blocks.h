@@ -56,6 +56,14 @@
  *     bytes, so the caller logs, with the entries, the pack range it relies
  *     on and its XXH3 sum (struct blocks_flush), and recovery drops the log
  *     from there when the range did not survive (store/fs.c).
+ * Several threads may sync (a background seal's worker and the loop): a
+ * blocks_sync() returns only once every fdatasync it or a concurrent one
+ * owes is done. A writer's open takes every pack as dirty (a crashed writer
+ * may have left appends in the page cache only, which a dedup would now
+ * name), so its first blocks_sync() makes them all durable. A failed
+ * fdatasync (other than a full disk) is sticky: the kernel reports a
+ * write-back error once, so every later sync and append fails until the
+ * store is reopened.
  * A record that is
  * present but damaged (a crash before blocks_sync() on a file system that
  * keeps garbage) fails its XXH64 and is written again by the next store of

@@ -372,7 +372,11 @@ static struct fs *fs_alloc(const char *home, const char *name, bool writer)
  * note can fail: the log writes a group only once the one before it is
  * flushed, and a group holds at most one note (one commit: fs_commit() is
  * not concurrent on a handle, and the log has one writer); the checkpoint
- * covers only commits that returned. A note is no entry: entry_decode()
+ * covers only commits that returned. That holds across processes too: a
+ * writer that finds the last note's range held (maybe only in the page
+ * cache, after a crash of the process, not of the machine) fdatasyncs it
+ * before it appends, and blocks_open() has a writer's first blocks_sync()
+ * make every pack durable (store/blocks.c). A note is no entry: entry_decode()
  * refuses it (too short, and no entry format version is 0), so everything
  * else that reads the log skips it.
  *
@@ -460,6 +464,12 @@ static int flush_held(struct fs *fs, const struct blocks_flush *f)
   }
   if (held == 0)
     held = done == n && XXH3_64bits(buf, n) == f->sum;
+  /* Held may mean only in the page cache: a writer before us that stopped
+   * (crashed) never had its log's flush cover them. A writer makes them
+   * durable now, before it appends anything a later check would then no
+   * longer look past (a newer note, a checkpoint). */
+  if (held == 1 && fs->writer && fdatasync(fd) < 0)
+    held = -errno;
   free(buf);
   close(fd);
   return held;
