@@ -916,8 +916,9 @@ static void *bg_main(void *arg)
   struct bg_seal *bg = arg;
   struct nfsd *d = bg->d;
   seal_encode(d->blocks, &bg->s);
-  /* The loop's commit then finds the blocks durable: its fdatasync of the
-   * packs does not hold the loop. */
+  /* The loop's commit of this version then finds its blocks durable and
+   * syncs only the log. (Other commits of the loop meanwhile wait for this
+   * fdatasync: store/blocks.h says why.) */
   if (bg->s.r == 0)
     bg->s.r = blocks_sync(d->blocks);
   atomic_store(&bg->done, true);
