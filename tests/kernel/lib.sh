@@ -67,6 +67,7 @@ knc_init() {
 serve_start() {
   local want=${1:-0} log=$T/serve.$nserve.log i
   nserve=$((nserve + 1))
+  : > "$log" # before the child opens it: the sed below must find it (set -e)
   "$B" serve t --nfs "127.0.0.1:$want" 2>"$log" &
   spid=$!
   for ((i = 0; i < 200; i++)); do

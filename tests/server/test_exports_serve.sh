@@ -22,6 +22,7 @@ trap '[ -n "$P" ] && kill -9 "$P" 2>/dev/null; rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$T"/log*; do [ -f "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
 serve_wait() {
   local log=$1; shift
+  : > "$log" # exists before the loop below reads it
   "$B" serve t --nfs 0.0.0.0:2049 "$@" 2>"$log" &
   P=$!
   for _ in $(seq 100); do

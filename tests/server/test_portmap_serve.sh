@@ -29,6 +29,7 @@ fail() { echo "FAIL: $*" >&2; for f in "$T"/log*; do [ -f "$f" ] && sed "s|^|  $
 # serve_wait LOG ARGS...: starts serve, waits for its serving line.
 serve_wait() {
   local log=$1; shift
+  : > "$log" # exists before the loop below reads it
   "$B" serve t "$@" 2>"$log" &
   P=$!
   for _ in $(seq 100); do

@@ -18,6 +18,7 @@ fail() { echo "FAIL: $*" >&2; [ -f "$T/log" ] && sed 's/^/  log: /' "$T/log" >&2
 # start_serve LOG ARGS...: starts the daemon, waits for its "serving" line, sets PORT and PID.
 start_serve() {
   local log=$1; shift
+  : > "$log" # exists before the loop below reads it
   "$B" "$@" >"$log.out" 2>"$log" &
   PID=$!
   pids+=("$PID")
