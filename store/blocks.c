@@ -926,6 +926,13 @@ int blocks_put_stored(struct blocks *bs, const uint8_t *file, size_t len, const 
   return err ? err : 1;
 }
 
+/* After a write-back error the failed pages stay cached, clean and looking
+ * stored: drop them, so that a reopen (scan_pack) reads what the disk has. */
+static void forget_cached(int fd)
+{
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 int blocks_sync(struct blocks *bs)
 {
   if (bs->rdonly)
@@ -973,8 +980,10 @@ int blocks_sync(struct blocks *bs)
     drop_zeros(cur);
   pthread_mutex_unlock(&bs->wmu);
   for (int i = 0; i < n && !err; i++)
-    if (fdatasync(fds[i]) < 0)
+    if (fdatasync(fds[i]) < 0) {
       err = -errno;
+      forget_cached(fds[i]);
+    }
   if (!err && dir && fsync(bs->dirfd) < 0)
     err = -errno;
   if (err) {
@@ -983,14 +992,15 @@ int blocks_sync(struct blocks *bs)
      * So nothing is taken as durable again until the store is reopened,
      * which checks what the packs hold: every later sync and append gets
      * the error (sticky, as after an append that could not be undone).
-     * A full disk is the exception: ext4 reserves blocks at write(), so
-     * its pages stay, and the next sync tries again once space is freed. */
+     * Even ENOSPC: ext4 reserves blocks at write(), so one that reaches
+     * fdatasync is a write-back that failed and dropped its data. (A full
+     * disk shows at write(), which append_record() undoes.) */
     pthread_mutex_lock(&bs->wmu);
     for (int i = 0; i < n; i++)
       bs->packs[ids[i]].dirty = true;
     bs->dir_dirty |= dir;
     bs->defer = -1;
-    if (!bs->write_err && err != -ENOSPC && err != -EDQUOT)
+    if (!bs->write_err)
       bs->write_err = err;
     pthread_mutex_unlock(&bs->wmu);
   } else if (last) {
@@ -1114,6 +1124,7 @@ int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
    * (as after an append that could not be undone) until the store is
    * reopened, which checks what the packs hold. */
   int err = -errno;
+  forget_cached(p->fd);
   pthread_mutex_lock(&bs->wmu);
   bs->defer = -1;
   if (!bs->write_err)

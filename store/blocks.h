@@ -60,10 +60,11 @@
  * blocks_sync() returns only once every fdatasync it or a concurrent one
  * owes is done. A writer's open takes every pack as dirty (a crashed writer
  * may have left appends in the page cache only, which a dedup would now
- * name), so its first blocks_sync() makes them all durable. A failed
- * fdatasync (other than a full disk) is sticky: the kernel reports a
- * write-back error once, so every later sync and append fails until the
- * store is reopened.
+ * name), so its first blocks_sync() makes them all durable (one fdatasync
+ * per pack, once per open). A failed fdatasync is sticky: the kernel
+ * reports a write-back error once, so every later sync and append fails
+ * until the store is reopened, and the failed pages are dropped from the
+ * page cache so that the reopen reads what the disk holds.
  * A record that is
  * present but damaged (a crash before blocks_sync() on a file system that
  * keeps garbage) fails its XXH64 and is written again by the next store of
