@@ -222,6 +222,37 @@ static inline void srv_stop(struct srv *s, bool seal)
   s->nfsd = NULL;
 }
 
+/* The stored content of PATH, NUL-terminated (server stopped), or NULL
+ * when it cannot be read. */
+static inline char *srv_cat(struct srv *s, const char *path, size_t *len)
+{
+  struct fs *fs;
+  CHECK_OK(fs_open(s->home, "t", false, &fs));
+  uint8_t *data = NULL;
+  int r = fs_read(fs, path, &data, len);
+  fs_close(fs);
+  if (r < 0)
+    return NULL;
+  char *out = malloc(*len + 1);
+  CHECK(out != NULL);
+  if (*len)
+    memcpy(out, data, *len);
+  out[*len] = '\0';
+  free(data);
+  return out;
+}
+
+/* The stored content of PATH is exactly DATA (SIZE bytes; server stopped). */
+static inline void check_stored(struct srv *s, const char *path, const void *data, size_t size)
+{
+  size_t got;
+  char *back = srv_cat(s, path, &got);
+  CHECK_MSG(back != NULL, "%s is not stored", path);
+  CHECK_INT(got, ==, size);
+  CHECK_MEM(back, data, size);
+  free(back);
+}
+
 static inline void srv_free(struct srv *s)
 {
   if (s->serving && s->serving != s->key)
@@ -664,6 +695,19 @@ static inline void mkfile(struct cl *c, const uint8_t *dir, uint32_t dlen, const
   CHECK_MSG(r.status == NFS3_OK, "create %s: %d", name, r.status);
   memcpy(fh, r.fh, r.fh_len);
   *len = r.fh_len;
+}
+
+/* Writes N bytes of DATA at OFF, UNSTABLE, 1 MiB per WRITE. */
+static inline void write_all(struct cl *c, const uint8_t *fh, uint32_t len, uint64_t off,
+                             const uint8_t *data, size_t n)
+{
+  struct res r;
+  for (size_t done = 0; done < n;) {
+    uint32_t k = n - done < (1u << 20) ? (uint32_t)(n - done) : 1u << 20;
+    c3_write(c, fh, len, off + done, data + done, k, UNSTABLE, &r);
+    CHECK_INT(r.status, ==, NFS3_OK);
+    done += k;
+  }
 }
 
 static inline void c3_mkdir(struct cl *c, const uint8_t *dir, uint32_t len, const char *name,

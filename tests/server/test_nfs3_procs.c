@@ -39,34 +39,6 @@ static int writes_of(struct srv *s, const char *path)
   return w;
 }
 
-static char *cat(struct srv *s, const char *path, size_t *len)
-{
-  struct fs *fs;
-  CHECK_OK(fs_open(s->home, "t", false, &fs));
-  uint8_t *data = NULL;
-  int r = fs_read(fs, path, &data, len);
-  fs_close(fs);
-  if (r < 0)
-    return NULL;
-  char *out = malloc(*len + 1);
-  if (*len)
-    memcpy(out, data, *len);
-  out[*len] = '\0';
-  free(data);
-  return out;
-}
-
-/* The stored content of PATH is exactly DATA (SIZE bytes). */
-static void check_stored(struct srv *s, const char *path, const void *data, size_t size)
-{
-  size_t got;
-  char *back = cat(s, path, &got);
-  CHECK_MSG(back != NULL, "%s is not stored", path);
-  CHECK_INT(got, ==, size);
-  CHECK_MEM(back, data, size);
-  free(back);
-}
-
 TEST(nfs3_handles_getattr_and_bad_handles)
 {
   struct srv s;
@@ -282,7 +254,7 @@ TEST(nfs3_write_stage_commit_one_version)
   /* CREATE + one version per COMMIT (two commits with data). */
   CHECK_INT(writes_of(&s, "/f"), ==, 3);
   size_t n;
-  char *text = cat(&s, "/f", &n);
+  char *text = srv_cat(&s, "/f", &n);
   CHECK(text && strcmp(text, "Hello world") == 0);
   free(text);
   srv_free(&s);
@@ -553,7 +525,7 @@ TEST(nfs3_rename)
   cl_close(&c);
   srv_stop(&s, true);
   size_t n;
-  char *text = cat(&s, "/b/g", &n);
+  char *text = srv_cat(&s, "/b/g", &n);
   CHECK(text && strcmp(text, "two") == 0);
   free(text);
   srv_free(&s);
@@ -623,7 +595,7 @@ TEST(nfs3_link_symlink_readlink_mknod)
   cl_close(&c);
   srv_stop(&s, true);
   size_t n;
-  char *text = cat(&s, "/g", &n);
+  char *text = srv_cat(&s, "/g", &n);
   CHECK(text && strcmp(text, "shared") == 0);
   free(text);
   srv_free(&s);
@@ -734,7 +706,7 @@ TEST(nfs3_setattr)
   /* create, 10 bytes, truncate 4, extend 6, staged AB + mode: 5 writes. */
   CHECK_INT(writes_of(&s, "/f"), ==, 5);
   size_t n;
-  char *text = cat(&s, "/f", &n);
+  char *text = srv_cat(&s, "/f", &n);
   CHECK(text && n == 6 && memcmp(text, "AB23\0\0", 6) == 0);
   free(text);
   srv_free(&s);
@@ -1092,7 +1064,7 @@ TEST(nfs3_key_grants_acces_and_xdev)
   cl_close(&c);
   srv_stop(&s, true);
   size_t n;
-  char *text = cat(&s, "/a/g", &n);
+  char *text = srv_cat(&s, "/a/g", &n);
   CHECK(text && strcmp(text, "by bob") == 0);
   free(text);
   srv_free(&s);
@@ -1180,7 +1152,7 @@ TEST(nfs3_restart_handles_verifier_and_recovery)
   cl_close(&c);
   srv_stop(&s, true);
   size_t n;
-  char *text = cat(&s, "/lost", &n);
+  char *text = srv_cat(&s, "/lost", &n);
   CHECK(text && strcmp(text, "unstable") == 0);
   free(text);
   srv_free(&s);
@@ -1203,7 +1175,7 @@ TEST(nfs3_idle_timeout_seals)
   cl_close(&c);
   srv_stop(&s, false); /* no shutdown seal: the timer must have done it */
   size_t n;
-  char *text = cat(&s, "/f", &n);
+  char *text = srv_cat(&s, "/f", &n);
   CHECK(text && strcmp(text, "idle") == 0);
   free(text);
   CHECK_INT(writes_of(&s, "/f"), ==, 2);
@@ -1231,7 +1203,7 @@ TEST(nfs3_flush_seals_file_sync_writes_without_commit)
   pthread_join(s.thread, NULL);
   CHECK_INT(nfsd_flush(s.nfsd), ==, 1);
   size_t n;
-  char *text = cat(&s, "/small", &n);
+  char *text = srv_cat(&s, "/small", &n);
   CHECK(text && strcmp(text, "small\n") == 0);
   free(text);
   CHECK_INT(nfsd_flush(s.nfsd), ==, 0); /* nothing left to seal */
@@ -1310,7 +1282,7 @@ TEST(nfs3_staged_files_are_capped)
     snprintf(path, sizeof path, "/f%03d", i);
     snprintf(want, sizeof want, "data %d", i);
     size_t n;
-    char *text = cat(&s, path, &n);
+    char *text = srv_cat(&s, path, &n);
     CHECK(text != NULL);
     if (i < N - NFSD_STAGED_MAX)
       CHECK_MSG(strcmp(text, want) == 0, "%s: '%s'", path, text);
@@ -1503,17 +1475,6 @@ TEST(nfs3_committed_data_survives_a_crash)
 /* A COMMIT with NFSD_SEAL_BG_MIN bytes or more to seal answers once the
  * staged file is durable, and the version follows from a worker thread
  * (nfs3.h). */
-static void big_write(struct cl *c, const uint8_t *fh, uint32_t len, const uint8_t *data,
-                      size_t size)
-{
-  struct res r;
-  for (size_t off = 0; off < size; off += 1u << 20) {
-    size_t n = size - off < (1u << 20) ? size - off : 1u << 20;
-    c3_write(c, fh, len, off, data + off, (uint32_t)n, UNSTABLE, &r);
-    CHECK_INT(r.status, ==, NFS3_OK);
-  }
-}
-
 static bool read_equals(struct cl *c, const uint8_t *fh, uint32_t len, const uint8_t *data,
                         size_t size)
 {
@@ -1588,7 +1549,7 @@ TEST(nfs3_large_commit_seals_in_the_background)
   mkfile(&c, ROOT, "big", fh, &len);
   size_t size = NFSD_SEAL_BG_MIN + (3u << 19);
   uint8_t *data = random_bytes(size);
-  big_write(&c, fh, len, data, size);
+  write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   CHECK_INT(r.obj.size, ==, size);
@@ -1703,7 +1664,7 @@ TEST(nfs3_background_seal_wakes_the_loop)
   size_t size = NFSD_SEAL_BG_MIN;
   uint8_t *data = random_bytes(size);
   mkfile(&c, ROOT, "w", fh, &len);
-  big_write(&c, fh, len, data, size);
+  write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   struct nfsd_seal_stats st = {0};
@@ -1740,7 +1701,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   size_t size = NFSD_SEAL_BG_MIN;
   uint8_t *data = random_bytes(size);
   mkfile(&c, ROOT, "a", fh, &len);
-  big_write(&c, fh, len, data, size);
+  write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   sattr3 sa = {0};
@@ -1753,7 +1714,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   CHECK_INT(r.obj.size, ==, size);
   /* The tick logs a finished seal. */
   mkfile(&c, ROOT, "b", fh2, &len2);
-  big_write(&c, fh2, len2, data, size);
+  write_all(&c, fh2, len2, 0, data, size);
   c3_commit(&c, fh2, len2, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   struct nfsd_seal_stats st = {0};
@@ -1765,7 +1726,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   CHECK_INT(st.bg_finished, ==, 2);
   /* Evicted while its seal runs: 256 more staged files. */
   mkfile(&c, ROOT, "e", fh2, &len2);
-  big_write(&c, fh2, len2, data, size);
+  write_all(&c, fh2, len2, 0, data, size);
   c3_commit(&c, fh2, len2, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   unsigned staged = 0;
@@ -1796,7 +1757,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   size_t size2 = size + 4096, size3 = size + 8192;
   uint8_t *data2 = random_bytes(size3);
   mkfile(&c, ROOT, "c", fh, &len);
-  big_write(&c, fh, len, data2, size2);
+  write_all(&c, fh, len, 0, data2, size2);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   c3_remove(&c, ROOT, "c", &r);
@@ -1806,7 +1767,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   srv_start(&s, false);
   cl_open(&c, s.port);
   mkfile(&c, ROOT, "d", fh, &len);
-  big_write(&c, fh, len, data2, size3);
+  write_all(&c, fh, len, 0, data2, size3);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   mkfile(&c, ROOT, "d2", fh2, &len2);
@@ -1825,7 +1786,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   srv_start(&s, false);
   cl_open(&c, s.port);
   mkfile(&c, ROOT, "f", fh, &len);
-  big_write(&c, fh, len, data, size);
+  write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
   seal_stats(&s, &st);

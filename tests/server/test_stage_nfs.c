@@ -9,39 +9,6 @@
 
 #define ROOT s.root, s.root_len
 
-/* The stored content of PATH (server stopped). */
-static uint8_t *cat(struct srv *s, const char *path, size_t *len)
-{
-  struct fs *fs;
-  CHECK_OK(fs_open(s->home, "t", false, &fs));
-  uint8_t *data = NULL;
-  CHECK_OK(fs_read(fs, path, &data, len));
-  fs_close(fs);
-  return data;
-}
-
-/* /big as stored (server stopped) is exactly MODEL's SIZE bytes. */
-static void check_stored(struct srv *s, const uint8_t *model, size_t size)
-{
-  size_t n;
-  uint8_t *back = cat(s, "/big", &n);
-  CHECK_INT(n, ==, size);
-  CHECK(memcmp(back, model, size) == 0);
-  free(back);
-}
-
-static void write_all(struct cl *c, const uint8_t *fh, uint32_t len, uint64_t off,
-                      const uint8_t *data, size_t n)
-{
-  struct res r;
-  for (size_t done = 0; done < n;) {
-    uint32_t k = n - done < (1u << 20) ? (uint32_t)(n - done) : 1u << 20;
-    c3_write(c, fh, len, off + done, data + done, k, UNSTABLE, &r);
-    CHECK_INT(r.status, ==, NFS3_OK);
-    done += k;
-  }
-}
-
 TEST(nfs3_scattered_writes_seal_incrementally_and_read_back)
 {
   struct srv s;
@@ -91,14 +58,14 @@ TEST(nfs3_scattered_writes_seal_incrementally_and_read_back)
        * round's copy comes from the stored version (and its block list). */
       cl_close(&c);
       srv_stop(&s, true);
-      check_stored(&s, model, size);
+      check_stored(&s, "/big", model, size);
       srv_start(&s, false);
       cl_open(&c, s.port);
     }
   }
   cl_close(&c);
   srv_stop(&s, true);
-  check_stored(&s, model, size);
+  check_stored(&s, "/big", model, size);
   free(model);
   free(w);
   srv_free(&s);
@@ -149,11 +116,7 @@ TEST(nfs3_rewrites_through_recycled_staging_files)
       want[3] = 'x';
     }
     snprintf(name, sizeof name, "/f%d", i);
-    size_t n;
-    uint8_t *back = cat(&s, name, &n);
-    CHECK_INT(n, ==, (size_t)k);
-    CHECK_MEM(back, want, (size_t)k);
-    free(back);
+    check_stored(&s, name, want, (size_t)k);
   }
   srv_free(&s);
 }
