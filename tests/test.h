@@ -75,5 +75,7 @@ void test_fill_disk(const char *path, uint64_t leave);
 /* Deterministic per-test randomness: seeded from TEST_SEED or the name. */
 uint64_t test_rand(void);
 uint64_t test_seed(void);
+/* LEN bytes from test_rand() in a malloc'd buffer (never NULL; free() it). */
+uint8_t *test_random_bytes(size_t len);
 
 #endif

@@ -126,6 +126,17 @@ uint64_t test_seed(void)
   return seed;
 }
 
+uint8_t *test_random_bytes(size_t len)
+{
+  uint8_t *b = malloc(len ? len : 1);
+  CHECK(b != NULL);
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t r = test_rand();
+    memcpy(b + i, &r, len - i < 8 ? len - i : 8);
+  }
+  return b;
+}
+
 static void run_one(int i)
 {
   const char *env_seed = getenv("TEST_SEED");

@@ -1522,20 +1522,6 @@ static int writes_of_size(struct srv *s, uint64_t size)
   return w.n;
 }
 
-static uint8_t *random_bytes(size_t size)
-{
-  uint8_t *data = malloc(size + 8);
-  CHECK(data != NULL);
-  uint64_t x = test_rand() | 1;
-  for (size_t i = 0; i < size; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    memcpy(data + i, &x, 8);
-  }
-  return data;
-}
-
 TEST(nfs3_large_commit_seals_in_the_background)
 {
   struct srv s;
@@ -1548,7 +1534,7 @@ TEST(nfs3_large_commit_seals_in_the_background)
   uint32_t len;
   mkfile(&c, ROOT, "big", fh, &len);
   size_t size = NFSD_SEAL_BG_MIN + (3u << 19);
-  uint8_t *data = random_bytes(size);
+  uint8_t *data = test_random_bytes(size);
   write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
@@ -1621,7 +1607,7 @@ TEST(nfs3_recovered_staged_data_already_logged_is_not_logged_twice)
   uint32_t len;
   mkfile(&c, ROOT, "r", fh, &len);
   size_t size = 300000;
-  uint8_t *data = random_bytes(size);
+  uint8_t *data = test_random_bytes(size);
   for (size_t off = 0; off < size; off += 65536) {
     size_t n = size - off < 65536 ? size - off : 65536;
     c3_write(&c, fh, len, off, data + off, (uint32_t)n, FILE_SYNC, &r);
@@ -1662,7 +1648,7 @@ TEST(nfs3_background_seal_wakes_the_loop)
   uint8_t fh[64];
   uint32_t len;
   size_t size = NFSD_SEAL_BG_MIN;
-  uint8_t *data = random_bytes(size);
+  uint8_t *data = test_random_bytes(size);
   mkfile(&c, ROOT, "w", fh, &len);
   write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
@@ -1699,7 +1685,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   uint8_t fh[64], fh2[64];
   uint32_t len, len2;
   size_t size = NFSD_SEAL_BG_MIN;
-  uint8_t *data = random_bytes(size);
+  uint8_t *data = test_random_bytes(size);
   mkfile(&c, ROOT, "a", fh, &len);
   write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
@@ -1755,7 +1741,7 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
   srv_start(&s, false);
   cl_open(&c, s.port);
   size_t size2 = size + 4096, size3 = size + 8192;
-  uint8_t *data2 = random_bytes(size3);
+  uint8_t *data2 = test_random_bytes(size3);
   mkfile(&c, ROOT, "c", fh, &len);
   write_all(&c, fh, len, 0, data2, size2);
   c3_commit(&c, fh, len, &r);

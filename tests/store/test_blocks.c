@@ -16,21 +16,10 @@
 #include "store/sha256.h"
 #include "tests/test.h"
 
-static uint8_t *random_buf(size_t len)
-{
-  uint8_t *b = malloc(len ? len : 1);
-  CHECK(b != NULL);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t r = test_rand();
-    memcpy(b + i, &r, len - i < 8 ? len - i : 8);
-  }
-  return b;
-}
-
 /* Half random, half text-like: some chunks compress, some do not. */
 static uint8_t *mixed_buf(size_t len)
 {
-  uint8_t *b = random_buf(len);
+  uint8_t *b = test_random_bytes(len);
   for (size_t i = 0; i < len; i++)
     if ((i / 100000) % 2)
       b[i] = "basefs config line\n"[i % 19];
@@ -82,7 +71,7 @@ TEST(open_missing_store)
 
 TEST(hash_matches_mbedtls)
 {
-  uint8_t *b = random_buf(70000);
+  uint8_t *b = test_random_bytes(70000);
   for (size_t len = 0; len < 300; len++) {
     hash_t a, c;
     blocks_hash(b, len, &a);
@@ -110,7 +99,7 @@ TEST(put_get_roundtrip)
   struct blocks *bs = open_store();
   size_t lens[] = {0, 1, 100, 65536, 200000};
   for (size_t i = 0; i < 5; i++) {
-    uint8_t *b = i % 2 ? random_buf(lens[i]) : mixed_buf(lens[i]);
+    uint8_t *b = i % 2 ? test_random_bytes(lens[i]) : mixed_buf(lens[i]);
     hash_t h, h2;
     CHECK_INT(blocks_has(bs, &h2), >=, 0);
     CHECK_INT(blocks_put(bs, b, lens[i], &h), ==, 1);
@@ -151,7 +140,7 @@ TEST(compresses_only_when_it_helps)
   uint64_t off;
   size_t slen;
   hash_t h;
-  uint8_t *r = random_buf(65536);
+  uint8_t *r = test_random_bytes(65536);
   CHECK_INT(blocks_put(bs, r, 65536, &h), ==, 1);
   CHECK_OK(blocks_locate(bs, &h, path, sizeof path, &off, &slen));
   CHECK_INT(slen, ==, 65536 + BLOCKS_HEADER_SIZE); /* stored raw */
@@ -169,7 +158,7 @@ TEST(corrupt_block_detected)
 {
   struct blocks *bs = open_store();
   char path[4096];
-  uint8_t *payloads[2] = {random_buf(50000), mixed_buf(150000)};
+  uint8_t *payloads[2] = {test_random_bytes(50000), mixed_buf(150000)};
   size_t lens[2] = {50000, 150000};
   for (int k = 0; k < 2; k++) {
     hash_t h;
@@ -294,7 +283,7 @@ TEST(packs_roll_over)
   CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
   blocks_set_pack_size(bs, 1u << 20);
   size_t len = 5u << 20;
-  uint8_t *a = random_buf(len);
+  uint8_t *a = test_random_bytes(len);
   struct blocks_list l;
   CHECK_OK(blocks_write_buf(bs, a, len, &l));
   CHECK_OK(blocks_sync(bs));
@@ -327,7 +316,7 @@ TEST(dedup_between_files)
 {
   struct blocks *bs = open_store();
   size_t len = 4u << 20;
-  uint8_t *a = random_buf(len);
+  uint8_t *a = test_random_bytes(len);
   uint8_t *b = malloc(len + 1000);
   /* B: a different 1000-byte head, then A from 1 MiB on, then A's start */
   memcpy(b, a + len - 1000, 1000);
@@ -630,7 +619,7 @@ TEST(zeros_ahead_of_the_pack)
   uint8_t *d[N + 1];
   hash_t h[N + 1];
   for (int i = 0; i <= N; i++)
-    d[i] = random_buf(4096);
+    d[i] = test_random_bytes(4096);
   char where[4200];
   uint64_t off;
   size_t len;
@@ -730,7 +719,7 @@ TEST(zeros_ahead_of_the_pack)
   snprintf(pack2, sizeof pack2, "%s/pack-00000002", dir);
   for (int i = 0; access(pack2, F_OK) != 0; i++) {
     CHECK(i < 100);
-    uint8_t *b = random_buf(65536);
+    uint8_t *b = test_random_bytes(65536);
     hash_t hh;
     CHECK_INT(blocks_put(bs, b, 65536, &hh), ==, 1);
     CHECK_OK(blocks_sync(bs));
@@ -768,7 +757,7 @@ TEST(full_disk_zeros_given_back)
   snprintf(spare, sizeof spare, "%s/spare", mnt);
   struct blocks *bs;
   CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
-  uint8_t *a = random_buf(4096), *big = random_buf(BLOCKS_ZERO_AHEAD * 2);
+  uint8_t *a = test_random_bytes(4096), *big = test_random_bytes(BLOCKS_ZERO_AHEAD * 2);
   hash_t ha, hb;
   CHECK_INT(blocks_put(bs, a, 4096, &ha), ==, 1);
   CHECK_OK(blocks_sync(bs));
@@ -780,7 +769,7 @@ TEST(full_disk_zeros_given_back)
   CHECK_OK(blocks_sync(bs));
   CHECK_INT(file_size(pack), ==, end);
   /* ... and appends there write none. */
-  uint8_t *c = random_buf(4096);
+  uint8_t *c = test_random_bytes(4096);
   hash_t hc;
   CHECK_INT(blocks_put(bs, c, 4096, &hc), ==, 1);
   CHECK_OK(blocks_sync(bs));
@@ -835,7 +824,7 @@ TEST(concurrent_writers)
 {
   struct blocks *bs = open_store();
   size_t len = 3u << 20;
-  uint8_t *a = mixed_buf(len), *b = random_buf(len);
+  uint8_t *a = mixed_buf(len), *b = test_random_bytes(len);
   struct writer_arg w[4];
   pthread_t t[4];
   for (int i = 0; i < 4; i++) {
@@ -928,10 +917,10 @@ static void make_xxh64_zero(uint8_t *b, size_t len)
 TEST(block_whose_checksum_is_zero)
 {
   size_t len = 32 * 128 + 8; /* random: stored raw, the payload is these bytes */
-  uint8_t *crafted = random_buf(len);
+  uint8_t *crafted = test_random_bytes(len);
   make_xxh64_zero(crafted, len);
   CHECK(XXH64(crafted, len, 0) == 0);
-  uint8_t *before = random_buf(1000), *after = random_buf(4000);
+  uint8_t *before = test_random_bytes(1000), *after = test_random_bytes(4000);
   struct blocks *bs = open_store();
   hash_t ha, hb, hc;
   CHECK_INT(blocks_put(bs, before, 1000, &ha), ==, 1);

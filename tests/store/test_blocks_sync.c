@@ -56,17 +56,6 @@ int fdatasync(int fd)
   return r;
 }
 
-static uint8_t *noise(size_t len)
-{
-  uint8_t *p = malloc(len + 8);
-  CHECK(p != NULL);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t x = test_rand();
-    memcpy(p + i, &x, 8);
-  }
-  return p;
-}
-
 static struct blocks *open_store(dev_t *dev)
 {
   char dir[4096];
@@ -93,7 +82,7 @@ TEST(a_sync_waits_for_another_threads_fdatasync)
 {
   dev_t dev;
   struct blocks *bs = open_store(&dev);
-  uint8_t *d1 = noise(4096), *d2 = noise(4096);
+  uint8_t *d1 = test_random_bytes(4096), *d2 = test_random_bytes(4096);
   hash_t h;
   CHECK_INT(blocks_put(bs, d1, 4096, &h), ==, 1);
   CHECK_OK(blocks_sync(bs));
@@ -123,7 +112,7 @@ TEST(a_write_back_error_sticks_until_reopened)
 {
   dev_t dev;
   struct blocks *bs = open_store(&dev);
-  uint8_t *d1 = noise(4096), *d2 = noise(4096), *d3 = noise(4096);
+  uint8_t *d1 = test_random_bytes(4096), *d2 = test_random_bytes(4096), *d3 = test_random_bytes(4096);
   hash_t h;
   CHECK_INT(blocks_put(bs, d1, 4096, &h), ==, 1);
   CHECK_OK(blocks_sync(bs));
@@ -132,7 +121,7 @@ TEST(a_write_back_error_sticks_until_reopened)
   int deferred = blocks_sync_deferred(bs, dev, &owed); /* 0 off ext4: synced */
   if (deferred == 1)
     CHECK_OK(blocks_sync_wait(bs, &owed));
-  uint8_t *d4 = noise(4096);
+  uint8_t *d4 = test_random_bytes(4096);
   CHECK_INT(blocks_put(bs, d4, 4096, &h), ==, 1); /* something to sync, anywhere */
   atomic_store(&fail_next, 1);
   CHECK_INT(blocks_sync(bs), ==, -EIO); /* a background seal's sync meets it */
@@ -162,7 +151,7 @@ TEST(a_writer_makes_what_it_finds_durable)
   struct blocks *bs = open_store(NULL);
   blocks_set_pack_size(bs, 1u << 20);
   size_t blk = 200u << 10;
-  uint8_t *d = noise(blk);
+  uint8_t *d = test_random_bytes(blk);
   hash_t h, last;
   for (int i = 0; i < 5 * 70; i++) {
     memcpy(d, &i, sizeof i);
@@ -218,7 +207,7 @@ TEST(a_second_writer_flushes_the_last_note_before_appending)
   struct key *k = NULL;
   CHECK_OK(key_generate(&k));
   size_t len = 16384;
-  uint8_t *a = noise(len), *b = noise(len);
+  uint8_t *a = test_random_bytes(len), *b = test_random_bytes(len);
   struct fs *fs = NULL;
   CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
   CHECK_OK(fs_put(fs, k, "/a", a, len, NULL));

@@ -3,17 +3,6 @@
 #include "store/hash.h"
 #include "tests/test.h"
 
-static uint8_t *random_buf(size_t len)
-{
-  uint8_t *b = malloc(len);
-  CHECK(b != NULL);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t r = test_rand();
-    memcpy(b + i, &r, len - i < 8 ? len - i : 8);
-  }
-  return b;
-}
-
 /* The table is the published generator's output, not whatever is in chunk.c. */
 TEST(gear_table_matches_generator)
 {
@@ -31,7 +20,7 @@ TEST(gear_table_matches_generator)
 TEST(sizes_within_bounds)
 {
   size_t len = 8u << 20;
-  uint8_t *b = random_buf(len);
+  uint8_t *b = test_random_bytes(len);
   size_t *ends;
   ssize_t n = chunk_split(b, len, &ends);
   CHECK_INT(n, >, 0);
@@ -117,7 +106,7 @@ static size_t *feed_in_pieces(struct chunker *c, const uint8_t *b, size_t len, s
 TEST(streaming_equals_oneshot)
 {
   size_t len = 5u << 20;
-  uint8_t *b = random_buf(len);
+  uint8_t *b = test_random_bytes(len);
   size_t *ends;
   ssize_t n = chunk_split(b, len, &ends);
   CHECK_INT(n, >, 1);
@@ -179,7 +168,7 @@ static size_t shared(const struct chunkset *a, const struct chunkset *b)
 TEST(edits_change_only_nearby_chunks)
 {
   size_t len = 8u << 20;
-  uint8_t *b = random_buf(len);
+  uint8_t *b = test_random_bytes(len);
   uint8_t *e = malloc(len + 64);
   CHECK(e != NULL);
   struct chunkset base = chunk_hashes(b, len);
@@ -304,7 +293,7 @@ static void check_against_reference(const uint8_t *b, size_t len, size_t min, si
 TEST(cuts_match_the_definition)
 {
   size_t len = 3u << 20;
-  uint8_t *b = random_buf(len);
+  uint8_t *b = test_random_bytes(len);
   check_against_reference(b, len, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, 3 * CHUNK_MAX);
   check_against_reference(b, 400000, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX, 7);
   /* small parameters: many cuts, in both masks' ranges and at MAX */

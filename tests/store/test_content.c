@@ -9,17 +9,6 @@
 #include "store/error.h"
 #include "tests/test.h"
 
-static uint8_t *random_buf(size_t len)
-{
-  uint8_t *b = malloc(len ? len : 1);
-  CHECK(b != NULL);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t r = test_rand();
-    memcpy(b + i, &r, len - i < 8 ? len - i : 8);
-  }
-  return b;
-}
-
 /* A config-file-like text: compresses well. */
 static uint8_t *text_buf(size_t len)
 {
@@ -95,7 +84,7 @@ TEST(inline_exactly_at_budget)
 {
   struct blocks *bs = open_store();
   size_t avail = 700;
-  uint8_t *r = random_buf(avail + 1);
+  uint8_t *r = test_random_bytes(avail + 1);
   struct enc e = roundtrip(bs, r, avail, NULL, 0, avail);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_INLINE);
   CHECK_INT(e.len, ==, avail);
@@ -132,7 +121,7 @@ TEST(delta_against_previous_version)
   struct blocks *bs = open_store();
   size_t len = 100000;
   /* incompressible on its own, so only a delta can fit an entry */
-  uint8_t *prev = random_buf(len);
+  uint8_t *prev = test_random_bytes(len);
   uint8_t *next = malloc(len + 10);
   memcpy(next, prev, 50000);
   memcpy(next + 50000, "CHANGED!!!", 10);
@@ -148,7 +137,7 @@ TEST(delta_against_previous_version)
   int r = content_decode(bs, e.kind, e.bytes, e.len, len + 10, prev, 1000, SIZE_MAX, &out);
   CHECK_INT(r, <, 0);
   /* the wrong base of the right length: the frame checksum catches it */
-  uint8_t *wrong = random_buf(len);
+  uint8_t *wrong = test_random_bytes(len);
   CHECK_INT(content_decode(bs, e.kind, e.bytes, e.len, len + 10, wrong, len, SIZE_MAX, &out), ==,
             -BFS_ECHECKSUM);
   prev[60000] ^= 1; /* one byte differs, in a region the delta copies */
@@ -167,7 +156,7 @@ TEST(delta_against_previous_version)
   CHECK_INT(plain.kind, ==, ENTRY_CONTENT_ZSTD);
   CHECK_INT(e.len, <, plain.len);
   /* an unrelated previous version: no delta */
-  uint8_t *other = random_buf(8000);
+  uint8_t *other = test_random_bytes(8000);
   e = roundtrip(bs, t2, 8000, other, 8000, ENTRY_CONTENT_MAX);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_ZSTD);
   free(other);
@@ -182,7 +171,7 @@ TEST(blocks_vs_blocklist_threshold)
 {
   struct blocks *bs = open_store();
   size_t len = 2u << 20;
-  uint8_t *r = random_buf(len);
+  uint8_t *r = test_random_bytes(len);
   size_t *ends;
   ssize_t n = chunk_split(r, len, &ends);
   free(ends);
@@ -207,7 +196,7 @@ TEST(reader_random_ranges)
 {
   struct blocks *bs = open_store();
   size_t len = (3u << 20) + 777;
-  uint8_t *r = random_buf(len);
+  uint8_t *r = test_random_bytes(len);
   struct enc e = roundtrip(bs, r, len, NULL, 0, 64);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKLIST);
   struct content_reader *rd;
@@ -235,7 +224,7 @@ TEST(encode_fd_small_and_large)
   size_t sizes[] = {0, 3000, CONTENT_EMBED_MAX, CONTENT_EMBED_MAX + 1, 6u << 20};
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     size_t len = sizes[i];
-    uint8_t *d = i == 1 ? text_buf(len) : random_buf(len);
+    uint8_t *d = i == 1 ? text_buf(len) : test_random_bytes(len);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     CHECK(fd >= 0);
     CHECK_INT(write(fd, d, len), ==, (ssize_t)len);
@@ -272,7 +261,7 @@ TEST(missing_and_damaged_blocks)
 {
   struct blocks *bs = open_store();
   size_t len = 1u << 20;
-  uint8_t *r = random_buf(len);
+  uint8_t *r = test_random_bytes(len);
   struct enc e = roundtrip(bs, r, len, NULL, 0, ENTRY_CONTENT_MAX);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKS);
   hash_t second;
@@ -303,7 +292,7 @@ TEST(missing_and_damaged_blocks)
   snprintf(dir, sizeof dir, "%s/peer", test_tmpdir());
   struct blocks *peer;
   CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &peer));
-  uint8_t *good = random_buf(len);
+  uint8_t *good = test_random_bytes(len);
   e = roundtrip(bs, good, len, NULL, 0, ENTRY_CONTENT_MAX);
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKS);
   memcpy(second.bytes, e.bytes + HASH_SIZE, HASH_SIZE);
@@ -419,7 +408,7 @@ TEST(hostile_content)
             -BFS_EFORMAT);
   CHECK_INT(content_decode(bs, ENTRY_CONTENT_BLOCKS, junk, 64, 5, NULL, 0, SIZE_MAX, &out), ==,
             -ENOENT);
-  uint8_t *r = random_buf(5000);
+  uint8_t *r = test_random_bytes(5000);
   struct enc e;
   CHECK_OK(content_encode(bs, r, 5000, NULL, 0, 100, &e.kind, e.bytes, &e.len));
   CHECK_INT(e.kind, ==, ENTRY_CONTENT_BLOCKS);

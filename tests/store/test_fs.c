@@ -706,16 +706,6 @@ static int direct_send(void *arg, const uint8_t *req, size_t len, uint8_t *resp,
   return fs_ctl_handle(arg, req, len, resp, cap);
 }
 
-static uint8_t *noise(size_t len)
-{
-  uint8_t *d = malloc(len);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t x = test_rand();
-    memcpy(d + i, &x, len - i < 8 ? len - i : 8);
-  }
-  return d;
-}
-
 static int sync_calls;
 static int count_sync(void *arg)
 {
@@ -754,7 +744,7 @@ TEST(forwarded_writes_land_in_the_owner)
   CHECK_OK(fs_set_forward(client, direct_send, owner));
 
   size_t big = 1 << 20, huge = 5 << 20; /* blocks, and a block list */
-  uint8_t *b1 = noise(big), *b2 = noise(huge);
+  uint8_t *b1 = test_random_bytes(big), *b2 = test_random_bytes(huge);
   CHECK_OK(fs_mkdir(client, k, "/d", NULL));
   put_str(client, k, "/d/small", "small");
   CHECK_OK(fs_put(client, k, "/d/big", b1, big, NULL));
@@ -1089,7 +1079,7 @@ TEST(put_from_a_file_descriptor)
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     char p[4096];
     snprintf(p, sizeof p, "%s/src%zu", test_tmpdir(), i);
-    uint8_t *d = noise(sizes[i] ? sizes[i] : 1);
+    uint8_t *d = test_random_bytes(sizes[i] ? sizes[i] : 1);
     int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
     CHECK(fd >= 0);
     CHECK_INT(write(fd, d, sizes[i]), ==, (ssize_t)sizes[i]);

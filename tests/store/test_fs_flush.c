@@ -43,18 +43,6 @@ static struct key *new_key(void)
   return k;
 }
 
-/* LEN bytes of noise: no embedded form fits, so the content goes to blocks. */
-static uint8_t *noise(size_t len)
-{
-  uint8_t *p = malloc(len);
-  CHECK(p);
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t x = test_rand();
-    memcpy(p + i, &x, len - i < 8 ? len - i : 8);
-  }
-  return p;
-}
-
 static void path_of(const char *file, char *out, size_t cap)
 {
   snprintf(out, cap, "%s/fs/t/%s", home(), file);
@@ -142,7 +130,7 @@ TEST(blocks_deferred_sync_owes_exactly_the_new_range)
   CHECK_OK(blocks_open(dir, BLOCKS_CREATE, &bs));
   struct stat st;
   CHECK_OK(stat(dir, &st));
-  uint8_t *d1 = noise(4096), *d2 = noise(4096);
+  uint8_t *d1 = test_random_bytes(4096), *d2 = test_random_bytes(4096);
   hash_t h;
   CHECK_INT(blocks_put(bs, d1, 4096, &h), ==, 1);
   struct blocks_flush owed;
@@ -172,7 +160,7 @@ TEST(blocks_deferred_sync_owes_exactly_the_new_range)
     free(buf);
     close(fd);
     /* Not reported flushed: owed again (with what follows). */
-    uint8_t *d3 = noise(4096);
+    uint8_t *d3 = test_random_bytes(4096);
     CHECK_INT(blocks_put(bs, d3, 4096, &h), ==, 1);
     struct blocks_flush again;
     CHECK_INT(blocks_sync_deferred(bs, st.st_dev, &again), ==, 1);
@@ -199,7 +187,7 @@ TEST(deferred_commit_logs_a_note_and_reopens_whole)
 {
   struct key *k = new_key();
   size_t len = 16384;
-  uint8_t *a = noise(len), *b = noise(len);
+  uint8_t *a = test_random_bytes(len), *b = test_random_bytes(len);
   commits(k, a, b, NULL, 0, len);
   struct note n[8];
   size_t count = notes(n, 8, NULL);
@@ -241,10 +229,10 @@ static bool lost_setup(struct lost *l)
   }
   l->k = new_key();
   l->len = 16384;
-  l->a = noise(l->len);
-  l->b = noise(l->len);
+  l->a = test_random_bytes(l->len);
+  l->b = test_random_bytes(l->len);
   for (int i = 0; i < EXTRA; i++)
-    l->c[i] = noise(l->len);
+    l->c[i] = test_random_bytes(l->len);
   commits(l->k, l->a, l->b, l->c, EXTRA, l->len);
   /* Only the last note can fail (store/fs.c), and only /b relies on it. */
   struct note n[EXTRA + 1];
@@ -357,7 +345,7 @@ TEST(no_deferred_flush_off_ext4)
   CHECK(!on_ext4());
   struct key *k = new_key();
   size_t len = 16384;
-  uint8_t *a = noise(len), *b = noise(len);
+  uint8_t *a = test_random_bytes(len), *b = test_random_bytes(len);
   commits(k, a, b, NULL, 0, len);
   struct note n[4];
   CHECK_INT(notes(n, 4, NULL), ==, 0);

@@ -13,14 +13,6 @@
 
 #define BIG (300u << 10)
 
-static uint8_t *random_buf(size_t len)
-{
-  uint8_t *b = malloc(len + 1);
-  for (size_t i = 0; i < len; i++)
-    b[i] = (uint8_t)test_rand();
-  return b;
-}
-
 /* A length in 0..300 KiB, most small or near a 64-byte boundary. */
 static size_t random_len(void)
 {
@@ -48,7 +40,7 @@ static void check_many(const uint8_t *base, size_t n)
 
 TEST(one_buffer_matches_mbedtls)
 {
-  uint8_t *b = random_buf(BIG + 64);
+  uint8_t *b = test_random_bytes(BIG + 64);
   for (size_t len = 0; len < 300; len++) {
     hash_t a, c;
     sha256_buf(b + len % 7, len, &a);
@@ -109,7 +101,7 @@ TEST(known_answers)
 
 TEST(many_buffers_match_mbedtls)
 {
-  uint8_t *b = random_buf(BIG + 64);
+  uint8_t *b = test_random_bytes(BIG + 64);
   sha256_bufs(0, NULL, NULL, NULL); /* nothing: no access */
   for (int round = 0; round < 40; round++)
     check_many(b, 1 + (size_t)(test_rand() % 10));
@@ -153,7 +145,7 @@ TEST(without_shani_the_same)
   /* Every test runs in its own process: the switch is read at first use. */
   setenv("BASEFS_NO_SHANI", "1", 1);
   CHECK(!sha256_accelerated());
-  uint8_t *b = random_buf(BIG + 64);
+  uint8_t *b = test_random_bytes(BIG + 64);
   for (int round = 0; round < 10; round++)
     check_many(b, 1 + (size_t)(test_rand() % 5));
   hash_t a, c;
