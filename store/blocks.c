@@ -943,15 +943,22 @@ int blocks_sync(struct blocks *bs)
    * point is complete once we hold it. */
   pthread_mutex_lock(&bs->wmu);
   int err = bs->write_err;
-  /* Every pack may be dirty (right after a writer's open): a slot each. */
-  int *fds = malloc(((size_t)bs->npacks + 1) * sizeof *fds);
-  uint32_t *ids = malloc(((size_t)bs->npacks + 1) * sizeof *ids);
-  if (!fds || !ids) {
-    pthread_mutex_unlock(&bs->wmu);
-    pthread_mutex_unlock(&bs->smu);
-    free(fds);
-    free(ids);
-    return -ENOMEM;
+  /* Every pack may be dirty (right after a writer's open): a slot each,
+   * on the stack for the usual few packs (no allocation per commit). */
+  int fds_few[64];
+  uint32_t ids_few[64];
+  int *fds = fds_few;
+  uint32_t *ids = ids_few;
+  if (bs->npacks > 64) {
+    fds = malloc(bs->npacks * sizeof *fds);
+    ids = malloc(bs->npacks * sizeof *ids);
+    if (!fds || !ids) {
+      pthread_mutex_unlock(&bs->wmu);
+      pthread_mutex_unlock(&bs->smu);
+      free(fds);
+      free(ids);
+      return -ENOMEM;
+    }
   }
   bool dir = bs->dir_dirty;
   bs->dir_dirty = false;
@@ -996,10 +1003,6 @@ int blocks_sync(struct blocks *bs)
      * fdatasync is a write-back that failed and dropped its data. (A full
      * disk shows at write(), which append_record() undoes.) */
     pthread_mutex_lock(&bs->wmu);
-    for (int i = 0; i < n; i++)
-      bs->packs[ids[i]].dirty = true;
-    bs->dir_dirty |= dir;
-    bs->defer = -1;
     if (!bs->write_err)
       bs->write_err = err;
     pthread_mutex_unlock(&bs->wmu);
@@ -1014,8 +1017,10 @@ int blocks_sync(struct blocks *bs)
     pthread_mutex_unlock(&bs->wmu);
   }
   pthread_mutex_unlock(&bs->smu);
-  free(fds);
-  free(ids);
+  if (fds != fds_few) {
+    free(fds);
+    free(ids);
+  }
   return err;
 }
 
@@ -1126,7 +1131,6 @@ int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed)
   int err = -errno;
   forget_cached(p->fd);
   pthread_mutex_lock(&bs->wmu);
-  bs->defer = -1;
   if (!bs->write_err)
     bs->write_err = err;
   pthread_mutex_unlock(&bs->wmu);
