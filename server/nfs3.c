@@ -74,6 +74,29 @@ struct rdc {
   size_t len;
 };
 
+/* One seal under way (see seal_begin). */
+struct sealing {
+  struct stage_file *f;
+  struct view_node n;
+  struct entry *e;
+  uint8_t *prev; /* the parent's bytes, for a delta (or NULL) */
+  size_t prev_len;
+  struct content_base cb;
+  size_t out_len;
+  struct blocks_list list;
+  bool keep;
+  int r; /* seal_encode's result */
+  char hex[17];
+};
+
+/* The one background seal (see bg_start). */
+struct bg_seal {
+  pthread_t tid;
+  bool running; /* started and not yet joined */
+  atomic_bool done;
+  struct sealing s;
+};
+
 struct nfsd {
   struct fs *fs;
   struct view *view;
@@ -93,9 +116,9 @@ struct nfsd {
   uint64_t rdc_vchanges, rdc_gen; /* what every cached reply was encoded at */
   bool rdc_off;
   struct nfsd_rdc_stats rdc_stats;
-  struct bg_seal *bg; /* the background seal (see bg_start) */
+  struct bg_seal bg;
   bool bg_off;        /* BASEFS_NO_BG_SEAL=1: every COMMIT seals at once */
-  atomic_uint_fast64_t seal_stats_started, seal_stats_finished; /* read by tests' threads */
+  struct nfsd_seal_stats seal_stats;
   void (*wake)(void *ctx);
   void *wake_ctx;
   nfsd_log_fn log;
@@ -672,11 +695,9 @@ static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool
 static int seal_first(void *arg, struct stage_file *f)
 {
   struct nfsd *d = arg;
-  hash_t obj = *stage_object(f);
   if (stage_dirty(f))
     seal(d, f, NULL, false);
-  /* A background seal it finished keeps a clean copy: evicted too. */
-  if ((f = stage_get(d->stage, &obj)) && !stage_dirty(f))
+  else
     stage_drop(d->stage, f);
   return 1;
 }
@@ -746,19 +767,16 @@ static int delta_depth(struct nfsd *d, const hash_t *id)
  * exists (or is no file) just loses its staged data. A clean F has nothing
  * to seal.
  */
-struct sealing {
-  struct stage_file *f;
-  struct view_node n;
-  struct entry *e;
-  uint8_t *prev; /* the parent's bytes, for a delta (or NULL) */
-  size_t prev_len;
-  struct content_base cb;
-  size_t out_len;
-  struct blocks_list list;
-  bool keep;
-  int r; /* seal_encode's result */
-  char hex[17];
-};
+
+/* What a sealing holds (its entry, the parent's bytes, the block list). */
+static void sealing_free(struct sealing *s)
+{
+  blocks_list_free(&s->list);
+  free(s->e);
+  free(s->prev);
+  s->e = NULL;
+  s->prev = NULL;
+}
 
 /* A file recovered at start (no base) that holds its head's bytes: the
  * crash came after its version was logged, before the file was marked
@@ -884,9 +902,7 @@ static int seal_end(struct nfsd *d, struct sealing *s)
   } else {
     logf_(d, NFSD_LOG_ERROR, "nfs: sealing %s failed: %s", s->hex, bfs_strerror(r));
   }
-  blocks_list_free(&s->list); /* unless stage_rebase took it */
-  free(e);
-  s->e = NULL;
+  sealing_free(s); /* the list, unless stage_rebase took it */
   return r;
 }
 
@@ -903,18 +919,11 @@ static int seal_end(struct nfsd *d, struct sealing *s)
  * logs its version (bg_settle). Reads are served from the staged file
  * meanwhile, as before the COMMIT. */
 
-struct bg_seal {
-  struct nfsd *d;
-  pthread_t tid;
-  bool running; /* started and not yet joined */
-  atomic_bool done;
-  struct sealing s;
-};
 
 static void *bg_main(void *arg)
 {
-  struct bg_seal *bg = arg;
-  struct nfsd *d = bg->d;
+  struct nfsd *d = arg;
+  struct bg_seal *bg = &d->bg;
   seal_encode(d->blocks, &bg->s);
   /* The loop's commit of this version then finds its blocks durable and
    * syncs only the log. (Other commits of the loop meanwhile wait for this
@@ -929,7 +938,7 @@ static void *bg_main(void *arg)
 
 static bool bg_sealing(const struct nfsd *d, const struct stage_file *f)
 {
-  return d->bg->running && (!f || d->bg->s.f == f);
+  return d->bg.running && (!f || d->bg.s.f == f);
 }
 
 /* Waits for the background seal of F (any file: NULL), if one runs, and
@@ -938,10 +947,10 @@ static int bg_settle(struct nfsd *d, const struct stage_file *f)
 {
   if (!bg_sealing(d, f))
     return 0;
-  pthread_join(d->bg->tid, NULL);
-  d->bg->running = false;
-  atomic_fetch_add(&d->seal_stats_finished, 1);
-  return seal_end(d, &d->bg->s);
+  pthread_join(d->bg.tid, NULL);
+  d->bg.running = false;
+  d->seal_stats.bg_finished++;
+  return seal_end(d, &d->bg.s);
 }
 
 /* Seals F in the background (see above), or here when it cannot (the
@@ -950,21 +959,19 @@ static int bg_settle(struct nfsd *d, const struct stage_file *f)
 static int bg_start(struct nfsd *d, struct stage_file *f)
 {
   bg_settle(d, NULL); /* another file's: its outcome is logged, and its own */
-  struct sealing *s = &d->bg->s;
+  struct sealing *s = &d->bg.s;
   int r = seal_begin(d, f, NULL, true, s);
   if (r <= 0) {
-    free(s->e);
-    s->e = NULL;
+    sealing_free(s);
     return r;
   }
-  d->bg->d = d;
-  atomic_store(&d->bg->done, false);
-  if (stage_sync(d->stage, f) < 0 || pthread_create(&d->bg->tid, NULL, bg_main, d->bg) != 0) {
+  atomic_store(&d->bg.done, false);
+  if (stage_sync(d->stage, f) < 0 || pthread_create(&d->bg.tid, NULL, bg_main, d) != 0) {
     seal_encode(d->blocks, s);
     return seal_end(d, s);
   }
-  d->bg->running = true;
-  atomic_fetch_add(&d->seal_stats_started, 1);
+  d->bg.running = true;
+  d->seal_stats.bg_started++;
   return 0;
 }
 
@@ -999,7 +1006,7 @@ static bool bg_worth(struct nfsd *d, struct stage_file *f)
 
 int nfsd_poll(struct nfsd *d)
 {
-  if (!d->bg->running || !atomic_load(&d->bg->done))
+  if (!d->bg.running || !atomic_load(&d->bg.done))
     return 0;
   return bg_settle(d, NULL);
 }
@@ -1017,13 +1024,15 @@ void nfsd_set_wake(struct nfsd *d, void (*fn)(void *ctx), void *ctx)
  * a failed background seal stays dirty and is tried again here. */
 static int seal(struct nfsd *d, struct stage_file *f, const struct meta *m, bool keep)
 {
-  if (bg_sealing(d, f) && bg_settle(d, f) == 0)
-    return 0;
+  if (bg_sealing(d, f)) {
+    d->bg.s.keep = keep; /* it started as a COMMIT's, which keeps the copy */
+    if (bg_settle(d, f) == 0)
+      return 0;
+  }
   struct sealing s;
   int r = seal_begin(d, f, m, keep, &s);
   if (r <= 0) {
-    free(s.e);
-    free(s.prev);
+    sealing_free(&s);
     return r;
   }
   seal_encode(d->blocks, &s);
@@ -1090,11 +1099,7 @@ int nfsd_seal_all(struct nfsd *d)
 
 unsigned nfsd_staged(const struct nfsd *d) { return (unsigned)stage_count(d->stage); }
 
-void nfsd_seal_stats(struct nfsd *d, struct nfsd_seal_stats *out)
-{
-  out->bg_started = atomic_load(&d->seal_stats_started);
-  out->bg_finished = atomic_load(&d->seal_stats_finished);
-}
+void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out) { *out = d->seal_stats; }
 
 /* Finishes a background seal of O's file, and reloads O: what anything
  * about to change or seal the file must do first. */
@@ -1147,10 +1152,6 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
   memcpy(&d->fsid, &d->root, sizeof d->fsid);
   const char *nobg = getenv("BASEFS_NO_BG_SEAL");
   d->bg_off = nobg && *nobg && strcmp(nobg, "0") != 0;
-  if (!(d->bg = calloc(1, sizeof *d->bg))) {
-    free(d);
-    return -ENOMEM;
-  }
   if (key) {
     uint8_t pub[KEY_PUBLIC_SIZE];
     key_public(key, pub);
@@ -1165,7 +1166,6 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
   snprintf(dir, sizeof dir, "%s/stage", fs_dir(fs));
   int r = stage_open(dir, &d->stage);
   if (r < 0) {
-    free(d->bg);
     free(d);
     return r;
   }
@@ -1190,12 +1190,10 @@ void nfsd_free(struct nfsd *d)
     return;
   /* A seal still running is abandoned: its file is durable (stage_sync)
    * and sealed at the next start. */
-  if (d->bg->running) {
-    pthread_join(d->bg->tid, NULL);
-    blocks_list_free(&d->bg->s.list);
-    free(d->bg->s.e);
+  if (d->bg.running) {
+    pthread_join(d->bg.tid, NULL);
+    sealing_free(&d->bg.s);
   }
-  free(d->bg);
   fs_set_view_hook(d->fs, NULL, NULL);
   rdc_free_all(d);
   for (int i = 0; i < RCACHE_N; i++)

@@ -165,7 +165,7 @@ void nfsd_set_wake(struct nfsd *d, void (*fn)(void *ctx), void *ctx);
 struct nfsd_seal_stats {
   uint64_t bg_started, bg_finished; /* background seals since nfsd_new */
 };
-void nfsd_seal_stats(struct nfsd *d, struct nfsd_seal_stats *out);
+void nfsd_seal_stats(const struct nfsd *d, struct nfsd_seal_stats *out);
 /* Files currently staged. */
 unsigned nfsd_staged(const struct nfsd *d);
 /* The READDIR(PLUS) reply cache (see above): counters since nfsd_new,

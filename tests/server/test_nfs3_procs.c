@@ -1489,9 +1489,15 @@ static bool read_equals(struct cl *c, const uint8_t *fh, uint32_t len, const uin
   return same;
 }
 
-static void seal_stats(struct srv *s, struct nfsd_seal_stats *st)
+static void read_seal_stats(struct srv *s, void *st)
 {
   nfsd_seal_stats(s->nfsd, st);
+}
+
+/* The server's seal counters, read on its loop thread. */
+static void seal_stats(struct srv *s, struct nfsd_seal_stats *st)
+{
+  srv_on_loop(s, read_seal_stats, st);
 }
 
 static void staged_count(struct srv *s, void *arg)
@@ -1710,7 +1716,12 @@ TEST(nfs3_background_seal_meets_setattr_remove_rename_and_eviction)
     seal_stats(&s, &st);
   }
   CHECK_INT(st.bg_finished, ==, 2);
-  /* Evicted while its seal runs: 256 more staged files. */
+  /* Evicted while its seal runs: 256 more staged files. No tick from here
+   * on, so that only the eviction can finish that seal. */
+  cl_close(&c);
+  srv_stop(&s, true);
+  srv_start(&s, false);
+  cl_open(&c, s.port);
   mkfile(&c, ROOT, "e", fh2, &len2);
   write_all(&c, fh2, len2, 0, data, size);
   c3_commit(&c, fh2, len2, &r);
