@@ -602,17 +602,23 @@ static void run_threads(int nth, void *(*fn)(void *), void *arg)
  *  3. Store only the new pieces the list uses, on every thread at once: no
  *     block is written for a region that was cut in vain.
  */
+/* Whether base block I starts a region to cut again. */
+static bool region_start(const struct update *u, size_t i)
+{
+  return !reusable(u, i) && (i == 0 || reusable(u, i - 1));
+}
+
 static int update_list(struct update *u, const struct blocks_list *bl, uint64_t redo)
 {
   size_t nr = 0;
   for (size_t i = 0; i < u->n; i++)
-    nr += !reusable(u, i) && (i == 0 || reusable(u, i - 1));
+    nr += region_start(u, i);
   struct region *r = nr ? calloc(nr, sizeof *r) : NULL;
   if (nr && !r)
     return -ENOMEM;
   size_t k = 0;
   for (size_t i = 0; i < u->n; i++)
-    if (!reusable(u, i) && (i == 0 || reusable(u, i - 1)))
+    if (region_start(u, i))
       r[k++] = (struct region){.start = u->o[i], .first = i};
   uint64_t *starts = nr ? malloc(nr * sizeof *starts) : NULL;
   if (nr && !starts) {
@@ -628,7 +634,8 @@ static int update_list(struct update *u, const struct blocks_list *bl, uint64_t 
   int nth = store_threads(redo);
   struct region_job rj = {.u = u, .r = r, .nr = nr};
   atomic_init(&rj.next, 0);
-  run_threads((size_t)nth > nr ? (nr > 0 ? (int)nr : 1) : nth, cut_regions, &rj);
+  if (nr)
+    run_threads((size_t)nth > nr ? (int)nr : nth, cut_regions, &rj);
 
   struct piece *p = NULL;
   size_t n = 0, cap = 0;
