@@ -975,27 +975,12 @@ static int bg_start(struct nfsd *d, struct stage_file *f)
   return 0;
 }
 
-/* The bytes a seal of F must cut again: what was written since its base
- * (all of it without a base block list). */
-static uint64_t seal_work(const struct stage_file *f)
-{
-  uint64_t size = stage_size(f);
-  struct content_base cb;
-  stage_base_content(f, &cb);
-  if (!cb.list || cb.list->n == 0)
-    return size;
-  uint64_t clean = cb.clean_end < size ? cb.clean_end : size, work = size - clean;
-  for (size_t i = 0; i < cb.n && cb.ranges[i].off < clean; i++)
-    work += (cb.ranges[i].end < clean ? cb.ranges[i].end : clean) - cb.ranges[i].off;
-  return work;
-}
-
 /* Does F's COMMIT go to the background? A large file, and room on the
  * disk for its blocks: a seal that may run out of space runs here, so the
  * COMMIT itself reports NFS3ERR_NOSPC. */
 static bool bg_worth(struct nfsd *d, struct stage_file *f)
 {
-  if (d->bg_off || seal_work(f) < NFSD_SEAL_BG_MIN)
+  if (d->bg_off || stage_dirty_bytes(f) < NFSD_SEAL_BG_MIN)
     return false;
   struct statvfs sv;
   if (fstatvfs(stage_fd(f), &sv) < 0)

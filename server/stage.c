@@ -595,6 +595,18 @@ void stage_base_content(const struct stage_file *f, struct content_base *out)
   out->clean_end = f->clean_end;
 }
 
+uint64_t stage_dirty_bytes(const struct stage_file *f)
+{
+  struct content_base cb;
+  stage_base_content(f, &cb);
+  if (!cb.list)
+    return f->size;
+  uint64_t clean = cb.clean_end < f->size ? cb.clean_end : f->size, dirty = f->size - clean;
+  for (size_t i = 0; i < cb.n && cb.ranges[i].off < clean; i++)
+    dirty += (cb.ranges[i].end < clean ? cb.ranges[i].end : clean) - cb.ranges[i].off;
+  return dirty;
+}
+
 void stage_drop(struct stage *s, struct stage_file *f)
 {
   s->changes++;

@@ -118,6 +118,10 @@ void stage_set_base_blocks(struct stage_file *f, struct blocks_list *blocks);
  */
 #define STAGE_RANGES_MAX 1024
 void stage_base_content(const struct stage_file *f, struct content_base *out);
+/* The bytes of F that may differ from its base (the written ranges and
+ * everything past its least size; all of F without the base's block list):
+ * about what a seal must cut again. */
+uint64_t stage_dirty_bytes(const struct stage_file *f);
 
 /* Deletes the staged file of F (after sealing, or to discard it). */
 void stage_drop(struct stage *s, struct stage_file *f);
