@@ -62,7 +62,6 @@ struct fs {
   uint64_t from_checkpoint, replayed, appended;
   uint64_t since_ckpt; /* records in the log (or batch) after the checkpoint */
   dev_t log_dev;       /* the log's device (blocks_sync_deferred()) */
-  bool check_flush;    /* replay checks the flush notes it meets (fs_open) */
   /* The view holds something the log does not (a refused local entry, a
    * failed commit): it must not be checkpointed. */
   bool tainted;
@@ -515,10 +514,11 @@ static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
 /* Applies the log's records from OFF on (already verified when appended);
  * while opening, not those from a flush note whose range did not survive a
  * crash on (flush_check(); a writer drops them from the log). */
-static int replay(struct fs *fs, uint64_t off)
+/* CHECK: the flush notes met are checked (fs_open, not heal). */
+static int replay(struct fs *fs, uint64_t off, bool check)
 {
   uint64_t stop = UINT64_MAX;
-  int r = fs->check_flush ? flush_check(fs, off, &stop) : 0;
+  int r = check ? flush_check(fs, off, &stop) : 0;
   if (r == 0 && stop != UINT64_MAX && fs->writer && (r = log_truncate(fs->log, stop)) == 0)
     stop = UINT64_MAX;
   if (r < 0)
@@ -579,7 +579,7 @@ static int view_from_log(struct fs *fs)
   return r;
 }
 
-static int load_view(struct fs *fs)
+static int load_view(struct fs *fs, bool check)
 {
   char path[PATH_MAX];
   int r = sub_path(fs, "view.ckpt", path, sizeof path);
@@ -594,7 +594,7 @@ static int load_view(struct fs *fs)
     fs->view = v;
     fs->from_checkpoint = view_count(v) + view_pending(v);
     fs->ckpt_end = off;
-    r = replay(fs, off);
+    r = replay(fs, off, check);
     /* A writer's log ends cleanly (recovery cut any torn tail), so a replay
      * that stops short means the offset was no record boundary. */
     if (r == 0 && fs->writer && fs->applied_end != log_end(fs->log))
@@ -611,7 +611,7 @@ static int load_view(struct fs *fs)
   }
   if ((r = view_from_log(fs)) < 0)
     return r;
-  return replay(fs, LOG_HEADER_SIZE);
+  return replay(fs, LOG_HEADER_SIZE, check);
 }
 
 /*
@@ -636,7 +636,7 @@ static int heal(struct fs *fs)
   uint64_t applied_end = fs->applied_end, ckpt_end = fs->ckpt_end;
   fs->view = NULL;
   fs->from_checkpoint = fs->replayed = fs->since_ckpt = 0;
-  int r = load_view(fs);
+  int r = load_view(fs, false);
   struct entry *e = r == 0 ? malloc(sizeof *e) : NULL;
   if (r == 0 && !e)
     r = -ENOMEM;
@@ -747,10 +747,8 @@ int fs_open(const char *home, const char *name, bool writer, struct fs **out)
     r = meta_read(fs);
   if (r == 0)
     r = open_parts(fs, false);
-  fs->check_flush = true;
   if (r == 0)
-    r = load_view(fs);
-  fs->check_flush = false;
+    r = load_view(fs, true);
   if (r < 0) {
     fs_free(fs);
     return r;
