@@ -85,6 +85,7 @@ struct sealing {
   size_t out_len;
   struct blocks_list list;
   bool keep;
+  uint64_t shown_ctime; /* the staged bytes' ctime, for the clean copy (0: none) */
   int r; /* seal_encode's result */
   char hex[17];
 };
@@ -241,6 +242,8 @@ static int obj_stat(struct nfsd *d, struct obj *o)
     /* A copy kept after a seal: valid while its version is the head. */
     if (hash_cmp(stage_base(f), &o->st.version) == 0) {
       o->cf = f;
+      if (stage_shown_ctime(f))
+        o->st.ctime_ns = stage_shown_ctime(f);
     } else {
       stage_drop(d->stage, f);
     }
@@ -859,6 +862,11 @@ static int seal_begin(struct nfsd *d, struct stage_file *f, const struct meta *m
   e->gid = m && m->set_gid ? m->gid : o.st.gid;
   e->mtime_ns = m && m->set_mtime ? m->mtime_ns : stage_mtime(f);
   e->size = stage_size(f);
+  /* Without new attributes the version shows what the staged file showed:
+   * keep its ctime too (stage_set_shown_ctime). A chmod or a utimes must
+   * show a new ctime: clients drop cached permissions on it. */
+  if (!m || !(m->set_mode || m->set_uid || m->set_gid || m->set_mtime))
+    s->shown_ctime = o.st.ctime_ns;
   if (e->size <= DELTA_MAX && ps.size <= DELTA_MAX && ps.size > 0 && !hash_is_zero(&ps.content) &&
       delta_depth(d, &ps.content) < DELTA_CHAIN_MAX &&
       fs_read_version(d->fs, &ps.version, &s->prev, &s->prev_len) < 0) {
@@ -896,7 +904,7 @@ static int seal_end(struct nfsd *d, struct sealing *s)
     struct view_stat now;
     if (s->keep && view_stat(d->view, &s->n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
         stage_rebase(d->stage, s->f, &e->id, &s->list) == 0)
-      ;
+      stage_set_shown_ctime(s->f, s->shown_ctime);
     else
       stage_drop(d->stage, s->f);
   } else {

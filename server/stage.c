@@ -36,6 +36,7 @@ struct stage_file {
   uint64_t base_size;
   uint64_t mtime_ns;
   uint64_t last_write;
+  uint64_t shown_ctime; /* stage_set_shown_ctime */
   /* Since the base: written ranges, the least size, the base's blocks. */
   struct content_range *ranges;
   size_t nranges, cranges;
@@ -559,6 +560,7 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
   f->base_size = f->size;
   f->clean_end = f->size;
   f->dirty = false;
+  f->shown_ctime = 0;
   if (!f->durable)
     return 0;
   char from[80], to[80];
@@ -577,6 +579,8 @@ int stage_fd(const struct stage_file *f) { return f->fd; }
 const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
 const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
+void stage_set_shown_ctime(struct stage_file *f, uint64_t ns) { f->shown_ctime = ns; }
+uint64_t stage_shown_ctime(const struct stage_file *f) { return f->shown_ctime; }
 size_t stage_count(const struct stage *s) { return s->count; }
 uint64_t stage_changes(const struct stage *s) { return s->changes; }
 

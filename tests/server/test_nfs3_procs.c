@@ -1500,6 +1500,18 @@ static void seal_stats(struct srv *s, struct nfsd_seal_stats *st)
   srv_on_loop(s, read_seal_stats, st);
 }
 
+/* Waits (up to 10 s: only a hang misses it) until a background seal has
+ * ended, woken by the server's wake alone; ST: the counters then. */
+static void wait_bg_seal(struct srv *s, struct nfsd_seal_stats *st)
+{
+  memset(st, 0, sizeof *st);
+  for (int i = 0; i < 200 && st->bg_finished == 0; i++) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    seal_stats(s, st);
+  }
+}
+
 static void staged_count(struct srv *s, void *arg)
 {
   *(unsigned *)arg = nfsd_staged(s->nfsd);
@@ -1659,18 +1671,79 @@ TEST(nfs3_background_seal_wakes_the_loop)
   write_all(&c, fh, len, 0, data, size);
   c3_commit(&c, fh, len, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
-  struct nfsd_seal_stats st = {0};
-  for (int i = 0; i < 200 && st.bg_finished == 0; i++) { /* 10 s: only a hang misses it */
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    seal_stats(&s, &st);
-  }
+  struct nfsd_seal_stats st;
+  wait_bg_seal(&s, &st);
   CHECK_INT(st.bg_started, ==, 1);
   CHECK_INT(st.bg_finished, ==, 1);
   cl_close(&c);
   srv_stop(&s, false); /* a crash: what is logged is all there is */
   CHECK_INT(writes_of(&s, "/w"), ==, 2);
   check_stored(&s, "/w", data, size);
+  free(data);
+  srv_free(&s);
+}
+
+static bool same_time(nfstime3 a, nfstime3 b)
+{
+  return a.seconds == b.seconds && a.nseconds == b.nseconds;
+}
+
+/* The version a seal makes of bytes a client wrote shows the ctime the
+ * client saw of them (staged), inline or in the background: a new ctime
+ * would make Linux drop the file's cached pages after every COMMIT. A seal
+ * that carries new attributes (chmod) shows a new ctime, as does the next
+ * write. */
+TEST(nfs3_sealing_what_a_client_saw_keeps_its_ctime)
+{
+  struct srv s;
+  srv_init(&s);
+  s.wake = true;
+  srv_start(&s, false);
+  struct cl c;
+  cl_open(&c, s.port);
+  struct res r, seen;
+  uint8_t fh[64];
+  uint32_t len;
+  mkfile(&c, ROOT, "k", fh, &len);
+  /* Inline: a small COMMIT. */
+  uint8_t small[3000];
+  memcpy(small, test_random_bytes(sizeof small), sizeof small);
+  c3_write(&c, fh, len, 0, small, sizeof small, UNSTABLE, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_getattr(&c, fh, len, &seen);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_getattr(&c, fh, len, &r);
+  CHECK(same_time(r.obj.ctime, seen.obj.ctime));
+  CHECK(same_time(r.obj.mtime, seen.obj.mtime));
+  CHECK_INT(r.obj.size, ==, sizeof small);
+  /* In the background: a large COMMIT, then the seal ends. */
+  size_t size = NFSD_SEAL_BG_MIN;
+  uint8_t *data = test_random_bytes(size);
+  write_all(&c, fh, len, 0, data, size);
+  c3_getattr(&c, fh, len, &seen);
+  c3_commit(&c, fh, len, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  struct nfsd_seal_stats st;
+  wait_bg_seal(&s, &st);
+  CHECK_INT(st.bg_finished, ==, 1);
+  c3_getattr(&c, fh, len, &r);
+  CHECK(same_time(r.obj.ctime, seen.obj.ctime));
+  CHECK(same_time(r.obj.mtime, seen.obj.mtime));
+  CHECK_INT(r.obj.size, ==, size);
+  /* A chmod sealed with staged bytes: a new ctime. */
+  c3_write(&c, fh, len, 10, small, 100, UNSTABLE, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_getattr(&c, fh, len, &seen);
+  sattr3 sa = {.mode = {.set_it = 1, .set_mode3_u.mode = 0600}};
+  c3_setattr(&c, fh, len, &sa, NULL, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_getattr(&c, fh, len, &r);
+  CHECK_INT(r.obj.mode & 07777, ==, 0600);
+  CHECK(!same_time(r.obj.ctime, seen.obj.ctime));
+  cl_close(&c);
+  srv_stop(&s, false); /* a crash: the create and the three seals were versions */
+  CHECK_INT(writes_of(&s, "/k"), ==, 4);
   free(data);
   srv_free(&s);
 }
