@@ -1127,7 +1127,10 @@ int fs_submit_raw(struct fs *fs, const uint8_t *buf, size_t len, const char **re
   return r;
 }
 
-/* Calls FN for every entry in the log, in log order. */
+/* Calls FN for every entry in the log, in log order, up to where the view
+ * applied them: a reader stops where replay stopped (records after a lost
+ * flush note are hidden, and what a writer appended since is not in its
+ * view). */
 int fs_foreach_entry(struct fs *fs, int (*fn)(const struct entry *e, void *arg), void *arg)
 {
   struct log_cursor *c = NULL;
@@ -1142,7 +1145,7 @@ int fs_foreach_entry(struct fs *fs, int (*fn)(const struct entry *e, void *arg),
   const uint8_t *data;
   size_t len;
   uint64_t at;
-  while ((r = log_cursor_next(c, &data, &len, &at)) == 1) {
+  while ((r = log_cursor_next(c, &data, &len, &at)) == 1 && at < fs->applied_end) {
     if (entry_decode(data, len, e) < 0)
       continue;
     if ((r = fn(e, arg)) != 0)

@@ -195,7 +195,9 @@ int fs_grants(struct fs *fs, struct fs_grant **out, size_t *count);
 /* The grant name of FINGERPRINT, or "" if it has none. */
 void fs_key_name(struct fs *fs, const hash_t *fingerprint, char out[ENTRY_NAME_MAX + 1]);
 
-/* Calls FN for every entry in the log, in log order. */
+/* Calls FN for every entry in the log, in log order, up to what the view
+ * applied (a reader does not meet records it hid, or that a writer appended
+ * after it opened). */
 int fs_foreach_entry(struct fs *fs, int (*fn)(const struct entry *e, void *arg), void *arg);
 
 /* ---- writing (each builds, signs and submits; none writes if refused) ---- */

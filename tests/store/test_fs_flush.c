@@ -219,7 +219,22 @@ struct lost {
   struct note note;
   uint64_t log_end;
   char pack[4096];
+  int reader_entries; /* what a reader's fs_foreach_entry met (-1: no reader) */
 };
+
+static int count_entry(const struct entry *e, void *arg)
+{
+  (void)e;
+  ++*(int *)arg;
+  return 0;
+}
+
+static int entries_of(struct fs *fs)
+{
+  int n = 0;
+  CHECK_OK(fs_foreach_entry(fs, count_entry, &n));
+  return n;
+}
 
 static bool lost_setup(struct lost *l)
 {
@@ -229,6 +244,7 @@ static bool lost_setup(struct lost *l)
   }
   l->k = new_key();
   l->len = 16384;
+  l->reader_entries = -1;
   l->a = test_random_bytes(l->len);
   l->b = test_random_bytes(l->len);
   for (int i = 0; i < EXTRA; i++)
@@ -260,6 +276,9 @@ static void lost_reopen(struct lost *l)
   CHECK_OK(fs_open(home(), "t", true, &fs));
   CHECK_INT(fs_stat(fs, "/b", &st), ==, -ENOENT);
   check_kept(fs, l);
+  /* The reader walked the entries the writer kept, not those it hid. */
+  if (l->reader_entries >= 0)
+    CHECK_INT(l->reader_entries, ==, entries_of(fs));
   CHECK_OK(fs_put(fs, l->k, "/b", l->b, l->len, NULL));
   CHECK_OK(fs_commit(fs));
   CHECK_OK(fs_close(fs));
@@ -306,6 +325,7 @@ static void lost_range(bool reader_first)
     CHECK_OK(fs_open(home(), "t", false, &fs));
     CHECK_INT(fs_stat(fs, "/b", &st), ==, -ENOENT);
     check_kept(fs, &l);
+    l.reader_entries = entries_of(fs);
     CHECK_OK(fs_close(fs));
     struct note again[EXTRA + 1];
     uint64_t end;
