@@ -1120,7 +1120,7 @@ int fs_submit_raw(struct fs *fs, const uint8_t *buf, size_t len, const char **re
   if (r < 0)
     *reason = "malformed entry";
   else if ((r = entry_verify(e)) < 0)
-    *reason = "bad signature";
+    *reason = r == -ENOMEM ? "no memory to check the signature" : "bad signature";
   else
     r = fs_submit(fs, e, false, reason);
   free(e);
@@ -2505,7 +2505,7 @@ static int ctl_entries(struct fs *fs, const uint8_t *p, size_t len, const char *
     for (uint32_t i = 0; i < n && r == 0; i++)
       if (results[i] < 0) {
         r = results[i];
-        *reason = "bad signature";
+        *reason = r == -ENOMEM ? "no memory to check the signature" : "bad signature";
       }
   }
   free(ptrs);

@@ -58,13 +58,26 @@ struct key {
 static bool p256_ok(void) { return p256_init() == 0; }
 
 /* A = K G on p256's table, as an mbedTLS point of GRP: 0 or -EIO. */
+/* What a failed mbedTLS call on public data means: no memory, or WRONG
+ * (the data is bad). A check that ran out of memory must not call a genuine
+ * key or signature forged. */
+static int mbed_failure(int mbed_rc, int wrong)
+{
+  /* (An ECP multiplication without an RNG seeds a DRBG of its own: md.) */
+  return mbed_rc == MBEDTLS_ERR_MPI_ALLOC_FAILED || mbed_rc == MBEDTLS_ERR_ECP_ALLOC_FAILED ||
+                 mbed_rc == MBEDTLS_ERR_MD_ALLOC_FAILED
+             ? -ENOMEM
+             : wrong;
+}
+
 static int p256_point(const mbedtls_ecp_group *grp, const uint8_t k[32], mbedtls_ecp_point *A)
 {
   uint8_t pt[KEY_PUBLIC_SIZE];
   pt[0] = 0x04;
-  if (p256_base_mul(k, pt + 1, pt + 33) != 0 || mbedtls_ecp_point_read_binary(grp, A, pt, sizeof pt) != 0)
+  if (p256_base_mul(k, pt + 1, pt + 33) != 0)
     return -EIO;
-  return 0;
+  int m = mbedtls_ecp_point_read_binary(grp, A, pt, sizeof pt);
+  return m == 0 ? 0 : mbed_failure(m, -EIO);
 }
 
 static int rng(void *ctx, unsigned char *buf, size_t len)
@@ -442,9 +455,10 @@ static int read_point(const mbedtls_ecp_group *grp, const uint8_t pub[KEY_PUBLIC
 {
   if (pub[0] != 0x04)
     return -BFS_EKEY;
-  if (mbedtls_ecp_point_read_binary(grp, Q, pub, KEY_PUBLIC_SIZE) != 0 || mbedtls_ecp_check_pubkey(grp, Q) != 0)
-    return -BFS_EKEY;
-  return 0;
+  int m = mbedtls_ecp_point_read_binary(grp, Q, pub, KEY_PUBLIC_SIZE);
+  if (m == 0)
+    m = mbedtls_ecp_check_pubkey(grp, Q);
+  return m == 0 ? 0 : mbed_failure(m, -BFS_EKEY);
 }
 
 int key_load_public(const char *path, uint8_t pub[KEY_PUBLIC_SIZE])
@@ -606,8 +620,10 @@ static mbedtls_ecp_group *author_group(struct verify_state *st, const uint8_t pu
  * passed its self-check, else mbedTLS's comb cached in GRP (~0.3 ms). */
 static int base_mul_public(mbedtls_ecp_group *grp, mbedtls_ecp_point *A, const mbedtls_mpi *u)
 {
-  if (!p256_ok())
-    return mbedtls_ecp_mul(grp, A, u, &grp->G, NULL, NULL) == 0 ? 0 : -EIO;
+  if (!p256_ok()) {
+    int m = mbedtls_ecp_mul(grp, A, u, &grp->G, NULL, NULL);
+    return m == 0 ? 0 : mbed_failure(m, -EIO);
+  }
   uint8_t k[32];
   if (mbedtls_mpi_write_binary(u, k, sizeof k) != 0)
     return -EIO;
@@ -638,30 +654,36 @@ static int verify_split(mbedtls_ecp_group *grp, mbedtls_ecp_group *agrp, const m
   mbedtls_ecp_point_init(&A);
   mbedtls_ecp_point_init(&B);
   mbedtls_ecp_point_init(&R);
-  int rc = -BFS_ESIGNATURE;
+  int rc = -BFS_ESIGNATURE, m = 0;
   if (mbedtls_mpi_cmp_int(r, 1) < 0 || mbedtls_mpi_cmp_mpi(r, &grp->N) >= 0 || mbedtls_mpi_cmp_int(s, 1) < 0 ||
       mbedtls_mpi_cmp_mpi(s, &grp->N) >= 0)
     goto out;
-  if (mbedtls_mpi_read_binary(&e, digest->bytes, HASH_SIZE) != 0 || mbedtls_mpi_inv_mod(&w, s, &grp->N) != 0 ||
-      mbedtls_mpi_mul_mpi(&u1, &e, &w) != 0 || mbedtls_mpi_mod_mpi(&u1, &u1, &grp->N) != 0 ||
-      mbedtls_mpi_mul_mpi(&u2, r, &w) != 0 || mbedtls_mpi_mod_mpi(&u2, &u2, &grp->N) != 0)
+  if ((m = mbedtls_mpi_read_binary(&e, digest->bytes, HASH_SIZE)) != 0 || (m = mbedtls_mpi_inv_mod(&w, s, &grp->N)) != 0 ||
+      (m = mbedtls_mpi_mul_mpi(&u1, &e, &w)) != 0 || (m = mbedtls_mpi_mod_mpi(&u1, &u1, &grp->N)) != 0 ||
+      (m = mbedtls_mpi_mul_mpi(&u2, r, &w)) != 0 || (m = mbedtls_mpi_mod_mpi(&u2, &u2, &grp->N)) != 0)
     goto out;
   if (mbedtls_mpi_cmp_int(&u1, 0) == 0) {
     rc = 1;
     goto out;
   }
   /* Public scalars: no blinding needed (mbedTLS still blinds internally without an RNG). */
-  if (base_mul_public(grp, &A, &u1) != 0 ||
-      (agrp ? mbedtls_ecp_mul(agrp, &B, &u2, &agrp->G, NULL, NULL) : mbedtls_ecp_mul(grp, &B, &u2, Q, NULL, NULL)) != 0 ||
-      mbedtls_mpi_lset(&one, 1) != 0 ||
-      mbedtls_ecp_muladd(grp, &R, &one, &A, &one, &B) != 0) /* A + B */
+  int b = base_mul_public(grp, &A, &u1);
+  if (b < 0) {
+    rc = b == -ENOMEM ? -ENOMEM : -BFS_ESIGNATURE;
+    goto out;
+  }
+  if ((m = agrp ? mbedtls_ecp_mul(agrp, &B, &u2, &agrp->G, NULL, NULL) : mbedtls_ecp_mul(grp, &B, &u2, Q, NULL, NULL)) != 0 ||
+      (m = mbedtls_mpi_lset(&one, 1)) != 0 ||
+      (m = mbedtls_ecp_muladd(grp, &R, &one, &A, &one, &B)) != 0) /* A + B */
     goto out;
   if (mbedtls_ecp_is_zero(&R))
     goto out;
-  if (mbedtls_mpi_mod_mpi(&v, &R.X, &grp->N) != 0)
+  if ((m = mbedtls_mpi_mod_mpi(&v, &R.X, &grp->N)) != 0)
     goto out;
   rc = mbedtls_mpi_cmp_mpi(&v, r) == 0 ? 0 : -BFS_ESIGNATURE;
 out:
+  if (m != 0)
+    rc = mbed_failure(m, -BFS_ESIGNATURE);
   mbedtls_mpi_free(&e);
   mbedtls_mpi_free(&w);
   mbedtls_mpi_free(&u1);
@@ -1161,8 +1183,10 @@ static int verify_with(const uint8_t pub[KEY_PUBLIC_SIZE], const hash_t *digest,
   mbedtls_ecp_group *agrp = use_cache ? author_group(st, pub, &Q) : NULL;
   /* Without p256 and without a cached author, mbedtls_ecdsa_verify() is as fast. */
   rc = agrp || (use_cache && p256_ok()) ? verify_split(grp, agrp, &Q, digest, &r, &s) : 1;
-  if (rc == 1) /* mbedtls_ecdsa_verify rejects r or s outside [1, n-1] itself. */
-    rc = mbedtls_ecdsa_verify(grp, digest->bytes, HASH_SIZE, &Q, &r, &s) == 0 ? 0 : -BFS_ESIGNATURE;
+  if (rc == 1) { /* mbedtls_ecdsa_verify rejects r or s outside [1, n-1] itself. */
+    int m = mbedtls_ecdsa_verify(grp, digest->bytes, HASH_SIZE, &Q, &r, &s);
+    rc = m == 0 ? 0 : mbed_failure(m, -BFS_ESIGNATURE);
+  }
 out:
   mbedtls_ecp_point_free(&Q);
   mbedtls_mpi_free(&r);
