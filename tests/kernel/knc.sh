@@ -4,7 +4,7 @@
 # NFS client).
 #
 #   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] [--out FILE]
-#                       [--bin FILE]... SCRIPT [ARG...]
+#                       [--bin FILE]... [--kernel debian|udp] SCRIPT [ARG...]
 #   tests/kernel/knc.sh --no-mount --bin FILE... SCRIPT [ARG...]
 #
 # The server listens on the host's 127.0.0.1:P (NFS and MOUNT on one port,
@@ -29,6 +29,12 @@
 # /etc/mtab linked to /proc/self/mounts, and the host's /etc/netconfig if
 # it has one (libtirpc). tests/kernel/test_mount.sh runs basefs this way.
 #
+# --kernel udp (or KNC_KERNEL=udp) boots, instead of Debian's kernel, the
+# one tests/kernel/build-kernel.sh builds from Debian's linux-source with
+# NFS over UDP (Debian's kernel has it compiled out), everything built in
+# (kernel-udp.config); the first run builds it (minutes, cached). The
+# default, --kernel debian, is the kernel users run.
+#
 # The suites built on it: tests/kernel/test_*.sh (ctest, label "slow"), with
 # lib.sh (host side: serve, boot, markers, CLI checks) and guest-*.sh (the
 # guest halves). tests/kernel/smoke.sh is the minimal example.
@@ -50,7 +56,7 @@ set -euo pipefail
 die() { echo "knc: $*" >&2; exit 125; }
 say() { [[ ${KNC_VERBOSE:-0} == 1 ]] && echo "knc: $*" >&2 || true; }
 
-port="" timeout=120 mount=1 opts="" keep=0 outfile="" bins=()
+port="" timeout=120 mount=1 opts="" keep=0 outfile="" bins=() kind=${KNC_KERNEL:-debian}
 while (($#)); do
   case $1 in
     --port) port=${2:?}; shift 2 ;;
@@ -60,6 +66,7 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --out) outfile=${2:?}; shift 2 ;;
     --bin) bins+=("${2:?}"); shift 2 ;;
+    --kernel) kind=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) break ;;
@@ -74,6 +81,7 @@ for b in "${bins[@]}"; do
   [[ -f $b && -x $b ]] || die "--bin $b: not an executable file"
 done
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout takes seconds"
+[[ $kind == debian || $kind == udp ]] || die "--kernel takes debian or udp, not '$kind'"
 
 cache=${KNC_CACHE:-$HOME/.cache/basefs-knc}
 
@@ -165,6 +173,11 @@ flock 9
 prepare
 exec 9>&-
 k=$cache/kernel
+kernel=$k/vmlinuz
+[[ -f $k/vmlinux ]] && kernel=$k/vmlinux
+if [[ $kind == udp ]]; then
+  kernel=$("$(dirname "${BASH_SOURCE[0]}")/build-kernel.sh") || die "no kernel with NFS over UDP (build-kernel.sh failed)"
+fi
 
 # ---- the initramfs --------------------------------------------------------
 run=$(mktemp -d "${TMPDIR:-/tmp}/knc.XXXXXX")
@@ -181,7 +194,11 @@ root=$run/root
 mkdir -p "$root"/{bin,dev,proc,sys,mnt,tmp,mods}
 cp "$k/busybox" "$root/bin/busybox"
 for a in $("$k/busybox" --list); do [[ $a == busybox ]] || ln -s busybox "$root/bin/$a"; done
-cp "$k"/modules/*.ko "$k/modules/order" "$root/mods/"
+if [[ $kind == debian ]]; then
+  cp "$k"/modules/*.ko "$k/modules/order" "$root/mods/"
+else
+  : > "$root/mods/order" # everything is built in
+fi
 cp "$script" "$root/script"
 # What programs other than busybox expect of a system (see the header).
 mkdir -p "$root"/{etc,root}
@@ -219,7 +236,9 @@ exec >/dev/ttyS0 2>&1
 . /env
 stty -F /dev/ttyS1 raw -echo; stty -F /dev/ttyS2 raw -echo
 up() { echo "knc: $* at $(cut -d' ' -f1 /proc/uptime)s"; }
-end() { up "$1"; echo "$1" > /dev/ttyS2; poweroff -f; }
+# reboot, not poweroff: QEMU runs with -no-reboot, so it exits, and the
+# --kernel udp kernel has no ACPI to power off with (it would halt).
+end() { up "$1"; echo "$1" > /dev/ttyS2; reboot -f; }
 up init
 while read -r m; do insmod /mods/$m.ko || end "error insmod $m"; done < /mods/order
 i=0; until ip link set eth0 up 2>/dev/null; do i=$((i+1)); [ $i -lt 200 ] || end "error no eth0"; usleep 20000; done
@@ -247,8 +266,6 @@ chmod 755 "$root/init"
 # ---- the VM ----------------------------------------------------------------
 # Hardware KVM only (a /dev/kvm of a nested sandbox may not run a stock
 # kernel); TCG otherwise.
-kernel=$k/vmlinuz
-[[ -f $k/vmlinux ]] && kernel=$k/vmlinux
 accel=tcg
 [[ -w /dev/kvm && ( -d /sys/module/kvm_intel || -d /sys/module/kvm_amd ) ]] && accel=kvm
 : > "$run/console"; : > "$run/status"
