@@ -1153,6 +1153,44 @@ void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed)
   pthread_mutex_unlock(&bs->wmu);
 }
 
+/* 1 if FD holds F's range (its sum), 0 if not (a pack cut short too), or -errno. */
+static int range_holds(int fd, const struct blocks_flush *f, uint8_t *buf)
+{
+  size_t n = (size_t)(f->to - f->from);
+  int r = pread_all(fd, buf, n, f->from);
+  if (r == -BFS_ECHECKSUM)
+    return 0;
+  return r < 0 ? r : XXH3_64bits(buf, n) == f->sum;
+}
+
+int blocks_flush_held(const char *dir, const struct blocks_flush *f, bool durable)
+{
+  if (f->pack == 0 || f->to < f->from || f->to - f->from > (64u << 20))
+    return 0;
+  char name[32], path[PATH_MAX + 40];
+  pack_name(f->pack - 1, name);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  size_t n = (size_t)(f->to - f->from);
+  uint8_t *buf = malloc(n ? n : 1);
+  int held = buf ? range_holds(fd, f, buf) : -ENOMEM;
+  /* Made durable before the writer appends anything a later check would no
+   * longer look past (a newer note, a checkpoint). After a write-back
+   * error the cached pages say nothing: those records were never
+   * acknowledged if the disk lacks them. */
+  if (held == 1 && durable && fdatasync(fd) < 0) {
+    posix_fadvise(fd, (off_t)f->from, (off_t)n, POSIX_FADV_DONTNEED);
+    held = range_holds(fd, f, buf);
+    if (held == 1 && fdatasync(fd) < 0)
+      held = -errno;
+  }
+  free(buf);
+  close(fd);
+  return held;
+}
+
 int blocks_stats(struct blocks *bs, struct blocks_stats *st)
 {
   memset(st, 0, sizeof *st);

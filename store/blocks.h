@@ -234,6 +234,18 @@ int blocks_sync_wait(struct blocks *bs, const struct blocks_flush *owed);
  * with what follows, by the next blocks_sync_deferred()). */
 void blocks_flushed(struct blocks *bs, const struct blocks_flush *owed);
 
+/*
+ * Whether the pack range F names holds the bytes it was written with (its
+ * sum), in the block store at DIR (which need not be open: recovery asks
+ * before opening it): 1, 0 (it does not, or the pack is gone: a crash lost
+ * them), or -errno. Holding may mean only in the page cache (a process that
+ * wrote them stopped before any flush covered them): with DURABLE (a
+ * writer, about to append after them) a range that holds is made durable
+ * first; if that fdatasync meets a write-back error, the cached pages are
+ * dropped and the disk is asked again.
+ */
+int blocks_flush_held(const char *dir, const struct blocks_flush *f, bool durable);
+
 /* The blocks of one file version, in order. */
 struct blocks_list {
   size_t n;

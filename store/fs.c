@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "store/blocks.h"
 #include "store/error.h"
@@ -437,53 +436,6 @@ static bool flush_note_parse(const uint8_t *p, size_t len, struct blocks_flush *
   return true;
 }
 
-/* Whether the range a note names is on disk as it was written: 1, 0, or -errno. */
-/* 1 if FD holds F's range (its sum), 0 if not, or -errno. */
-static int range_holds(int fd, const struct blocks_flush *f, uint8_t *buf)
-{
-  size_t n = (size_t)(f->to - f->from), done = 0;
-  while (done < n) {
-    ssize_t k = pread(fd, buf + done, n - done, (off_t)(f->from + done));
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k < 0)
-      return -errno;
-    if (k == 0)
-      break;
-    done += (size_t)k;
-  }
-  return done == n && XXH3_64bits(buf, n) == f->sum;
-}
-
-static int flush_held(struct fs *fs, const struct blocks_flush *f)
-{
-  if (f->pack == 0 || f->to < f->from || f->to - f->from > (64u << 20))
-    return 0;
-  char path[PATH_MAX + 32];
-  snprintf(path, sizeof path, "%s/blocks/pack-%08u", fs->dir, (unsigned)f->pack);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : -errno;
-  size_t n = (size_t)(f->to - f->from);
-  uint8_t *buf = malloc(n ? n : 1);
-  int held = buf ? range_holds(fd, f, buf) : -ENOMEM;
-  /* Held may mean only in the page cache: a writer before us that stopped
-   * (crashed) never had its log's flush cover them. A writer makes them
-   * durable now, before it appends anything a later check would then no
-   * longer look past (a newer note, a checkpoint). If that fdatasync meets
-   * a write-back error, the cached pages say nothing: drop them and ask
-   * the disk (those records were never acknowledged if it lacks them). */
-  if (held == 1 && fs->writer && fdatasync(fd) < 0) {
-    posix_fadvise(fd, (off_t)f->from, (off_t)n, POSIX_FADV_DONTNEED);
-    held = range_holds(fd, f, buf);
-    if (held == 1 && fdatasync(fd) < 0)
-      held = -errno;
-  }
-  free(buf);
-  close(fd);
-  return held;
-}
-
 /* The offset of the last flush note from OFF on if its range is not on
  * disk (the records from there on may not hold), else UINT64_MAX. */
 static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
@@ -505,7 +457,9 @@ static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
   log_cursor_close(c);
   if (r < 0 || last == UINT64_MAX)
     return r < 0 ? r : 0;
-  r = flush_held(fs, &lastf);
+  char store[PATH_MAX + 8];
+  snprintf(store, sizeof store, "%s/blocks", fs->dir);
+  r = blocks_flush_held(store, &lastf, fs->writer);
   if (r == 0)
     *stop = last;
   return r < 0 ? r : 0;
