@@ -302,6 +302,10 @@ static void conn_spin(struct conn *c)
   int fd;
   if (budget == 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
     return;
+  if (c->spin_off) { /* backed off (below): not even the getsockopt */
+    c->replied_at = uv_hrtime();
+    return;
+  }
   /* A client on this very CPU (loopback runs the sender's softirq on the
    * sender's CPU) needs the CPU we would spin on: sleep instead. Asked once
    * per spin, not per call: where the client runs does not change within
