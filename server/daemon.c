@@ -40,6 +40,8 @@ struct daemon {
   uv_async_t sealed; /* a background seal finished (nfsd_set_wake) */
   bool sealed_init;
   struct tcpsrv *tcp[DAEMON_ADDRS_MAX];
+  struct sockaddr_storage tcp_addr[DAEMON_ADDRS_MAX]; /* tcp[i]'s address, port as bound */
+  bool tcp_udp[DAEMON_ADDRS_MAX];                     /* UDP serves tcp[i]'s port too */
   int ntcp;
   struct udpsrv *udp[DAEMON_ADDRS_MAX];
   int nudp;
@@ -112,54 +114,109 @@ static void before_ctl(void *arg)
   nfsd_flush(dm->nfsd);
 }
 
+static int ss_port(const struct sockaddr_storage *ss)
+{
+  return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                         : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static void ss_host(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+  if (ss->ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)cap);
+  else
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)cap);
+}
+
+/* What port mapping advertises for FAMILY: the ports of the first address
+ * of that family we listen on (*tcp 0: none). A port mapper keeps one port
+ * per (program, version, netid), so another address of the same family
+ * on another port cannot be advertised: one warning says so. Returns the
+ * index in dm->tcp, or -1. */
+static int advertised(struct daemon *dm, int family, int *tcp, int *udp)
+{
+  int first = -1;
+  *tcp = *udp = 0;
+  for (int i = 0; i < dm->ntcp; i++) {
+    if (dm->tcp_addr[i].ss_family != family)
+      continue;
+    int port = ss_port(&dm->tcp_addr[i]);
+    if (first < 0) {
+      first = i;
+      *tcp = port;
+      *udp = dm->tcp_udp[i] ? port : 0;
+    } else if (port != *tcp) {
+      char h[INET6_ADDRSTRLEN];
+      ss_host(&dm->tcp_addr[i], h, sizeof h);
+      dlog(dm, NFSD_LOG_WARN,
+           "port mapping advertises %s port %d only: clients of %s%s%s:%d need -o "
+           "port=%d,mountport=%d",
+           family == AF_INET6 ? "IPv6" : "IPv4", *tcp, family == AF_INET6 ? "[" : "", h,
+           family == AF_INET6 ? "]" : "", port, port, port);
+    }
+  }
+  return first;
+}
+
 /* Port mapping (server/portmap.h): with --portmap we answer PMAP on port
- * 111 of every NFS address; otherwise a daemon on port 2049 registers with
- * the host's rpcbind. Returns 0 or an error that stops the start-up
+ * 111 of every NFS address; otherwise a daemon listening on port 2049
+ * registers with the host's rpcbind. Each family is advertised with its
+ * own port (advertised()). Returns 0 or an error that stops the start-up
  * (only --portmap's: registering is never fatal). Sets *registered. */
-static int portmap_start(struct daemon *dm, const struct sockaddr_storage *ss, bool *registered)
+static int portmap_start(struct daemon *dm, bool *registered)
 {
   *registered = false;
-  int tcp = tcpsrv_port(dm->tcp[0]);
-  int udp = dm->nudp ? tcp : 0;
+  struct portmap_ports pp;
+  int i4 = advertised(dm, AF_INET, &pp.tcp, &pp.udp);
+  int i6 = advertised(dm, AF_INET6, &pp.tcp6, &pp.udp6);
+  char h6[INET6_ADDRSTRLEN] = "";
+  if (i6 >= 0)
+    ss_host(&dm->tcp_addr[i6], h6, sizeof h6);
   char err[300];
   if (!dm->cfg->portmap) {
-    if (tcp != 2049)
+    if (pp.tcp != 2049 && pp.tcp6 != 2049)
       return 0;
-    if (portmap_register(NULL, tcp, udp, err, sizeof err) < 0) {
+    /* PMAP v2 registers IPv4 (netids tcp, udp); IPv6 clients ("localhost"
+     * is ::1 first on most hosts) ask rpcbind v4 for tcp6/udp6. */
+    if (i4 >= 0 && portmap_register(NULL, pp.tcp, pp.udp, err, sizeof err) < 0) {
       dlog(dm, NFSD_LOG_WARN,
            "not registered with rpcbind: %s (clients need -o port=%d,mountport=%d, or serve "
            "--portmap)",
-           err, tcp, tcp);
+           err, pp.tcp, pp.tcp);
       return 0;
     }
-    *registered = true;
-    /* IPv6 clients ("localhost" is ::1 first on most hosts) ask rpcbind
-     * v4 for tcp6/udp6, which PMAP v2 cannot register. */
-    for (int i = 0; i < dm->cfg->naddrs; i++) {
-      if (ss[i].ss_family != AF_INET6)
-        continue;
-      char h6[INET6_ADDRSTRLEN];
-      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&ss[i])->sin6_addr, h6, sizeof h6);
-      if (portmap_register6(NULL, h6, tcp, udp, err, sizeof err) < 0)
+    *registered = i4 >= 0;
+    bool reg6 = false;
+    if (i6 >= 0) {
+      if (portmap_register6(NULL, h6, pp.tcp6, pp.udp6, err, sizeof err) < 0)
         dlog(dm, NFSD_LOG_WARN, "not registered for IPv6 with rpcbind: %s", err);
-      break;
+      else
+        *registered = reg6 = true;
     }
-    dlog(dm, NFSD_LOG_INFO, "registered NFS and MOUNT on port %d with rpcbind", tcp);
+    if (*registered && reg6 && i4 >= 0 && pp.tcp != pp.tcp6)
+      dlog(dm, NFSD_LOG_INFO,
+           "registered NFS and MOUNT on port %d for IPv4 and port %d for IPv6 with rpcbind",
+           pp.tcp, pp.tcp6);
+    else if (*registered)
+      dlog(dm, NFSD_LOG_INFO, "registered NFS and MOUNT on port %d with rpcbind",
+           i4 >= 0 ? pp.tcp : pp.tcp6);
     return 0;
   }
-  struct sockaddr_storage pa[DAEMON_ADDRS_MAX];
-  const struct sockaddr *pp[DAEMON_ADDRS_MAX];
-  size_t n = 0;
-  for (int i = 0; i < dm->cfg->naddrs; i++) {
-    pa[n] = ss[i];
-    if (pa[n].ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&pa[n])->sin6_port = htons(PMAP2_PORT);
-    else
-      ((struct sockaddr_in *)&pa[n])->sin_port = htons(PMAP2_PORT);
-    pp[n] = (const struct sockaddr *)&pa[n];
-    n++;
+  if (i4 < 0) { /* PMAP v2 GETPORT has no family: answer the IPv6 ports */
+    pp.tcp = pp.tcp6;
+    pp.udp = pp.udp6;
   }
-  int r = portmap_serve(&dm->loop, pp, n, tcp, udp, rpc_log, dm, &dm->pmap, NULL);
+  struct sockaddr_storage pa[DAEMON_ADDRS_MAX];
+  const struct sockaddr *pv[DAEMON_ADDRS_MAX];
+  for (int i = 0; i < dm->ntcp; i++) {
+    pa[i] = dm->tcp_addr[i];
+    if (pa[i].ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&pa[i])->sin6_port = htons(PMAP2_PORT);
+    else
+      ((struct sockaddr_in *)&pa[i])->sin_port = htons(PMAP2_PORT);
+    pv[i] = (const struct sockaddr *)&pa[i];
+  }
+  int r = portmap_serve(&dm->loop, pv, (size_t)dm->ntcp, &pp, rpc_log, dm, &dm->pmap, NULL);
   if (r < 0) {
     uv_run(&dm->loop, UV_RUN_NOWAIT); /* releases the failed handles */
     dm->pmap = NULL;
@@ -318,24 +375,28 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
       *what = cfg->addrs[i];
       break;
     }
+    /* The address with the port bound (the one bound, when 0 was asked):
+     * UDP listens there too, and port mapping advertises it. */
+    struct sockaddr_storage *bound = &dm.tcp_addr[dm.ntcp];
+    *bound = ss[i];
+    uint16_t port = htons((uint16_t)tcpsrv_port(t));
+    if (bound->ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)bound)->sin6_port = port;
+    else
+      ((struct sockaddr_in *)bound)->sin_port = port;
+    dm.tcp_udp[dm.ntcp] = false;
     dm.tcp[dm.ntcp++] = t;
     char one[64];
     addr_name(cfg->addrs[i], tcpsrv_port(t), one, sizeof one);
     if (!cfg->no_udp) {
-      /* UDP on the same port as TCP (the one bound, when 0 was asked). */
-      struct sockaddr_storage us = ss[i];
-      uint16_t port = htons((uint16_t)tcpsrv_port(t));
-      if (us.ss_family == AF_INET)
-        ((struct sockaddr_in *)&us)->sin_port = port;
-      else
-        ((struct sockaddr_in6 *)&us)->sin6_port = port;
       struct udpsrv *u = NULL;
-      int ur = udpsrv_start(&dm.loop, rpc, (struct sockaddr *)&us, &u);
+      int ur = udpsrv_start(&dm.loop, rpc, (struct sockaddr *)bound, &u);
       if (ur < 0) {
         uv_run(&dm.loop, UV_RUN_NOWAIT);
         dlog(&dm, NFSD_LOG_WARN, "no UDP on %s: %s", one, bfs_strerror(ur));
       } else {
         dm.udp[dm.nudp++] = u;
+        dm.tcp_udp[dm.ntcp - 1] = true;
       }
     }
     size_t l = strlen(names);
@@ -347,7 +408,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
     *what = cfg->addrs[0];
   }
   bool registered = false;
-  if (r == 0 && (r = portmap_start(&dm, ss, &registered)) < 0) {
+  if (r == 0 && (r = portmap_start(&dm, &registered)) < 0) {
     *why = "portmap";
     *what = "port 111";
   }

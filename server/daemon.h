@@ -30,8 +30,13 @@ struct daemon_config {
   bool no_udp;          /* TCP only */
   /* Answer PMAP v2 (GETPORT, DUMP) on port 111 of every NFS address
    * ourselves, for hosts without rpcbind (server/portmap.h). Without it, a
-   * daemon whose first address has port 2049 registers NFS and MOUNT with
-   * the host's rpcbind (a failure is one warning) and unregisters at exit. */
+   * daemon listening on port 2049 (on some address) registers NFS and
+   * MOUNT with the host's rpcbind (a failure is one warning) and
+   * unregisters at exit. Either way each address family is advertised with
+   * the port of its first address (IPv4 for PMAP v2 and netids tcp/udp,
+   * IPv6 for tcp6/udp6); a port mapper holds one port per program and
+   * netid, so another address of the same family on another port is not
+   * advertised (one warning names it). */
   bool portmap;
   /* After a reply, poll the connection this long for its next call before
    * sleeping (tcpsrv_set_spin); 0: never. */

@@ -271,6 +271,10 @@ int portmap_getport(const struct sockaddr *pmap, uint32_t prog, uint32_t vers, u
 struct pmapsrv {
   struct pmap2_mapping maps[PMAPSRV_MAPPINGS_MAX];
   size_t n;
+  /* Our own mappings for IPv6 (pmapsrv_set6): a daemon may listen on
+   * other ports there. */
+  struct pmap2_mapping maps6[8];
+  size_t n6;
   char host4[INET_ADDRSTRLEN], host6[INET6_ADDRSTRLEN];
 };
 
@@ -293,17 +297,38 @@ void pmapsrv_free(struct pmapsrv *p) { free(p); }
 
 size_t pmapsrv_count(const struct pmapsrv *p) { return p->n; }
 
-int pmapsrv_set(struct pmapsrv *p, const struct pmap2_mapping *m)
+static int table_set(struct pmap2_mapping *maps, size_t *n, size_t cap,
+                     const struct pmap2_mapping *m)
 {
-  for (size_t i = 0; i < p->n; i++)
-    if (p->maps[i].prog == m->prog && p->maps[i].vers == m->vers && p->maps[i].prot == m->prot) {
-      p->maps[i].port = m->port;
+  for (size_t i = 0; i < *n; i++)
+    if (maps[i].prog == m->prog && maps[i].vers == m->vers && maps[i].prot == m->prot) {
+      maps[i].port = m->port;
       return 0;
     }
-  if (p->n == PMAPSRV_MAPPINGS_MAX)
+  if (*n == cap)
     return -ENOSPC;
-  p->maps[p->n++] = *m;
+  maps[(*n)++] = *m;
   return 0;
+}
+
+/* The port of (prog, vers, prot) in a table, 0 if absent. */
+static uint32_t table_port(const struct pmap2_mapping *maps, size_t n, uint32_t prog,
+                           uint32_t vers, uint32_t prot)
+{
+  for (size_t i = 0; i < n; i++)
+    if (maps[i].prog == prog && maps[i].vers == vers && maps[i].prot == prot)
+      return maps[i].port;
+  return 0;
+}
+
+int pmapsrv_set(struct pmapsrv *p, const struct pmap2_mapping *m)
+{
+  return table_set(p->maps, &p->n, PMAPSRV_MAPPINGS_MAX, m);
+}
+
+int pmapsrv_set6(struct pmapsrv *p, const struct pmap2_mapping *m)
+{
+  return table_set(p->maps6, &p->n6, sizeof p->maps6 / sizeof p->maps6[0], m);
 }
 
 static enum rpcsrv_status pm_null(struct rpcsrv_call *call)
@@ -365,11 +390,7 @@ static enum rpcsrv_status pm_getport(struct rpcsrv_call *call)
   struct pmap2_mapping m;
   if (pmap2_dec_mapping(&call->args, &m) < 0 || xdr_dec_done(&call->args) < 0)
     return RPCSRV_GARBAGE_ARGS;
-  uint32_t port = 0;
-  for (size_t i = 0; i < p->n && !port; i++)
-    if (p->maps[i].prog == m.prog && p->maps[i].vers == m.vers && p->maps[i].prot == m.prot)
-      port = p->maps[i].port;
-  xdr_enc_u32(call->res, port);
+  xdr_enc_u32(call->res, table_port(p->maps, p->n, m.prog, m.vers, m.prot));
   return RPCSRV_OK;
 }
 
@@ -396,18 +417,25 @@ static enum rpcsrv_status rb_getaddr(struct rpcsrv_call *call)
     return RPCSRV_GARBAGE_ARGS;
   uint32_t prot = 0;
   const char *host = NULL;
+  bool v6 = false;
 #define NETID(lit) (netid.len == sizeof(lit) - 1 && memcmp(netid.data, lit, netid.len) == 0)
   if (NETID("tcp") || NETID("tcp6"))
     prot = PMAP2_IPPROTO_TCP;
   else if (NETID("udp") || NETID("udp6"))
     prot = PMAP2_IPPROTO_UDP;
-  if (prot)
-    host = netid.data[netid.len - 1] == '6' ? p->host6 : p->host4;
+  if (prot) {
+    v6 = netid.data[netid.len - 1] == '6';
+    host = v6 ? p->host6 : p->host4;
+  }
 #undef NETID
   uint32_t port = 0;
-  for (size_t i = 0; prot && i < p->n && !port; i++)
-    if (p->maps[i].prog == prog && p->maps[i].vers == vers && p->maps[i].prot == prot)
-      port = p->maps[i].port;
+  /* Our programs, once given IPv6 ports, are answered from that table
+   * alone (no UDP there is no UDP, not the IPv4 port); anything else
+   * (a local service's SET) from the PMAP v2 table. */
+  bool ours6 = v6 && p->n6 > 0 && (prog == PORTMAP_NFS_PROGRAM || prog == PORTMAP_MOUNT_PROGRAM);
+  if (prot)
+    port = ours6 ? table_port(p->maps6, p->n6, prog, vers, prot)
+                 : table_port(p->maps, p->n, prog, vers, prot);
   char uaddr[INET6_ADDRSTRLEN + 16] = "";
   if (port && host && host[0])
     snprintf(uaddr, sizeof uaddr, "%s.%u.%u", host, port >> 8, port & 255);
@@ -490,9 +518,9 @@ void portmap_serve_stop(struct portmap_server *s, void (*done)(void *arg), void 
   one_stopped(s); /* the +1: frees s now if nothing was open */
 }
 
-int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t naddrs, int tcp,
-                  int udp, rpcsrv_log_fn log, void *log_ctx, struct portmap_server **out,
-                  int *bound)
+int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t naddrs,
+                  const struct portmap_ports *ports, rpcsrv_log_fn log, void *log_ctx,
+                  struct portmap_server **out, int *bound)
 {
   struct portmap_server *s = calloc(1, sizeof *s);
   if (!s)
@@ -508,9 +536,12 @@ int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t n
   if (log)
     rpcsrv_set_log(s->rpc, log, log_ctx);
   struct pmap2_mapping maps[6];
-  size_t n = portmap_our_mappings(tcp, udp, maps, 6);
+  size_t n = portmap_our_mappings(ports->tcp, ports->udp, maps, 6);
   for (size_t i = 0; i < n; i++)
     pmapsrv_set(s->pm, &maps[i]);
+  n = portmap_our_mappings(ports->tcp6, ports->udp6, maps, 6);
+  for (size_t i = 0; i < n; i++)
+    pmapsrv_set6(s->pm, &maps[i]);
   rc = pmapsrv_register(s->pm, s->rpc);
   char h4[INET_ADDRSTRLEN] = "", h6[INET6_ADDRSTRLEN] = "";
   for (size_t i = 0; i < naddrs; i++) {

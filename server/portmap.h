@@ -14,7 +14,8 @@
  *    The table starts with NFS, MOUNT and itself (100000 v2); a SET from a
  *    local service adds to it. For IPv6 clients it also answers rpcbind
  *    v3/v4 GETADDR (and v4 GETVERSADDR) for netids tcp, udp, tcp6, udp6
- *    from the same table, with the universal address of the served host
+ *    from the same table (NFS and MOUNT from their IPv6 ports for tcp6/udp6,
+ *    see struct portmap_ports), with the universal address of the served host
  *    (pmapsrv_set_hosts); v3/v4 SET/UNSET answer false, DUMP is v2 only. portmap_serve() runs it on TCP and UDP on the given addresses.
  */
 #ifndef BASEFS_SERVER_PORTMAP_H
@@ -70,6 +71,9 @@ int pmapsrv_new(struct pmapsrv **out);
 void pmapsrv_free(struct pmapsrv *p);
 /* Adds (or replaces the port of) a mapping; -ENOSPC when full. */
 int pmapsrv_set(struct pmapsrv *p, const struct pmap2_mapping *m);
+/* The same for the IPv6 table, which GETADDR consults first for netids
+ * tcp6/udp6 (a program not in it is looked up in the PMAP v2 table). */
+int pmapsrv_set6(struct pmapsrv *p, const struct pmap2_mapping *m);
 size_t pmapsrv_count(const struct pmapsrv *p);
 /* The hosts GETADDR puts in universal addresses ("127.0.0.1", "::1";
  * NULL: that family is answered ""), copied. */
@@ -77,15 +81,24 @@ int pmapsrv_set_hosts(struct pmapsrv *p, const char *v4, const char *v6);
 /* Registers PMAP v2 and rpcbind v3/v4 (GETADDR) with rpc (ctx = p). */
 int pmapsrv_register(struct pmapsrv *p, struct rpcsrv *rpc);
 
+/* Where our NFS and MOUNT listen, per address family (0: not served).
+ * PMAP v2 (GETPORT, DUMP) and rpcbind GETADDR for netids tcp/udp answer
+ * tcp/udp; GETADDR for tcp6/udp6 answers tcp6/udp6 (when both are 0, the
+ * IPv4 ports: a daemon on IPv6 only puts its ports in tcp/udp too). */
+struct portmap_ports {
+  int tcp, udp;   /* IPv4 */
+  int tcp6, udp6; /* IPv6 */
+};
+
 /* A complete port mapper on a loop: its own dispatcher with PMAP v2,
  * TCP and UDP on each of addrs (port as given, normally 111), our
- * mappings for tcp/udp. Addresses that cannot be bound are skipped with a
+ * mappings at PORTS. Addresses that cannot be bound are skipped with a
  * log line; -EADDRNOTAVAIL (or the first bind error) when none could be.
  * *bound (may be NULL) gets the port bound on the first address. */
 struct portmap_server;
-int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t naddrs, int tcp,
-                  int udp, rpcsrv_log_fn log, void *log_ctx, struct portmap_server **out,
-                  int *bound);
+int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t naddrs,
+                  const struct portmap_ports *ports, rpcsrv_log_fn log, void *log_ctx,
+                  struct portmap_server **out, int *bound);
 /* Stops and frees; done(arg) runs on the loop when every handle is closed. */
 void portmap_serve_stop(struct portmap_server *s, void (*done)(void *arg), void *arg);
 

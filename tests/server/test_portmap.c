@@ -41,7 +41,8 @@ static void pm_start(struct pm *p)
   struct sockaddr_in sin = {.sin_family = AF_INET};
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const struct sockaddr *addrs[1] = {(struct sockaddr *)&sin};
-  CHECK_OK(portmap_serve(&p->loop, addrs, 1, 2049, 2050, NULL, NULL, &p->srv, &p->port));
+  struct portmap_ports ports = {.tcp = 2049, .udp = 2050};
+  CHECK_OK(portmap_serve(&p->loop, addrs, 1, &ports, NULL, NULL, &p->srv, &p->port));
   CHECK(p->port > 0);
   p->addr = sin;
   p->addr.sin_port = htons((uint16_t)p->port);

@@ -5,7 +5,9 @@
 #    MOUNT v1/v3 for tcp, udp, tcp6, udp6, and unregisters on SIGTERM;
 #  - without rpcbind it warns once and serves anyway;
 #  - `serve --portmap` answers GETPORT (PMAP v2, rpcinfo -u/-t) and rpcbind
-#    v4 GETADDR for IPv6 itself, and refuses to start if rpcbind has port 111.
+#    v4 GETADDR for IPv6 itself, and refuses to start if rpcbind has port 111;
+#  - both advertise each address family with its own port (IPv4 2049 and
+#    IPv6 3049), and warn about an address they cannot advertise.
 set -u
 B=${BASEFS:?}
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v rpcinfo >/dev/null; then
@@ -62,6 +64,21 @@ if command -v rpcbind >/dev/null; then
   rpcinfo -T tcp6 ::1 100003 3 >/dev/null || fail "NFS over tcp6 through rpcbind"
   stop || fail "serve exit status"
   [ "$(rpcinfo 127.0.0.1 | grep -cE ' (100003|100005) ')" = 0 ] || fail "still registered after exit"
+  # Each family with its own port: IPv4 2049, IPv6 3049 (::1.11.233); a
+  # second IPv4 address on another port cannot be registered: one warning.
+  serve_wait "$T/log5" --nfs 127.0.0.1:2049 --nfs '[::1]:3049' --nfs 127.0.0.2:4049 ||
+    fail "serve on mixed ports did not start"
+  grep -q "registered NFS and MOUNT on port 2049 for IPv4 and port 3049 for IPv6 with rpcbind" "$T/log5" ||
+    fail "no mixed-port registration line"
+  grep -q "advertises IPv4 port 2049 only: clients of 127.0.0.2:4049 need -o port=4049,mountport=4049" \
+    "$T/log5" || fail "no warning for the unadvertised 127.0.0.2:4049"
+  rpcinfo 127.0.0.1 >"$T/rpcinfo" || fail rpcinfo
+  for want in "100003 3 tcp 0.0.0.0.8.1" "100005 3 udp 0.0.0.0.8.1" "100003 3 tcp6 ::1.11.233" \
+              "100005 3 udp6 ::1.11.233"; do
+    awk '{print $1, $2, $3, $4}' "$T/rpcinfo" | grep -qx "$want" || fail "rpcbind lacks '$want' (mixed ports)"
+  done
+  rpcinfo -T tcp6 ::1 100003 3 >/dev/null || fail "NFS over tcp6 through rpcbind (port 3049)"
+  stop || fail "serve exit status (mixed ports)"
   # --portmap while rpcbind holds port 111: a clear refusal, no hang.
   timeout 20 "$B" serve t --portmap 2>"$T/log2"
   rc=$?
@@ -85,4 +102,14 @@ rpcinfo -t 127.0.0.1 100005 1 >/dev/null || fail "GETPORT MOUNT v1 tcp"
 rpcinfo -T udp6 ::1 100005 3 >/dev/null || fail "GETADDR MOUNT udp6"
 rpcinfo -u 127.0.0.1 100021 4 >/dev/null 2>&1 && fail "NLM claimed"
 stop || fail "serve --portmap exit status"
+
+# 4. --portmap on mixed ports: GETPORT (IPv4) says 2049, GETADDR tcp6/udp6 3049.
+serve_wait "$T/log6" --portmap --nfs 127.0.0.1:2049 --nfs '[::1]:3049' ||
+  fail "serve --portmap on mixed ports did not start"
+rpcinfo -p 127.0.0.1 >"$T/pmap" || fail "rpcinfo -p (DUMP, mixed ports)"
+grep -qE '100003 +3 +tcp +2049 ' "$T/pmap" || fail "DUMP lacks NFS tcp 2049 (mixed ports)"
+rpcinfo -T tcp6 ::1 100003 3 >/dev/null || fail "GETADDR NFS tcp6 (port 3049)"
+rpcinfo -T udp6 ::1 100005 3 >/dev/null || fail "GETADDR MOUNT udp6 (port 3049)"
+rpcinfo -t 127.0.0.1 100003 3 >/dev/null || fail "GETPORT NFS tcp (port 2049)"
+stop || fail "serve --portmap exit status (mixed ports)"
 exit 0
