@@ -729,8 +729,9 @@ static int obj_stage_skip(struct nfsd *d, struct obj *o, uint64_t limit, uint64_
   if (stage_count(d->stage) >= NFSD_STAGED_MAX)
     stage_foreach(d->stage, seal_first, d);
   struct fill_arg a = {d, o, limit, skip_off, skip_end, {0}};
-  r = stage_create(d->stage, &o->st.object, &o->st.version, fill_from_store, &a,
-                       o->st.mtime_ns, &o->sf);
+  uint64_t fills = o->st.size < limit ? o->st.size : limit;
+  r = stage_create(d->stage, &o->st.object, &o->st.version, fills, fill_from_store, &a,
+                   o->st.mtime_ns, &o->sf);
   *fresh = r == 0;
   if (r == 0 && a.blocks.n > 0)
     stage_set_base_blocks(o->sf, &a.blocks);
@@ -1162,6 +1163,9 @@ int nfsd_new(struct fs *fs, const struct key *key, nfsd_log_fn log, void *log_ct
     free(d);
     return r;
   }
+  const char *nomem = getenv("BASEFS_NO_MEM_STAGE");
+  if (!(nomem && *nomem && strcmp(nomem, "0") != 0))
+    stage_set_memory(d->stage, NFSD_STAGE_MEM_FILE, NFSD_STAGE_MEM_TOTAL);
   unsigned n = nfsd_staged(d);
   if (n > 0) {
     if (!key) {

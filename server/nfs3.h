@@ -97,7 +97,7 @@
  * a file COMMITs every few MiB and writes on at once, so a seal in the
  * background would only add an fdatasync of the staged bytes. Until the
  * version is logged, NFS reads and attributes show the staged bytes (as
- * they did before the COMMIT; the ctime then moves once more), and
+ * they did before the COMMIT; the version keeps the ctime they showed), and
  * whatever would change, seal or remove the file (WRITE, SETATTR, RENAME,
  * REMOVE, a COMMIT of another such file) or look past NFS (nfsd_flush, the
  * CLI) waits for it. One such seal runs at a time. If it fails (the disk
@@ -117,6 +117,14 @@
 /* At most this many files are staged at once (each holds a descriptor);
  * staging one more seals the least recently written first. */
 #define NFSD_STAGED_MAX 256
+/* Files of up to NFSD_STAGE_MEM_FILE bytes are staged in memory, up to
+ * NFSD_STAGE_MEM_TOTAL bytes together (server/stage.h, stage_set_memory):
+ * the small-file writes of a configuration tree touch no filesystem until
+ * their seal. Larger files, and data written FILE_SYNC, are staged on disk.
+ * BASEFS_NO_MEM_STAGE=1 in the environment stages everything on disk (for
+ * comparisons). */
+#define NFSD_STAGE_MEM_FILE (64u << 10)
+#define NFSD_STAGE_MEM_TOTAL (8u << 20)
 
 struct fs;
 struct key;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,10 @@
 #define SPARE_OPEN 16
 #define SPARE_KEEP_SIZE (64u << 10)
 #define SIZE_UNKNOWN UINT64_MAX
+/* Memory files kept for reuse (stage_set_memory), pages and all: a new one
+ * would cost a memfd_create and a fresh page per write. At most
+ * MEM_SPARE_MAX * the file limit of junk. */
+#define MEM_SPARE_MAX 32
 
 struct stage_file {
   struct stage_file *next, *prev; /* the write-order list */
@@ -30,7 +35,8 @@ struct stage_file {
   hash_t base;
   hash_t uname; /* the file's own name while not durable (<uname>.u) */
   int fd;
-  bool durable; /* renamed to .s */
+  bool in_memory; /* fd is a memfd: no name, no disk (stage_set_memory) */
+  bool durable;   /* renamed to .s */
   bool dirty;
   uint64_t size;
   uint64_t base_size;
@@ -59,6 +65,13 @@ struct stage {
   size_t nspare, nspare_open;
   uint64_t salt, seq; /* for new unames */
   uint64_t changes;   /* see stage_changes() */
+  uint64_t mem_file_max, mem_total_max; /* stage_set_memory */
+  uint64_t mem_bytes;                   /* the sizes of the files in memory */
+  struct mem_spare {
+    int fd;
+    uint64_t len;
+  } mem_spare[MEM_SPARE_MAX];
+  size_t nmem_spare;
 };
 
 /* Forgets what F shared with a base. */
@@ -293,6 +306,8 @@ void stage_free(struct stage *s)
   /* Pooled files stay (junk .u): the next start recycles them. */
   for (size_t i = 0; i < s->nspare; i++)
     file_free(s->spare[i]);
+  for (size_t i = 0; i < s->nmem_spare; i++)
+    close(s->mem_spare[i].fd);
   close(s->dirfd);
   free(s);
 }
@@ -327,47 +342,149 @@ static struct stage_file *spare_take(struct stage *s)
   return f;
 }
 
-int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
+/* A file on disk for F (a recycled one, LEN bytes of junk, or a new empty
+ * one): its descriptor and name. */
+static int disk_take(struct stage *s, int *fd, hash_t *uname, uint64_t *len)
+{
+  struct stage_file *spare = spare_take(s);
+  if (spare) {
+    *fd = spare->fd;
+    *uname = spare->uname;
+    *len = spare->size;
+    free(spare); /* pooled: no ranges, no blocks (spare_put) */
+    return 0;
+  }
+  char name[80];
+  *uname = new_uname(s);
+  *len = 0;
+  file_name(uname, "u", name);
+  *fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  return *fd < 0 ? -errno : 0;
+}
+
+/* Whether a file in memory may grow from FROM to TO bytes. */
+static bool mem_fits(const struct stage *s, uint64_t from, uint64_t to)
+{
+  return s->mem_file_max > 0 && to <= s->mem_file_max && s->mem_bytes - from + to <= s->mem_total_max;
+}
+
+/* Moves F's bytes from memory to a file on disk (before it grows past what
+ * memory may hold, or must be durable). */
+static int spill(struct stage *s, struct stage_file *f)
+{
+  if (!f->in_memory)
+    return 0;
+  int fd;
+  hash_t uname;
+  uint64_t len;
+  int r = disk_take(s, &fd, &uname, &len);
+  if (r < 0)
+    return r;
+  uint8_t *buf = malloc(f->size ? (size_t)f->size : 1);
+  if (!buf)
+    r = -ENOMEM;
+  for (uint64_t done = 0; r == 0 && done < f->size;) {
+    ssize_t k = pread(f->fd, buf + done, (size_t)(f->size - done), (off_t)done);
+    if (k <= 0) {
+      r = k < 0 ? -errno : -EIO;
+      break;
+    }
+    done += (uint64_t)k;
+  }
+  for (uint64_t done = 0; r == 0 && done < f->size;) {
+    ssize_t k = pwrite(fd, buf + done, (size_t)(f->size - done), (off_t)done);
+    if (k < 0 && errno != EINTR)
+      r = -errno;
+    else if (k > 0)
+      done += (uint64_t)k;
+  }
+  free(buf);
+  if (r == 0 && len > f->size && ftruncate(fd, (off_t)f->size) < 0)
+    r = -errno;
+  if (r < 0) {
+    char name[80];
+    file_name(&uname, "u", name);
+    unlinkat(s->dirfd, name, 0);
+    close(fd);
+    if (r == -ENOSPC)
+      spare_release(s);
+    return r;
+  }
+  if (s->nmem_spare < MEM_SPARE_MAX)
+    s->mem_spare[s->nmem_spare++] = (struct mem_spare){f->fd, f->size};
+  else
+    close(f->fd);
+  s->mem_bytes -= f->size;
+  f->fd = fd;
+  f->uname = uname;
+  f->in_memory = false;
+  f->junk_tail = false; /* only the file's bytes were copied */
+  return 0;
+}
+
+/* Frees F, gone from the list: its file, unless pooled, is deleted. */
+static void discard(struct stage *s, struct stage_file *f)
+{
+  if (f->in_memory) {
+    s->mem_bytes -= f->size;
+    if (s->nmem_spare < MEM_SPARE_MAX && !f->junk_tail && f->size <= s->mem_file_max) {
+      s->mem_spare[s->nmem_spare++] = (struct mem_spare){f->fd, f->size};
+      f->fd = -1;
+    }
+  } else {
+    char name[80];
+    file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
+    unlinkat(s->dirfd, name, 0);
+  }
+  file_free(f);
+}
+
+void stage_set_memory(struct stage *s, uint64_t file_max, uint64_t total_max)
+{
+  s->mem_file_max = file_max;
+  s->mem_total_max = total_max;
+}
+
+uint64_t stage_memory_bytes(const struct stage *s) { return s->mem_bytes; }
+bool stage_in_memory(const struct stage_file *f) { return f->in_memory; }
+
+int stage_create(struct stage *s, const hash_t *obj, const hash_t *base, uint64_t size_hint,
                  int (*fill)(void *arg, int fd, uint64_t len, uint64_t *size), void *arg,
                  uint64_t now_ns, struct stage_file **out)
 {
   if (stage_get(s, obj))
     return -EEXIST;
+  struct stage_file *f = calloc(1, sizeof *f);
+  if (!f)
+    return -ENOMEM;
+  uint64_t len = 0;
+  int r = 0;
+  f->fd = -1;
+  if (mem_fits(s, 0, size_hint)) {
+    if (s->nmem_spare > 0) {
+      struct mem_spare m = s->mem_spare[--s->nmem_spare];
+      f->fd = m.fd;
+      len = m.len;
+    } else {
+      f->fd = memfd_create("basefs-stage", MFD_CLOEXEC);
+    }
+    f->in_memory = f->fd >= 0; /* else (no memfd, too many files): disk */
+  }
   /* No temporary name, and no rename for a recycled file: a .u is junk at
    * start whatever it holds, so its name need not say whose it is. */
-  char name[80];
-  struct stage_file *f = spare_take(s);
-  uint64_t len = 0;
-  if (f) {
-    len = f->size;
-    int fd = f->fd;
-    hash_t uname = f->uname;
-    memset(f, 0, sizeof *f);
-    f->fd = fd;
-    f->uname = uname;
-    file_name(&f->uname, "u", name);
-  } else {
-    f = calloc(1, sizeof *f);
-    if (!f)
-      return -ENOMEM;
-    f->uname = new_uname(s);
-    file_name(&f->uname, "u", name);
-    f->fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (f->fd < 0) {
-      int r = -errno;
-      free(f);
-      return r;
-    }
+  if (f->fd < 0 && (r = disk_take(s, &f->fd, &f->uname, &len)) < 0) {
+    free(f);
+    return r;
   }
   uint64_t size = 0;
-  int r = 0;
   if (fill)
     r = fill(arg, f->fd, len, &size);
   else if (len > 0 && ftruncate(f->fd, 0) < 0)
     r = -errno;
+  if (f->in_memory)
+    s->mem_bytes += size;
   if (r < 0) {
-    unlinkat(s->dirfd, name, 0);
-    file_free(f);
+    discard(s, f);
     if (r == -ENOSPC)
       spare_release(s); /* as stage_write does: the pool holds blocks */
     return r;
@@ -387,6 +504,9 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
 
 int stage_sync(struct stage *s, struct stage_file *f)
 {
+  int r = spill(s, f);
+  if (r < 0)
+    return r;
   if (fdatasync(f->fd) < 0)
     return -errno;
   if (f->durable)
@@ -469,6 +589,12 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
   s->changes++;
   if (off > (uint64_t)INT64_MAX - len)
     return -EFBIG;
+  uint64_t end = off + len > f->size ? off + len : f->size;
+  if (f->in_memory && (sync || !mem_fits(s, f->size, end))) {
+    int r = spill(s, f);
+    if (r < 0)
+      return r;
+  }
   /* Bytes a failed write left past the end must not show through a gap. */
   if (f->junk_tail && off > f->size) {
     if (ftruncate(f->fd, (off_t)f->size) < 0)
@@ -497,8 +623,9 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
     }
     done += (size_t)k;
   }
-  if (off + len > f->size)
-    f->size = off + len;
+  if (f->in_memory)
+    s->mem_bytes += end - f->size;
+  f->size = end;
   f->mtime_ns = now_ns;
   f->last_write = now_ns;
   f->dirty = true;
@@ -534,8 +661,15 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
   s->changes++;
   if (size > (uint64_t)INT64_MAX)
     return -EFBIG;
+  if (f->in_memory && !mem_fits(s, f->size, size)) {
+    int r = spill(s, f);
+    if (r < 0)
+      return r;
+  }
   if (ftruncate(f->fd, (off_t)size) < 0)
     return -errno;
+  if (f->in_memory)
+    s->mem_bytes = s->mem_bytes - f->size + size;
   f->size = size;
   f->junk_tail = false;
   if (size < f->clean_end)
@@ -614,9 +748,13 @@ uint64_t stage_dirty_bytes(const struct stage_file *f)
 void stage_drop(struct stage *s, struct stage_file *f)
 {
   s->changes++;
+  list_remove(s, f);
+  if (f->in_memory) {
+    discard(s, f);
+    return;
+  }
   char name[80];
   file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
-  list_remove(s, f);
   /* Recycle the inode (see stage.h): a durable one must first lose its .s
    * name, or the next start would seal its junk. */
   bool keep = s->nspare < SPARE_MAX && !f->junk_tail;
@@ -629,9 +767,7 @@ void stage_drop(struct stage *s, struct stage_file *f)
   }
   if (keep && spare_put(s, f))
     return;
-  file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
-  unlinkat(s->dirfd, name, 0);
-  file_free(f);
+  discard(s, f);
 }
 
 int stage_foreach(struct stage *s, int (*fn)(void *arg, struct stage_file *f), void *arg)

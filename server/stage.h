@@ -62,16 +62,34 @@ void stage_free(struct stage *s);
 struct stage_file *stage_get(struct stage *s, const hash_t *obj);
 
 /*
- * Starts staging OBJ on top of version BASE: takes a file (a recycled one
- * LEN bytes long holding junk, or a new empty one: LEN 0) and lets
- * FILL(ARG, fd, LEN, &size) write the base content (*SIZE bytes) from offset
- * 0. FILL may leave out one range R that the caller writes right after
+ * Small files in memory: a file expected to hold at most FILE_MAX bytes
+ * (stage_create's SIZE_HINT) starts in memory (a memfd) while all files in
+ * memory hold at most TOTAL_MAX bytes together. It moves to disk (a .u file,
+ * as any) before a write or truncate makes it larger than that, and before
+ * it must be durable (a SYNC write, stage_sync). Writes there touch no
+ * filesystem: no block allocation, no inode to update, nothing for the
+ * kernel to write back later (a staged copy is sealed into the store, so
+ * writing it to disk too was wasted work). Only UNSTABLE data lives there,
+ * which a crash may lose (the NFS layer's new write verifier makes clients
+ * resend it), as it may lose a .u file's. 0 (the default): all on disk.
+ */
+void stage_set_memory(struct stage *s, uint64_t file_max, uint64_t total_max);
+/* The bytes held in memory now. */
+uint64_t stage_memory_bytes(const struct stage *s);
+bool stage_in_memory(const struct stage_file *f);
+
+/*
+ * Starts staging OBJ on top of version BASE: takes a file (in memory when
+ * SIZE_HINT, the most FILL will write, allows it: see stage_set_memory;
+ * else a recycled one LEN bytes long holding junk, or a new empty one: LEN
+ * 0) and lets FILL(ARG, fd, LEN, &size) write the base content (*SIZE
+ * bytes) from offset 0. FILL may leave out one range R that the caller writes right after
  * (stage_write) and drops the file if that fails; otherwise, and once R is
  * written, the file must be exactly max(*SIZE, end of R) bytes long (FILL
  * truncates a longer recycled file). FILL may be NULL (an empty base).
  * -EEXIST if OBJ is staged already.
  */
-int stage_create(struct stage *s, const hash_t *obj, const hash_t *base,
+int stage_create(struct stage *s, const hash_t *obj, const hash_t *base, uint64_t size_hint,
                  int (*fill)(void *arg, int fd, uint64_t len, uint64_t *size), void *arg,
                  uint64_t now_ns, struct stage_file **out);
 

@@ -147,15 +147,21 @@ static inline void *srv_run(void *arg)
 }
 
 /* Creates the home, the root key and filesystem "t" (closed again). */
-static inline void srv_init(struct srv *s)
+/* A fresh home in DIR/home with a filesystem "t" (not served yet). */
+static inline void srv_init_in(struct srv *s, const char *dir)
 {
   memset(s, 0, sizeof *s);
-  snprintf(s->home, sizeof s->home, "%s/home", test_tmpdir());
+  snprintf(s->home, sizeof s->home, "%s/home", dir);
   CHECK_OK(key_generate(&s->key));
   CHECK_OK(fs_create(s->home, "t", s->key, NULL, 0, &s->fs));
   CHECK_OK(fs_close(s->fs));
   s->fs = NULL;
   s->serving = s->key;
+}
+
+static inline void srv_init(struct srv *s)
+{
+  srv_init_in(s, test_tmpdir());
 }
 
 /* Opens "t" and serves it (with the idle timer when TICK). */

@@ -82,6 +82,15 @@ run_case() {
   [ $nospc = 1 ] || fail "no NFS3ERR_NOSPC after ${#ok[@]} files: $(cat "$W/cp.out")"
   [ ${#ok[@]} -ge 2 ] || fail "only ${#ok[@]} files fitted: the test disk is too small"
   echo "# $MB MiB: ${#ok[@]} files written before NFS3ERR_NOSPC"
+  # A small file (staged in memory, where a WRITE cannot fail for want of
+  # disk) fails too, with NOSPC, and leaves nothing (checked after the
+  # restart).
+  head -c 4000 /dev/urandom >"$W/small"
+  if nfs-cp "$W/small" "nfs://127.0.0.1/basefs/small$U" >"$W/cp.out" 2>&1; then
+    fail "a small file was copied onto the full disk"
+  fi
+  grep -q "NOSPC" "$W/cp.out" || fail "small copy on a full disk: $(cat "$W/cp.out")"
+  kill -0 "$PID" 2>/dev/null || fail "the daemon died on a small write to a full disk"
 
   # Reads go on while the disk is full.
   for i in "${ok[@]}"; do
@@ -101,6 +110,7 @@ run_case() {
     cmp -s "$W/f$i" "$W/cat$i" || fail "f$i changed after restart"
   done
   # A copy that failed left no partial content: the file is absent or empty.
+  [ "$("$B" cat t /small 2>/dev/null | wc -c)" = 0 ] || fail "the small file's failed copy left bytes"
   for i in "${failed[@]}"; do
     size=$("$B" cat t "/f$i" 2>/dev/null | wc -c)
     [ "$size" = 0 ] || fail "f$i (copy failed) has $size bytes after restart: half-written"

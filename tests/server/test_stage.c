@@ -69,7 +69,7 @@ TEST(recycled_file_holds_only_the_new_content)
   memset(&zero, 0, sizeof zero);
   struct fill fa = {big, sizeof big, 99};
   struct stage_file *f;
-  CHECK_OK(stage_create(s, &a, &zero, fill_fn, &fa, 1, &f));
+  CHECK_OK(stage_create(s, &a, &zero, 0, fill_fn, &fa, 1, &f));
   CHECK_INT(fa.got_len, ==, 0);
   CHECK_INT(stage_size(f), ==, sizeof big);
   struct stat st;
@@ -80,7 +80,7 @@ TEST(recycled_file_holds_only_the_new_content)
   CHECK_INT(stage_count(s), ==, 0);
   /* The next object gets the same inode, renamed, with only its bytes. */
   struct fill fb = {small, sizeof small, 99};
-  CHECK_OK(stage_create(s, &b, &zero, fill_fn, &fb, 2, &f));
+  CHECK_OK(stage_create(s, &b, &zero, 0, fill_fn, &fb, 2, &f));
   CHECK_INT(fb.got_len, ==, sizeof big);
   CHECK_OK(fstat(stage_fd(f), &st));
   CHECK_INT(st.st_ino, ==, ino);
@@ -97,7 +97,7 @@ TEST(recycled_file_holds_only_the_new_content)
   CHECK_INT(count_files(stage_dir(), 's'), ==, 0);
   CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
   /* A NULL fill on a recycled file empties it. */
-  CHECK_OK(stage_create(s, &a, &zero, NULL, NULL, 4, &f));
+  CHECK_OK(stage_create(s, &a, &zero, 0, NULL, NULL, 4, &f));
   CHECK_INT(stage_size(f), ==, 0);
   CHECK_OK(fstat(stage_fd(f), &st));
   CHECK_INT(st.st_size, ==, 0);
@@ -110,7 +110,7 @@ TEST(recycled_file_holds_only_the_new_content)
   CHECK(stage_get(s, &a) == NULL);
   CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
   struct fill fc = {small, 10, 99};
-  CHECK_OK(stage_create(s, &b, &zero, fill_fn, &fc, 6, &f));
+  CHECK_OK(stage_create(s, &b, &zero, 0, fill_fn, &fc, 6, &f));
   CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
   CHECK_OK(fstat(stage_fd(f), &st));
   CHECK_INT(st.st_size, ==, 10);
@@ -128,7 +128,7 @@ TEST(pool_survives_restart_and_durable_files_are_recovered)
   struct stage_file *f[5];
   for (unsigned i = 0; i < 5; i++) {
     hash_t o = obj_of(10 + i);
-    CHECK_OK(stage_create(s, &o, &zero, NULL, NULL, 1, &f[i]));
+    CHECK_OK(stage_create(s, &o, &zero, 0, NULL, NULL, 1, &f[i]));
   }
   CHECK_OK(stage_write(s, f[4], 0, "durable", 7, true, 2));
   for (unsigned i = 0; i < 4; i++)
@@ -145,7 +145,7 @@ TEST(pool_survives_restart_and_durable_files_are_recovered)
     hash_t o = obj_of(100 + i);
     uint8_t junk[5] = {1, 2, 3, 4, 5};
     struct fill fl = {junk, i, 0};
-    CHECK_OK(stage_create(s, &o, &zero, fill_fn, &fl, 1, &n[i]));
+    CHECK_OK(stage_create(s, &o, &zero, 0, fill_fn, &fl, 1, &n[i]));
     uint8_t back[8];
     CHECK_INT(stage_read(n[i], 0, back, sizeof back), ==, (ssize_t)i);
     struct stat st;
@@ -171,7 +171,7 @@ TEST(written_ranges_merge_and_stay_bounded)
   static uint8_t base[1 << 20];
   struct fill fl = {base, sizeof base, 0};
   struct stage_file *f;
-  CHECK_OK(stage_create(s, &o, &zero, fill_fn, &fl, 1, &f));
+  CHECK_OK(stage_create(s, &o, &zero, 0, fill_fn, &fl, 1, &f));
   struct content_base cb;
   stage_base_content(f, &cb);
   CHECK_INT(cb.n, ==, 0);
@@ -242,7 +242,7 @@ TEST(sealed_durable_file_is_not_recovered)
   hash_t o = obj_of(5), zero, v = obj_of(6);
   memset(&zero, 0, sizeof zero);
   struct stage_file *f;
-  CHECK_OK(stage_create(s, &o, &zero, NULL, NULL, 1, &f));
+  CHECK_OK(stage_create(s, &o, &zero, 0, NULL, NULL, 1, &f));
   CHECK_OK(stage_write(s, f, 0, "acked", 5, true, 2));
   CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
   CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
@@ -265,5 +265,106 @@ TEST(sealed_durable_file_is_not_recovered)
   stage_free(s);
   CHECK_OK(stage_open(stage_dir(), &s));
   CHECK_INT(stage_count(s), ==, 0);
+  stage_free(s);
+}
+
+/* What FILE holds, read back whole. */
+static void check_holds(struct stage_file *f, const uint8_t *want, size_t len)
+{
+  uint8_t *buf = malloc(len + 16);
+  CHECK(buf != NULL);
+  CHECK_INT(stage_size(f), ==, len);
+  CHECK_INT(stage_read(f, 0, buf, len + 16), ==, (ssize_t)len);
+  CHECK_MEM(buf, want, len);
+  free(buf);
+}
+
+/* Small files in memory (stage_set_memory): nothing on disk until a file
+ * outgrows its limit, the total would pass its own, or it must be durable;
+ * then it moves to a .u (or .s) file with its bytes. A restart finds none
+ * of what was only in memory. */
+TEST(small_files_stage_in_memory_until_they_grow_or_must_be_durable)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  stage_set_memory(s, 1000, 2500);
+  hash_t zero;
+  memset(&zero, 0, sizeof zero);
+  uint8_t want[2000];
+  memcpy(want, test_random_bytes(sizeof want), sizeof want);
+  /* In memory: a fill and writes up to the file limit. */
+  hash_t a = obj_of(20);
+  struct fill fa = {want, 100, 99};
+  struct stage_file *f;
+  CHECK_OK(stage_create(s, &a, &zero, 100, fill_fn, &fa, 1, &f));
+  CHECK(stage_in_memory(f));
+  CHECK_INT(fa.got_len, ==, 0);
+  CHECK_INT(stage_memory_bytes(s), ==, 100);
+  CHECK_OK(stage_write(s, f, 100, want + 100, 900, false, 2));
+  CHECK(stage_in_memory(f));
+  CHECK_INT(stage_memory_bytes(s), ==, 1000);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 0);
+  check_holds(f, want, 1000);
+  /* One byte more: to disk, bytes and all. */
+  CHECK_OK(stage_write(s, f, 1000, want + 1000, 1, false, 3));
+  CHECK(!stage_in_memory(f));
+  CHECK_INT(stage_memory_bytes(s), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, 1);
+  check_holds(f, want, 1001);
+  /* The total: two files of 1000 fit in 2500, a third goes to disk. */
+  hash_t b = obj_of(21), c = obj_of(22), d = obj_of(23);
+  struct fill fb = {want, 1000, 99}, fc = {want + 500, 1000, 99}, fd = {want, 10, 99};
+  struct stage_file *fbp, *fcp, *fdp;
+  CHECK_OK(stage_create(s, &b, &zero, 1000, fill_fn, &fb, 4, &fbp));
+  CHECK_OK(stage_create(s, &c, &zero, 1000, fill_fn, &fc, 4, &fcp));
+  CHECK_OK(stage_create(s, &d, &zero, 1000, fill_fn, &fd, 4, &fdp));
+  CHECK(stage_in_memory(fbp) && stage_in_memory(fcp) && !stage_in_memory(fdp));
+  CHECK_INT(stage_memory_bytes(s), ==, 2000);
+  /* A truncate past the file limit moves it too (the bytes past the old
+   * end read as zeros). */
+  CHECK_OK(stage_truncate(s, fbp, 1200, 5));
+  CHECK(!stage_in_memory(fbp));
+  CHECK_INT(stage_memory_bytes(s), ==, 1000);
+  uint8_t grown[1200];
+  memcpy(grown, want, 1000);
+  memset(grown + 1000, 0, 200);
+  check_holds(fbp, grown, 1200);
+  /* A SYNC write: durable on disk (.s), recovered after a restart. */
+  CHECK_OK(stage_write(s, fcp, 0, "acked", 5, true, 6));
+  CHECK(!stage_in_memory(fcp));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 1);
+  memcpy(grown, want + 500, 1000);
+  memcpy(grown, "acked", 5);
+  check_holds(fcp, grown, 1000);
+  CHECK_INT(stage_memory_bytes(s), ==, 0);
+  /* A dropped memory file leaves nothing behind. */
+  hash_t e = obj_of(24);
+  struct stage_file *fep;
+  CHECK_OK(stage_create(s, &e, &zero, 0, NULL, NULL, 7, &fep));
+  CHECK(stage_in_memory(fep));
+  CHECK_OK(stage_write(s, fep, 0, "gone", 4, false, 8));
+  CHECK_INT(stage_memory_bytes(s), ==, 4);
+  int on_disk = count_files(stage_dir(), 'u');
+  stage_drop(s, fep);
+  CHECK_INT(stage_memory_bytes(s), ==, 0);
+  CHECK_INT(count_files(stage_dir(), 'u'), ==, on_disk);
+  /* stage_sync of a file in memory. */
+  CHECK_OK(stage_create(s, &e, &zero, 0, NULL, NULL, 9, &fep));
+  CHECK_OK(stage_write(s, fep, 0, "synced", 6, false, 10));
+  CHECK(stage_in_memory(fep));
+  CHECK_OK(stage_sync(s, fep));
+  CHECK(!stage_in_memory(fep));
+  CHECK_INT(count_files(stage_dir(), 's'), ==, 2);
+  /* One more in memory, then a restart: only the durable two come back. */
+  hash_t g = obj_of(25);
+  struct stage_file *fgp;
+  CHECK_OK(stage_create(s, &g, &zero, 0, NULL, NULL, 11, &fgp));
+  CHECK_OK(stage_write(s, fgp, 0, "unstable", 8, false, 12));
+  CHECK(stage_in_memory(fgp));
+  stage_free(s);
+  CHECK_OK(stage_open(stage_dir(), &s));
+  CHECK_INT(stage_count(s), ==, 2);
+  CHECK(stage_get(s, &c) != NULL && stage_get(s, &e) != NULL && stage_get(s, &g) == NULL);
+  check_holds(stage_get(s, &e), (const uint8_t *)"synced", 6);
   stage_free(s);
 }
