@@ -987,6 +987,9 @@ static int bg_start(struct nfsd *d, struct stage_file *f)
 /* Does F's COMMIT go to the background? A large file, and room on the
  * disk for its blocks: a seal that may run out of space runs here, so the
  * COMMIT itself reports NFS3ERR_NOSPC. */
+/* (A file staged in memory is never that large: fstatvfs below then asks
+ * the disk the stage directory is on.) */
+_Static_assert(NFSD_STAGE_MEM_FILE < NFSD_SEAL_BG_MIN, "memory-staged files never seal in the background");
 static bool bg_worth(struct nfsd *d, struct stage_file *f)
 {
   if (d->bg_off || stage_dirty_bytes(f) < NFSD_SEAL_BG_MIN)
