@@ -1,5 +1,7 @@
 /* server/drc: the cache itself, the dispatcher's use of it, and retransmitted
- * CREATE/REMOVE over TCP against the real NFS server. */
+ * CREATE, REMOVE, MKDIR, RMDIR, RENAME, LINK and SETATTR over TCP against
+ * the real NFS server (each also without the cache, to show that its
+ * second run would answer otherwise). */
 #include "tests/server/deploy_harness.h"
 
 static void key_of(struct drc_key *k, const char *ip, uint32_t xid, uint32_t proc,
@@ -245,58 +247,149 @@ static uint32_t tcp_nfs(int fd, uint32_t xid, uint32_t proc, struct xdr_enc *arg
   return st;
 }
 
-static void retransmit_create_remove(bool with_drc)
+/* ---- CREATE, REMOVE, MKDIR, RMDIR, RENAME, LINK, SETATTR: each retransmitted ---- */
+
+/* sattr3 that sets only the mode (or nothing, mode < 0). */
+static void enc_sattr_mode(struct xdr_enc *a, int mode)
+{
+  xdr_enc_bool(a, mode >= 0);
+  if (mode >= 0)
+    xdr_enc_u32(a, (uint32_t)mode);
+  for (int i = 0; i < 5; i++)
+    xdr_enc_bool(a, false); /* uid gid size; atime mtime DONT_CHANGE */
+}
+
+/* The handle CREATE answered (post_op_fh3), copied into fh. */
+static void created_fh(uint8_t *rec, size_t len, uint32_t xid, uint8_t *fh, uint32_t *fh_len)
+{
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  reply_decode(rec, len, xid, &r, &res);
+  CHECK_INT(res_status(&res), ==, 0);
+  uint32_t follows = 0;
+  CHECK_OK(xdr_dec_u32(&res, &follows));
+  CHECK_INT(follows, ==, 1);
+  CHECK_OK(xdr_dec_bytes_copy(&res, 64, fh, fh_len));
+}
+
+/* GETATTR's ctime of fh (fattr3 words 19-20). */
+static void getattr_ctime(int fd, uint32_t xid, const uint8_t *fh, uint32_t fh_len, uint32_t *sec,
+                          uint32_t *nsec)
+{
+  struct xdr_enc a;
+  xdr_enc_init(&a, 256);
+  xdr_enc_bytes(&a, fh, fh_len);
+  uint8_t *rec;
+  size_t len;
+  CHECK_INT(tcp_nfs(fd, xid, 1, &a, &rec, &len), ==, 0);
+  struct oncrpc_reply r;
+  struct xdr_dec res;
+  reply_decode(rec, len, xid, &r, &res);
+  CHECK_INT(res_status(&res), ==, 0);
+  uint32_t w = 0;
+  for (int i = 0; i < 19; i++)
+    CHECK_OK(xdr_dec_u32(&res, &w));
+  CHECK_OK(xdr_dec_u32(&res, sec));
+  CHECK_OK(xdr_dec_u32(&res, nsec));
+  free(rec);
+  xdr_enc_free(&a);
+}
+
+/* Sends call (XID, PROC, A) on fd, expecting NFS3_OK, then the same call
+ * again on a new connection (as a client whose reply was lost): with the
+ * DRC it gets the very same reply bytes, without one it runs again and
+ * answers WITHOUT (which proves the replay would differ). */
+static void call_then_retransmit(struct dep *d, int fd, bool with_drc, uint32_t xid, uint32_t proc,
+                                 struct xdr_enc *a, uint32_t without)
+{
+  uint8_t *r1, *r2;
+  size_t l1, l2;
+  CHECK_MSG(tcp_nfs(fd, xid, proc, a, &r1, &l1) == 0, "proc %u failed the first time", proc);
+  int fd2 = raw_connect(d->s.port);
+  uint32_t st = tcp_nfs(fd2, xid, proc, a, &r2, &l2);
+  close(fd2);
+  if (with_drc) {
+    CHECK_MSG(st == 0, "proc %u retransmitted: status %u, not its first reply", proc, st);
+    CHECK_INT(l2, ==, l1);
+    CHECK(memcmp(r1, r2, l1) == 0);
+  } else {
+    CHECK_MSG(st == without, "proc %u run twice: status %u, want %u", proc, st, without);
+  }
+  free(r1);
+  free(r2);
+  xdr_enc_free(a);
+}
+
+static void retransmit_each(bool with_drc)
 {
   struct dep d = {0};
   srv_init(&d.s);
   dep_start(&d, with_drc, NULL);
   int fd = raw_connect(d.s.port);
   struct xdr_enc a;
-  uint8_t *r1, *r2;
-  size_t l1, l2;
 
+  /* CREATE (GUARDED) twice would say EXIST; REMOVE twice NOENT. */
+  args_create(&a, &d, "e");
+  call_then_retransmit(&d, fd, with_drc, 1000, 8, &a, 17);
+  args_remove(&a, &d, "e");
+  call_then_retransmit(&d, fd, with_drc, 1001, 12, &a, 2);
+  /* A NEW remove of the same name (another xid) does run: NOENT. */
+  args_remove(&a, &d, "e");
+  CHECK_INT(tcp_nfs(fd, 1002, 12, &a, NULL, NULL), ==, 2);
+  xdr_enc_free(&a);
+
+  /* MKDIR twice would say EXIST; RMDIR twice NOENT. */
+  args_remove(&a, &d, "d");
+  enc_sattr_mode(&a, 0755);
+  call_then_retransmit(&d, fd, with_drc, 2000, 9, &a, 17);
+  args_remove(&a, &d, "d");
+  call_then_retransmit(&d, fd, with_drc, 2001, 13, &a, 2);
+
+  /* RENAME f -> g twice would say NOENT. */
+  uint8_t *rec;
+  size_t len;
   args_create(&a, &d, "f");
-  CHECK_INT(tcp_nfs(fd, 1000, 8, &a, &r1, &l1), ==, 0);
-  /* The same call again, as after a lost reply, on a NEW connection. */
-  int fd2 = raw_connect(d.s.port);
-  uint32_t st = tcp_nfs(fd2, 1000, 8, &a, &r2, &l2);
-  if (with_drc) {
-    CHECK_INT(st, ==, 0);
-    CHECK_INT(l2, ==, l1);
-    CHECK(memcmp(r1, r2, l1) == 0);
-  } else {
-    CHECK_INT(st, ==, 17); /* NFS3ERR_EXIST: run twice */
-  }
-  free(r1);
-  free(r2);
+  CHECK_INT(tcp_nfs(fd, 2002, 8, &a, &rec, &len), ==, 0);
   xdr_enc_free(&a);
-
+  uint8_t fh[64];
+  uint32_t fh_len = 0;
+  created_fh(rec, len, 2002, fh, &fh_len);
+  free(rec);
   args_remove(&a, &d, "f");
-  CHECK_INT(tcp_nfs(fd, 1001, 12, &a, &r1, &l1), ==, 0);
-  st = tcp_nfs(fd, 1001, 12, &a, &r2, &l2);
-  if (with_drc) {
-    CHECK_INT(st, ==, 0);
-    CHECK(l1 == l2 && memcmp(r1, r2, l1) == 0);
-    /* A NEW remove of the same name (another xid) does run: NOENT. */
-    CHECK_INT(tcp_nfs(fd, 1002, 12, &a, NULL, NULL), ==, 2);
-  } else {
-    CHECK_INT(st, ==, 2); /* NFS3ERR_NOENT */
-  }
-  free(r1);
-  free(r2);
-  xdr_enc_free(&a);
+  args_dirop(&a, &d, "g");
+  call_then_retransmit(&d, fd, with_drc, 2003, 14, &a, 2);
+
+  /* LINK g as h twice would say EXIST. */
+  xdr_enc_init(&a, 4096);
+  xdr_enc_bytes(&a, fh, fh_len);
+  args_dirop(&a, &d, "h");
+  call_then_retransmit(&d, fd, with_drc, 2004, 15, &a, 17);
+
+  /* SETATTR guarded by the ctime it changes: twice would say NOT_SYNC. */
+  uint32_t sec, nsec;
+  getattr_ctime(fd, 2005, fh, fh_len, &sec, &nsec);
+  xdr_enc_init(&a, 4096);
+  xdr_enc_bytes(&a, fh, fh_len);
+  enc_sattr_mode(&a, 0600);
+  xdr_enc_bool(&a, true);
+  xdr_enc_u32(&a, sec);
+  xdr_enc_u32(&a, nsec);
+  call_then_retransmit(&d, fd, with_drc, 2006, 2, &a, 10002);
+  uint32_t sec2, nsec2;
+  getattr_ctime(fd, 2007, fh, fh_len, &sec2, &nsec2);
+  CHECK_MSG(sec2 != sec || nsec2 != nsec, "SETATTR left the ctime alone");
+
   close(fd);
-  close(fd2);
   dep_stop(&d);
   srv_free(&d.s);
 }
 
-TEST(tcp_retransmitted_create_remove_get_their_first_reply)
+TEST(tcp_retransmitted_calls_get_their_first_reply)
 {
-  retransmit_create_remove(true);
+  retransmit_each(true);
 }
 
 TEST(tcp_without_drc_a_retransmission_runs_twice)
 {
-  retransmit_create_remove(false);
+  retransmit_each(false);
 }
