@@ -18,30 +18,8 @@ if [ -z "${BASEFS_PM_INNER:-}" ]; then
   BASEFS_PM_INNER=1 exec unshare --net --mount "$0" "$@"
 fi
 ip link set lo up || { echo "# skipped: no loopback in the namespace"; exit 77; }
-T=$(mktemp -d)
-export BASEFS_HOME=$T/home
-P= RB=
-cleanup() {
-  [ -n "$P" ] && kill -9 "$P" 2>/dev/null
-  [ -n "$RB" ] && kill -9 "$RB" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; for f in "$T"/log*; do [ -f "$f" ] && sed "s|^|  $(basename "$f"): |" "$f" >&2; done; exit 1; }
-# serve_wait LOG ARGS...: starts serve, waits for its serving line.
-serve_wait() {
-  local log=$1; shift
-  : > "$log" # exists before the loop below reads it
-  "$B" serve t "$@" 2>"$log" &
-  P=$!
-  for _ in $(seq 100); do
-    grep -q "^info: serving" "$log" && return 0
-    kill -0 "$P" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-stop() { kill -TERM "$P"; wait "$P"; local rc=$?; P=; return $rc; }
+. "$(dirname "$0")/serve_lib.bash"
+RB=
 
 "$B" genkey >/dev/null || fail genkey
 "$B" bootstrap t || fail bootstrap
@@ -51,6 +29,7 @@ if command -v rpcbind >/dev/null; then
   mount -t tmpfs tmpfs /run || fail "tmpfs on /run"
   rpcbind -w -f &
   RB=$!
+  KILL_AT_EXIT=$RB
   for _ in $(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.05; done
   serve_wait "$T/log1" || fail "serve did not start"
   grep -q "registered NFS and MOUNT on port 2049 with rpcbind" "$T/log1" || fail "no registration line"
@@ -84,7 +63,7 @@ if command -v rpcbind >/dev/null; then
   rc=$?
   [ $rc = 1 ] || fail "serve --portmap with rpcbind running: status $rc"
   grep -q "cannot answer port mapping on port 111" "$T/log2" || fail "no --portmap error"
-  kill "$RB"; wait "$RB" 2>/dev/null; RB=
+  kill "$RB"; wait "$RB" 2>/dev/null; RB= KILL_AT_EXIT=
 fi
 
 # 2. No rpcbind: one warning, serving goes on.
