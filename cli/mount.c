@@ -6,14 +6,18 @@
  *
  *     mount -t nfs -o vers=3,nolock,proto=tcp,port=P,mountport=P,mountproto=tcp ADDR:/basefs DIR
  *
- * with ADDR:P the first --nfs address (default 127.0.0.1:2049). It stays in
+ * with ADDR:P the first --nfs address (default 127.0.0.1:2049; a wildcard
+ * address, 0.0.0.0 or ::, is reached at 127.0.0.1 or ::1). It stays in
  * the foreground; SIGINT/SIGTERM unmount DIR (lazily if it is busy), then
  * stop the server (which seals staged writes). If the server stops on its
  * own, DIR is unmounted lazily and its exit status returned.
  *
  * Where the host has no kernel NFS client (no "nfs" in /proc/filesystems and
  * no nfs module for the running kernel), nothing is started: it says why,
- * prints the lines to use elsewhere, and exits 1. If mount(8) fails, its
+ * prints the lines to use elsewhere (the short `mount -t nfs -o
+ * vers=3,nolock` form only where it can work: port 2049 with rpcbind, or
+ * --portmap), and exits 1. Options are checked as serve checks them before
+ * anything is printed or started. If mount(8) fails, its
  * message is repeated, the server is stopped, and it exits 1.
  */
 #include <errno.h>
@@ -25,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -33,6 +39,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "server/daemon.h"
+#include "server/exports.h"
 #include "server/tcp.h"
 #include "store/fs.h"
 
@@ -96,24 +104,48 @@ static int split_addr(const char *a, char *host, size_t cap, int *port)
   return 0;
 }
 
+/* A wildcard listen address (0.0.0.0, ::) is reached at loopback. */
+static void reachable_host(char *host, size_t cap)
+{
+  struct in6_addr a6;
+  struct in_addr a4;
+  if (inet_pton(AF_INET, host, &a4) == 1 && a4.s_addr == htonl(INADDR_ANY))
+    snprintf(host, cap, "127.0.0.1");
+  else if (inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6))
+    snprintf(host, cap, "::1");
+}
+
+/* The short mount line works where a port mapper tells the client our
+ * port: rpcbind knows it only for port 2049 (server/daemon.h), --portmap
+ * answers for any port. */
 static void print_lines(const char *name, char **opts, int nopts, const char *host, int port,
-                        const char *dir)
+                        bool portmap, const char *dir)
 {
   bool v6 = strchr(host, ':') != NULL;
-  char serve[1024] = "";
+  char serve[1024] = "", src[80];
   for (int i = 0; i < nopts; i++) {
     size_t l = strlen(serve);
     snprintf(serve + l, sizeof serve - l, " %s", opts[i]);
   }
+  snprintf(src, sizeof src, "%s%s%s:/basefs", v6 ? "[" : "", host, v6 ? "]" : "");
   fprintf(stderr,
           "basefs mount: serve it with:   basefs serve %s%s\n"
           "basefs mount: and mount it from a host with an NFS client (as root) with:\n"
           "    mount -t nfs -o vers=3,nolock,proto=tcp,port=%d,mountport=%d,mountproto=tcp "
-          "%s%s%s:/basefs %s\n"
-          "basefs mount: (a host running rpcbind needs only: mount -t nfs -o vers=3,nolock "
-          "%s%s%s:/basefs %s)\n",
-          name, serve, port, port, v6 ? "[" : "", host, v6 ? "]" : "", dir, v6 ? "[" : "", host,
-          v6 ? "]" : "", dir);
+          "%s %s\n",
+          name, serve, port, port, src, dir);
+  if (portmap)
+    fprintf(stderr, "basefs mount: (with --portmap this is enough: mount -t nfs -o vers=3,nolock %s %s)\n",
+            src, dir);
+  else if (port == 2049)
+    fprintf(stderr,
+            "basefs mount: (a host running rpcbind needs only: mount -t nfs -o vers=3,nolock %s %s)\n",
+            src, dir);
+  else
+    fprintf(stderr,
+            "basefs mount: (the short form, mount -t nfs -o vers=3,nolock %s %s, needs port 2049 "
+            "with rpcbind, or --portmap)\n",
+            src, dir);
 }
 
 /* True once ADDR accepts TCP connections. */
@@ -213,10 +245,24 @@ static int run_mount(int argc, char **argv)
   if (!sargv)
     return cli_error("out of memory");
   int sargc = 0;
-  const char *first_nfs = NULL;
+  const char *first_nfs = NULL, *exports = NULL;
+  bool portmap = false;
   int c;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":n:k:e:s:pvh", options, NULL)) != -1) {
+    /* Checked here as serve checks them: a line printed for another host
+     * must not carry a value serve would refuse. */
+    struct sockaddr_storage ss;
+    unsigned us;
+    if (c == 'n' && tcpsrv_parse_addr(optarg, &ss) < 0) {
+      free(sargv);
+      return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", optarg);
+    }
+    if (c == 's' && daemon_parse_spin_us(optarg, &us) < 0) {
+      free(sargv);
+      return cli_error("--spin-us takes microseconds from 0 to %d, not '%s'", DAEMON_SPIN_US_MAX,
+                       optarg);
+    }
     switch (c) {
     case 'n':
       if (!first_nfs)
@@ -225,10 +271,15 @@ static int run_mount(int argc, char **argv)
     case 'k':
     case 'e':
     case 's':
+      if (c == 'e')
+        exports = optarg;
       sargv[sargc++] = c == 'n' ? "--nfs" : c == 'k' ? "--key" : c == 'e' ? "--exports" : "--spin-us";
       sargv[sargc++] = optarg;
       break;
-    case 'p': sargv[sargc++] = "--portmap"; break;
+    case 'p':
+      portmap = true;
+      sargv[sargc++] = "--portmap";
+      break;
     case 'U': sargv[sargc++] = "--no-udp"; break;
     case 'v': sargv[sargc++] = "--verbose"; break;
     case 'h': free(sargv); return cli_usage(0);
@@ -259,10 +310,24 @@ static int run_mount(int argc, char **argv)
     free(sargv);
     return cli_error("--nfs %s: mount needs a fixed port, not 0", addr);
   }
+  if (exports) {
+    struct exports *ex = NULL;
+    char eerr[512];
+    int er = exports_load(exports, &ex, eerr, sizeof eerr);
+    exports_free(ex);
+    if (er < 0) {
+      free(sargv);
+      return cli_error("%s", eerr);
+    }
+  }
+  reachable_host(host, sizeof host);
+  bool v6 = strchr(host, ':') != NULL;
+  char reach[96]; /* where this host reaches the server */
+  snprintf(reach, sizeof reach, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
   char why[512];
   if (!nfs_client(why, sizeof why)) {
     fprintf(stderr, "basefs mount: cannot mount here: %s\n", why);
-    print_lines(name, sargv, sargc, host, port, dir);
+    print_lines(name, sargv, sargc, host, port, portmap, dir);
     free(sargv);
     return 1;
   }
@@ -306,17 +371,16 @@ static int run_mount(int argc, char **argv)
     if (waitpid(server, &wst, WNOHANG) == server)
       return cli_error("the server exited before mounting (status %d)",
                        WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
-    ready = answers(addr);
+    ready = answers(reach);
     if (!ready)
       poll(NULL, 0, 50);
   }
   if (!ready) {
     stop_server(server);
-    return cli_error("the server did not answer on %s within %d s", addr, READY_TIMEOUT_MS / 1000);
+    return cli_error("the server did not answer on %s within %d s", reach, READY_TIMEOUT_MS / 1000);
   }
 
   char opts[256], src[128], err[512];
-  bool v6 = strchr(host, ':') != NULL;
   int k = snprintf(opts, sizeof opts, "vers=3,nolock,proto=tcp,port=%d,mountport=%d,mountproto=tcp",
                    port, port);
   if (!mount_helper() && k > 0 && (size_t)k < sizeof opts) /* the kernel parses them itself */

@@ -71,15 +71,11 @@ static int run_serve(int argc, char **argv)
     case 'e': cfg.exports_path = optarg; break;
     case 'U': cfg.no_udp = true; break;
     case 'P': cfg.portmap = true; break;
-    case 's': {
-      char *end;
-      errno = 0;
-      unsigned long us = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || errno || optarg[0] == '-' || us > 100000)
-        return cli_error("--spin-us takes microseconds from 0 to 100000, not '%s'", optarg);
-      cfg.spin_us = (unsigned)us;
+    case 's':
+      if (daemon_parse_spin_us(optarg, &cfg.spin_us) < 0)
+        return cli_error("--spin-us takes microseconds from 0 to %d, not '%s'", DAEMON_SPIN_US_MAX,
+                         optarg);
       break;
-    }
     case 'v': max_level = NFSD_LOG_DEBUG; break;
     case 'h': return cli_usage(0);
     case ':': return cli_error("option '%s' needs a value", argv[optind - 1]);

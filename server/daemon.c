@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
@@ -268,6 +269,19 @@ static void addr_name(const char *addr, int port, char *out, size_t cap)
 {
   const char *colon = strrchr(addr, ':');
   snprintf(out, cap, "%.*s:%d", colon ? (int)(colon - addr) : 0, addr, port);
+}
+
+int daemon_parse_spin_us(const char *s, unsigned *out)
+{
+  if (!s || s[0] < '0' || s[0] > '9')
+    return -EINVAL;
+  char *end;
+  errno = 0;
+  unsigned long us = strtoul(s, &end, 10);
+  if (*end || errno || us > DAEMON_SPIN_US_MAX)
+    return -EINVAL;
+  *out = (unsigned)us;
+  return 0;
 }
 
 int daemon_run(const struct daemon_config *cfg, const char **why, const char **what)

@@ -45,6 +45,12 @@ struct daemon_config {
   void *log_ctx;
 };
 
+/* --spin-us's bound (a slow client costs at most this much CPU per call). */
+#define DAEMON_SPIN_US_MAX 100000
+/* Parses a spin time: decimal microseconds, 0 to DAEMON_SPIN_US_MAX; 0 or
+ * -EINVAL (empty, sign, junk, out of range). */
+int daemon_parse_spin_us(const char *s, unsigned *out);
+
 /* Runs until a signal stops it. 0 after a clean stop; a negative error if
  * it could not start (*WHY, if given, says what failed: "address", "open",
  * "key", "exports", "listen", ...; *WHAT the address, or the exports

@@ -45,7 +45,10 @@ grep -q "/proc/filesystems" "$T/err" || fail "reason does not say what was check
 grep -q "basefs serve t --nfs 127.0.0.1:3049 --verbose" "$T/err" || fail "no serve line"
 grep -q "mount -t nfs -o vers=3,nolock,proto=tcp,port=3049,mountport=3049,mountproto=tcp 127.0.0.1:/basefs $T/mnt" "$T/err" \
   || fail "no explicit mount line"
-grep -q "mount -t nfs -o vers=3,nolock 127.0.0.1:/basefs $T/mnt" "$T/err" || fail "no short mount line"
+# Port 3049 without --portmap: rpcbind would not know it, so no short line.
+grep -q "a host running rpcbind needs only" "$T/err" && fail "short mount line for port 3049"
+grep -q "(the short form, mount -t nfs -o vers=3,nolock 127.0.0.1:/basefs $T/mnt, needs port 2049 with rpcbind, or --portmap)" \
+  "$T/err" || fail "no note on the short form"
 # Nothing was started: the filesystem is not locked, the port is free.
 "$B" mkdir t /after || fail "the filesystem is held by something"
 if command -v ss >/dev/null; then
@@ -54,4 +57,24 @@ fi
 # IPv6 form.
 "$B" mount t "$T/mnt" --nfs '[::1]:3049' 2>"$T/err"
 grep -q "mountproto=tcp \[::1\]:/basefs" "$T/err" || fail "IPv6 mount line"
+# The short line where it works: port 2049 (rpcbind), any port with --portmap.
+"$B" mount t "$T/mnt" 2>"$T/err"
+grep -q "(a host running rpcbind needs only: mount -t nfs -o vers=3,nolock 127.0.0.1:/basefs $T/mnt)" \
+  "$T/err" || fail "no short mount line for port 2049"
+"$B" mount t "$T/mnt" --nfs 127.0.0.1:3049 --portmap 2>"$T/err"
+grep -q "(with --portmap this is enough: mount -t nfs -o vers=3,nolock 127.0.0.1:/basefs $T/mnt)" \
+  "$T/err" || fail "no short mount line with --portmap"
+# A wildcard listen address is mounted at loopback.
+"$B" mount t "$T/mnt" --nfs 0.0.0.0:2049 2>"$T/err"
+grep -q "mountproto=tcp 127.0.0.1:/basefs $T/mnt" "$T/err" || fail "0.0.0.0 not mounted at 127.0.0.1"
+"$B" mount t "$T/mnt" --nfs '[::]:2049' 2>"$T/err"
+grep -q "mountproto=tcp \[::1\]:/basefs $T/mnt" "$T/err" || fail ":: not mounted at ::1"
+# Options serve would refuse are refused before any line is printed.
+for bad in "--spin-us bogus" "--nfs 127.0.0.1:2049 --nfs nonsense" "--exports $T/nonexistent"; do
+  # shellcheck disable=SC2086
+  "$B" mount t "$T/mnt" $bad 2>"$T/err" && fail "mount $bad succeeded"
+  [ "$(wc -l <"$T/err")" = 1 ] || fail "mount $bad: want one error line"
+  grep -q "serve it with" "$T/err" && fail "mount $bad printed a serve line"
+done
+grep -q "nonexistent" "$T/err" || fail "the exports error does not name the file"
 exit 0
