@@ -380,26 +380,30 @@ static int spill(struct stage *s, struct stage_file *f)
   int r = disk_take(s, &fd, &uname, &len);
   if (r < 0)
     return r;
+  /* The memory file may be shorter than F's size: right after
+   * stage_create, the range FILL left out is not written yet. */
   uint8_t *buf = malloc(f->size ? (size_t)f->size : 1);
+  uint64_t got = 0;
   if (!buf)
     r = -ENOMEM;
-  for (uint64_t done = 0; r == 0 && done < f->size;) {
-    ssize_t k = pread(f->fd, buf + done, (size_t)(f->size - done), (off_t)done);
-    if (k <= 0) {
-      r = k < 0 ? -errno : -EIO;
+  while (r == 0 && got < f->size) {
+    ssize_t k = pread(f->fd, buf + got, (size_t)(f->size - got), (off_t)got);
+    if (k < 0 && errno != EINTR)
+      r = -errno;
+    else if (k == 0)
       break;
-    }
-    done += (uint64_t)k;
+    else if (k > 0)
+      got += (uint64_t)k;
   }
-  for (uint64_t done = 0; r == 0 && done < f->size;) {
-    ssize_t k = pwrite(fd, buf + done, (size_t)(f->size - done), (off_t)done);
+  for (uint64_t done = 0; r == 0 && done < got;) {
+    ssize_t k = pwrite(fd, buf + done, (size_t)(got - done), (off_t)done);
     if (k < 0 && errno != EINTR)
       r = -errno;
     else if (k > 0)
       done += (uint64_t)k;
   }
   free(buf);
-  if (r == 0 && len > f->size && ftruncate(fd, (off_t)f->size) < 0)
+  if (r == 0 && len != got && ftruncate(fd, (off_t)got) < 0)
     r = -errno;
   if (r < 0) {
     char name[80];

@@ -268,6 +268,15 @@ TEST(sealed_durable_file_is_not_recovered)
   stage_free(s);
 }
 
+/* A FILL that leaves all of its content out (the caller writes it next). */
+static int fill_none(void *arg, int fd, uint64_t len, uint64_t *size)
+{
+  (void)fd;
+  (void)len;
+  *size = *(const uint64_t *)arg;
+  return 0;
+}
+
 /* What FILE holds, read back whole. */
 static void check_holds(struct stage_file *f, const uint8_t *want, size_t len)
 {
@@ -355,6 +364,17 @@ TEST(small_files_stage_in_memory_until_they_grow_or_must_be_durable)
   CHECK_OK(stage_sync(s, fep));
   CHECK(!stage_in_memory(fep));
   CHECK_INT(count_files(stage_dir(), 's'), ==, 2);
+  /* A SYNC write of the very range the fill left out (a client rewriting a
+   * whole small file): the file moves to disk before those bytes exist. */
+  hash_t h = obj_of(26);
+  uint64_t left_out = 30;
+  struct stage_file *fhp;
+  CHECK_OK(stage_create(s, &h, &zero, 30, fill_none, &left_out, 13, &fhp));
+  CHECK(stage_in_memory(fhp));
+  CHECK_OK(stage_write(s, fhp, 0, want, 30, true, 14));
+  CHECK(!stage_in_memory(fhp));
+  check_holds(fhp, want, 30);
+  stage_drop(s, fhp);
   /* One more in memory, then a restart: only the durable two come back. */
   hash_t g = obj_of(25);
   struct stage_file *fgp;
