@@ -116,6 +116,16 @@ static int parse_network(const char *s, size_t n, struct rule *r, char *err, siz
     if (r->addr[bit / 8] & (0x80 >> (bit % 8)))
       return fail(err, errlen, line, -EINVAL, "'%s': address bits set past the /%u prefix", tok,
                   r->prefix);
+  /* An IPv4-mapped network (::ffff:10.9.9.0/120) is the IPv4 network it
+   * maps: clients are matched as IPv4 (exports_check), so as an IPv6 rule
+   * it could never match. */
+  static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
+  if (!r->v4 && r->prefix >= 96 && memcmp(r->addr, mapped, 12) == 0) {
+    memmove(r->addr, r->addr + 12, 4);
+    memset(r->addr + 4, 0, 12);
+    r->v4 = true;
+    r->prefix -= 96;
+  }
   return 0;
 }
 
@@ -179,8 +189,11 @@ static int parse_line(const char *s, size_t n, int line, struct exports *ex, cha
   int star = parse_network(s + start, i - start, &r, err, errlen, line);
   if (star < 0)
     return star;
+  char net[80];
+  clip(s + start, i - start, net, sizeof net);
   /* Options: tokens split by commas and blanks. */
-  for (;;) {
+  int nopts = 0;
+  for (;; nopts++) {
     while (i < n && (blank(s[i]) || s[i] == ','))
       i++;
     if (i == n)
@@ -191,6 +204,19 @@ static int parse_line(const char *s, size_t n, int line, struct exports *ex, cha
     int rc = parse_option(s + start, i - start, &r.access, err, errlen, line);
     if (rc < 0)
       return rc;
+  }
+  if (r.access.refused && nopts > 1)
+    return fail(err, errlen, line, -EINVAL,
+                "'deny' cannot be combined with other options (a denied network gets nothing)");
+  /* The same network twice: the later line could never apply. */
+  for (size_t k = 0; k < ex->n; k++) {
+    const struct rule *o = &ex->rules[k];
+    bool same = o->prefix == r.prefix && (star ? o->prefix == 0
+                                               : o->v4 == r.v4 && memcmp(o->addr, r.addr, 16) == 0);
+    if (same)
+      return fail(err, errlen, line, -EINVAL,
+                  "'%s' is the network of line %d already (only one line may name it)", net,
+                  o->access.line);
   }
   size_t need = star ? 2 : 1;
   if (ex->n + need > EXPORTS_RULES_MAX)

@@ -8,18 +8,22 @@
  *
  *   NETWORK  an IPv4 or IPv6 address with an optional /PREFIX (CIDR):
  *            10.0.0.0/8, 192.168.1.7 (= /32), fd00::/8, ::1 (= /128),
- *            or '*' for every address (0.0.0.0/0 and ::/0).
+ *            or '*' for every address (0.0.0.0/0 and ::/0). An
+ *            IPv4-mapped network (::ffff:10.9.9.0/120) is the IPv4
+ *            network it maps (10.9.9.0/24). A network may be named by one
+ *            line only (another line for it could never apply: an error).
  *   OPTION   (separated by commas and/or blanks; later ones win)
  *            ro | rw                     read-only (the default) or read-write
  *            root_squash                 uid 0 becomes anonuid/anongid (default)
  *            no_root_squash              uid 0 stays root
  *            all_squash                  every uid becomes anonuid/anongid
  *            anonuid=N, anongid=N        default 65534 (nobody/nogroup)
- *            deny                        refuse this network
+ *            deny                        refuse this network (alone: with
+ *                                        any other option it is an error)
  *
  * A client gets the rule of the most specific network that contains its
- * address (the longest prefix; among equal ones, the first line). An IPv4
- * client connecting over IPv6 as ::ffff:a.b.c.d matches IPv4 rules.
+ * address (the longest prefix). An IPv4 client connecting over IPv6 as
+ * ::ffff:a.b.c.d matches IPv4 rules.
  * Loopback clients (127.0.0.0/8, ::1) that no line matches are trusted as
  * themselves: read-write, no squashing. Any other client no line matches is
  * refused: every MOUNT and NFS call gets MSG_DENIED AUTH_ERROR

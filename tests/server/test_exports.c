@@ -127,9 +127,11 @@ TEST(options_and_longest_prefix)
   exports_free(ex);
 }
 
-TEST(equal_prefixes_first_line_wins_and_star)
+static void groups_are(const char *text, const char *want);
+
+TEST(star_covers_both_families)
 {
-  struct exports *ex = parse_ok("* ro\n10.0.0.0/8 rw\n10.0.0.0/8 deny\n");
+  struct exports *ex = parse_ok("* ro\n10.0.0.0/8 rw\n");
   struct exports_access a = check(ex, "8.8.8.8");
   CHECK(!a.refused && a.readonly && a.line == 1);
   a = check(ex, "2001:db8::1");
@@ -139,6 +141,53 @@ TEST(equal_prefixes_first_line_wins_and_star)
   /* '*' covers loopback too: a line overrides the loopback default. */
   a = check(ex, "127.0.0.1");
   CHECK(a.readonly && a.line == 1);
+  exports_free(ex);
+}
+
+TEST(a_network_named_twice_is_an_error)
+{
+  /* The second line could never apply (the longest prefix wins, and
+   * these are equal). */
+  parse_bad("10.0.0.0/8 rw\n10.0.0.0/8 deny\n",
+            "line 2: '10.0.0.0/8' is the network of line 1 already");
+  parse_bad("fd00::/8 rw\n\nfd00:0::/8 ro\n", "line 3: 'fd00:0::/8' is the network of line 1");
+  parse_bad("* ro\n0.0.0.0/0 rw\n", "line 2: '0.0.0.0/0' is the network of line 1");
+  parse_bad("::/0 ro\n*\n", "line 2: '*' is the network of line 1");
+  parse_bad("10.9.9.0/24 ro\n::ffff:10.9.9.0/120 rw\n",
+            "line 2: '::ffff:10.9.9.0/120' is the network of line 1");
+  /* The same address in both families, or two prefix lengths, are two networks. */
+  struct exports *ex = parse_ok("0.0.0.0/0 ro\n::/0 rw\n10.0.0.0/8 rw\n10.0.0.0/16 ro\n");
+  CHECK_INT(exports_rules(ex), ==, 4);
+  exports_free(ex);
+}
+
+TEST(an_ipv4_mapped_line_is_its_ipv4_network)
+{
+  struct exports *ex = parse_ok("::ffff:10.9.9.0/120 rw\n::ffff:192.168.1.7 rw,no_root_squash\n");
+  struct exports_access a = check(ex, "10.9.9.9"); /* matched as IPv4 */
+  CHECK(!a.refused && !a.readonly && a.line == 1);
+  a = check(ex, "::ffff:10.9.9.200");
+  CHECK(!a.refused && !a.readonly && a.line == 1);
+  CHECK(check(ex, "10.9.8.1").refused);
+  a = check(ex, "192.168.1.7"); /* /128 is /32 */
+  CHECK(!a.refused && a.squash == EXPORTS_SQUASH_NONE && a.line == 2);
+  CHECK(check(ex, "192.168.1.8").refused);
+  exports_free(ex);
+  groups_are("::ffff:10.9.9.0/120 rw\n", "10.9.9.0/24 127.0.0.0/8 ::1/128");
+  /* Below /96 it is an IPv6 network like any other. */
+  ex = parse_ok("::fffe:0:0/95 rw\n"); /* contains ::ffff:0:0/96 */
+  CHECK(check(ex, "10.9.9.9").refused);
+  exports_free(ex);
+}
+
+TEST(deny_stands_alone)
+{
+  parse_bad("10.0.0.0/8 deny,rw\n", "line 1: 'deny' cannot be combined with other options");
+  parse_bad("10.0.0.0/8 rw,deny\n", "'deny' cannot be combined");
+  parse_bad("10.0.0.0/8 deny no_root_squash\n", "'deny' cannot be combined");
+  struct exports *ex = parse_ok("10.0.0.0/8 deny\n10.1.0.0/16 , deny ,\n");
+  CHECK(check(ex, "10.2.0.1").refused);
+  CHECK(check(ex, "10.1.0.1").refused);
   exports_free(ex);
 }
 
