@@ -1551,10 +1551,22 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
     else {
       bool fresh;
       uint64_t base_size = o.st.size;
+      bool stable = a.stable != NFS3_UNSTABLE;
       r = obj_stage_skip(d, &o, UINT64_MAX, a.offset, a.offset + a.data.len, &fresh);
+      /* A stable write of a whole small file (Linux flushes a small file
+       * so at close(): one FILE_SYNC WRITE, no COMMIT) is sealed at once:
+       * one flush of the store instead of a durable staged copy now and a
+       * seal later, and the version is visible at once, as after a COMMIT.
+       * (Small: the first write of a stream of stable writes, a file
+       * growing, must not become a version of its own.) If the seal fails,
+       * the staged copy is made durable instead. */
+      bool whole = stable && r == 0 && a.offset == 0 && a.data.len >= stage_size(o.sf) &&
+                   a.data.len < NFSD_STAGE_MEM_FILE;
       if (r == 0)
-        r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len,
-                         a.stable != NFS3_UNSTABLE, now_ns());
+        r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len, stable && !whole, now_ns());
+      struct stage_file *sf = o.sf; /* still staged if the seal fails */
+      if (r == 0 && whole && obj_seal(d, &o, NULL) < 0)
+        r = stage_sync(d->stage, sf);
       if (r < 0 && fresh && o.sf && a.offset < base_size && a.data.len > 0) {
         /* Its copy left out what this write should have put there. */
         stage_drop(d->stage, o.sf);

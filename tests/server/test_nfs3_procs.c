@@ -1188,7 +1188,9 @@ static void staged_count(struct srv *s, void *arg)
 }
 
 /* Linux writes a small file at close() as one FILE_SYNC WRITE and no
- * COMMIT; a CLI command reaching the daemon flushes first and must see it. */
+ * COMMIT: that WRITE seals the version at once. Any other stable write is
+ * staged durably; a CLI command reaching the daemon flushes first and must
+ * see it. */
 TEST(nfs3_flush_seals_file_sync_writes_without_commit)
 {
   struct srv s;
@@ -1202,14 +1204,22 @@ TEST(nfs3_flush_seals_file_sync_writes_without_commit)
   mkfile(&c, ROOT, "small", fh, &len);
   c3_write(&c, fh, len, 0, "small\n", 6, FILE_SYNC, &r);
   CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_INT(r.committed, ==, FILE_SYNC);
+  unsigned staged;
+  srv_on_loop(&s, staged_count, &staged);
+  CHECK_INT(staged, ==, 1); /* the clean copy the seal keeps */
+  c3_write(&c, fh, len, 2, "ALL", 3, FILE_SYNC, &r); /* not the whole file */
+  CHECK_INT(r.status, ==, NFS3_OK);
+  CHECK_INT(r.committed, ==, FILE_SYNC);
   cl_close(&c);
   /* Stop the loop thread but keep nfsd: what the control socket's SYNC does. */
   uv_async_send(&s.stop);
   pthread_join(s.thread, NULL);
+  CHECK_INT(writes_of(&s, "/small"), ==, 2); /* the create, the whole write */
   CHECK_INT(nfsd_flush(s.nfsd), ==, 1);
   size_t n;
   char *text = srv_cat(&s, "/small", &n);
-  CHECK(text && strcmp(text, "small\n") == 0);
+  CHECK(text && strcmp(text, "smALL\n") == 0);
   free(text);
   CHECK_INT(nfsd_flush(s.nfsd), ==, 0); /* nothing left to seal */
   CHECK_OK(uv_loop_close(&s.loop));
