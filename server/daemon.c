@@ -50,6 +50,7 @@ struct daemon {
   int stopped; /* transports fully stopped */
   struct portmap_server *pmap; /* --portmap */
   struct nfsd *nfsd;
+  struct rpcsrv *rpc;
   bool stopping;
   uint64_t last_ckpt_ns;
   hash_t ckpt_root; /* the view's Merkle root at the last checkpoint */
@@ -260,6 +261,7 @@ static void on_tick(uv_timer_t *t)
   struct daemon *dm = t->data;
   uint64_t now = now_ns();
   nfsd_tick(dm->nfsd, now);
+  rpcsrv_log_flush(dm->rpc); /* sums up a protocol-error flood that stopped */
   if (now - dm->last_ckpt_ns >= DAEMON_CHECKPOINT_S * 1000000000ull)
     checkpoint(dm, now);
 }
@@ -348,6 +350,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
   if ((r = rpcsrv_new(&rpc)) < 0)
     goto out;
   rpcsrv_set_log(rpc, rpc_log, &dm);
+  dm.rpc = rpc;
   rpcsrv_set_exports(rpc, ex);
   if ((r = drc_new(DRC_ENTRIES_DEFAULT, DRC_BYTES_DEFAULT, &drc)) < 0)
     goto out;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/drc.h"
 #include "store/error.h"
@@ -146,6 +147,18 @@ struct program {
   void *ctx;
 };
 
+/* Log lines of one kind (one rpcsrv_logf format string) in the current
+ * one-second window. */
+#define LOG_KINDS 16
+#define LOG_LINE 256
+struct log_kind {
+  const char *fmt;    /* NULL: a free slot */
+  uint64_t window_ns; /* CLOCK_MONOTONIC start of the window */
+  unsigned count;     /* lines written in it */
+  unsigned suppressed;
+  char last[LOG_LINE]; /* the last line held back */
+};
+
 struct rpcsrv {
   struct program *progs;
   size_t nprogs;
@@ -156,6 +169,7 @@ struct rpcsrv {
   /* Addresses refused and logged already (a ring). */
   struct drc_key refused[RPCSRV_REFUSED_SEEN];
   unsigned nrefused;
+  struct log_kind kinds[LOG_KINDS];
 };
 
 void rpcsrv_set_exports(struct rpcsrv *s, const struct exports *ex) { s->exports = ex; }
@@ -195,16 +209,77 @@ void rpcsrv_set_log(struct rpcsrv *s, rpcsrv_log_fn fn, void *ctx)
   s->log_ctx = ctx;
 }
 
+static uint64_t mono_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Says how many lines of kind K were held back, if any. */
+static void kind_summary(struct rpcsrv *s, struct log_kind *k)
+{
+  if (!k->suppressed)
+    return;
+  char line[LOG_LINE + 96];
+  snprintf(line, sizeof line, "(%u more like this suppressed within a second; the last: %s)",
+           k->suppressed, k->last);
+  k->suppressed = 0;
+  s->log(s->log_ctx, line);
+}
+
+/* The kind of FMT: its slot, or a new one (the least recently started
+ * window gives way, its count said first). */
+static struct log_kind *kind_of(struct rpcsrv *s, const char *fmt)
+{
+  struct log_kind *oldest = &s->kinds[0];
+  for (int i = 0; i < LOG_KINDS; i++) {
+    struct log_kind *k = &s->kinds[i];
+    if (k->fmt == fmt)
+      return k;
+    if (!k->fmt)
+      return memset(k, 0, sizeof *k);
+    if (k->window_ns < oldest->window_ns)
+      oldest = k;
+  }
+  kind_summary(s, oldest);
+  return memset(oldest, 0, sizeof *oldest);
+}
+
 void rpcsrv_logf(struct rpcsrv *s, const char *fmt, ...)
 {
   if (!s->log)
     return;
-  char line[256];
+  uint64_t now = mono_ns();
+  struct log_kind *k = kind_of(s, fmt);
+  if (!k->fmt || now - k->window_ns >= 1000000000ull) {
+    kind_summary(s, k);
+    k->fmt = fmt;
+    k->window_ns = now;
+    k->count = 0;
+  }
+  char line[LOG_LINE];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  s->log(s->log_ctx, line);
+  if (k->count < RPCSRV_LOG_BURST) {
+    k->count++;
+    s->log(s->log_ctx, line);
+  } else {
+    k->suppressed++;
+    memcpy(k->last, line, sizeof line);
+  }
+}
+
+void rpcsrv_log_flush(struct rpcsrv *s)
+{
+  if (!s->log)
+    return;
+  uint64_t now = mono_ns();
+  for (int i = 0; i < LOG_KINDS; i++)
+    if (s->kinds[i].suppressed && now - s->kinds[i].window_ns >= 1000000000ull)
+      kind_summary(s, &s->kinds[i]);
 }
 
 int rpcsrv_register(struct rpcsrv *s, uint32_t prog, uint32_t vers, const struct rpcsrv_proc *procs,
@@ -274,38 +349,46 @@ int rpcsrv_dispatch(struct rpcsrv *s, const uint8_t *rec, size_t len,
   bool cached = false;
   xdr_dec_init(&d, rec, len);
 
-  switch (oncrpc_dec_call(&d, &c)) {
-  case ONCRPC_CALL_OK:
-    break;
-  case ONCRPC_CALL_NOT_A_CALL:
-    rpcsrv_logf(s, "%s: a %zu-byte record that is not an RPC call", who, len);
-    return -BFS_EFORMAT;
-  case ONCRPC_CALL_BAD_RPCVERS:
-    rpcsrv_logf(s, "%s: RPC version %u refused", who, c.rpcvers);
-    oncrpc_enc_rpc_mismatch(out, c.xid);
-    goto sent;
-  case ONCRPC_CALL_BAD_CRED:
-    rpcsrv_logf(s, "%s: malformed credential", who);
-    oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADCRED);
-    goto sent;
-  case ONCRPC_CALL_BAD_VERF:
-    rpcsrv_logf(s, "%s: malformed verifier", who);
-    oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADVERF);
-    goto sent;
-  }
-
-  /* Who may call at all (exports.h). */
+  enum oncrpc_call_verdict cs = oncrpc_dec_call(&d, &c);
+  /* Who may call at all (exports.h), before anything is logged: a client
+   * the exports refuse gets its one refusal line, not a line per
+   * malformed call (UDP sources can be forged). */
+  bool refused = false;
   if (peer) {
     local = *peer;
     exports_check(s->exports, (const struct sockaddr *)&peer->addr, &local.access);
     peer = &local;
-    if (local.access.refused) {
-      if (refusal_is_new(s, (const struct sockaddr *)&peer->addr))
-        rpcsrv_logf(s, "%s: refused by the exports%s", who,
-                    local.access.line ? " (a deny line)" : " (no line for this address)");
-      oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_TOOWEAK);
-      goto sent;
-    }
+    refused = local.access.refused;
+    if (refused && refusal_is_new(s, (const struct sockaddr *)&peer->addr))
+      rpcsrv_logf(s, "%s: refused by the exports%s", who,
+                  local.access.line ? " (a deny line)" : " (no line for this address)");
+  }
+  switch (cs) {
+  case ONCRPC_CALL_OK:
+    break;
+  case ONCRPC_CALL_NOT_A_CALL:
+    if (!refused)
+      rpcsrv_logf(s, "%s: a %zu-byte record that is not an RPC call", who, len);
+    return -BFS_EFORMAT;
+  case ONCRPC_CALL_BAD_RPCVERS:
+    if (!refused)
+      rpcsrv_logf(s, "%s: RPC version %u refused", who, c.rpcvers);
+    oncrpc_enc_rpc_mismatch(out, c.xid);
+    goto sent;
+  case ONCRPC_CALL_BAD_CRED:
+    if (!refused)
+      rpcsrv_logf(s, "%s: malformed credential", who);
+    oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADCRED);
+    goto sent;
+  case ONCRPC_CALL_BAD_VERF:
+    if (!refused)
+      rpcsrv_logf(s, "%s: malformed verifier", who);
+    oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_BADVERF);
+    goto sent;
+  }
+  if (refused) {
+    oncrpc_enc_auth_error(out, c.xid, ONCRPC_AUTH_TOOWEAK);
+    goto sent;
   }
 
   /* Authentication comes before the program lookup (RFC 5531 §9): we only

@@ -119,9 +119,22 @@ struct rpcsrv;
 /* Optional log sink: one line per protocol error worth an admin's eye. */
 typedef void (*rpcsrv_log_fn)(void *ctx, const char *line);
 
+/* Lines of one kind (one rpcsrv_logf format) written per second at most:
+ * a flood of garbage (1000 datagrams, perhaps from forged UDP sources)
+ * makes RPCSRV_LOG_BURST lines and one "(N more like this suppressed
+ * within a second; the last: ...)" line, not 1000. */
+#define RPCSRV_LOG_BURST 10
+
 int rpcsrv_new(struct rpcsrv **out);
-/* Writes one line to the log sink, if any (transports use it too). */
+/* Writes one line to the log sink, if any (transports use it too), unless
+ * RPCSRV_LOG_BURST lines of the same FMT (compared as a pointer: a call
+ * site) were written within the last second; those are counted, and the
+ * count is written with the next line of that kind after the second, or
+ * by rpcsrv_log_flush(). */
 void rpcsrv_logf(struct rpcsrv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes the counts of lines held back in windows that are over (a timer
+ * calls it, so a flood that stops is still summed up). */
+void rpcsrv_log_flush(struct rpcsrv *s);
 void rpcsrv_free(struct rpcsrv *s);
 void rpcsrv_set_log(struct rpcsrv *s, rpcsrv_log_fn fn, void *ctx);
 /* Registers procs[0..nprocs) as (prog, vers). The table is not copied and
@@ -133,7 +146,8 @@ struct drc;
 /* Decides who may call (server/exports.h; not copied, must outlive s).
  * A client the exports refuse gets MSG_DENIED AUTH_ERROR AUTH_TOOWEAK for
  * every call, and one log line the first time (per address, among the
- * last RPCSRV_REFUSED_SEEN). Without exports every client is allowed, and
+ * last RPCSRV_REFUSED_SEEN); its malformed calls get their usual replies
+ * but no log lines. Without exports every client is allowed, and
  * peer->access is exports_check(NULL, addr). */
 void rpcsrv_set_exports(struct rpcsrv *s, const struct exports *ex);
 #define RPCSRV_REFUSED_SEEN 64

@@ -100,8 +100,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   s->out.err = 0;
   int rc = rpcsrv_dispatch(s->rpc, s->buf, (size_t)nread, &peer, &s->out);
   if (rc == -BFS_EFORMAT) {
-    /* The dispatcher logged it; nothing to answer. Its log line is per
-     * datagram: a flood of garbage is the dispatcher's business. */
+    /* The dispatcher logged it (at most RPCSRV_LOG_BURST lines a second
+     * of a kind, so a flood of garbage is a few lines); nothing to answer. */
     return;
   }
   if (rc <= 0 || s->out.len == 0)

@@ -194,3 +194,23 @@ TEST(serve_answers_udp_by_default)
   CHECK_INT(dep_logged(&m.d, "TCP and UDP;"), ==, 1);
   dmn_stop(&m);
 }
+
+TEST(serve_logs_a_garbage_flood_in_a_few_lines)
+{
+  struct dmn m;
+  dmn_start(&m, false);
+  int fd = udp_client();
+  for (int i = 0; i < 300; i++)
+    udp_send_to(fd, m.port, "xx", 2);
+  close(fd);
+  /* The tick sums up the held-back lines once their second is over,
+   * without further traffic. */
+  for (int i = 0; i < 300 && !dep_logged(&m.d, "more like this suppressed"); i++)
+    usleep(10000);
+  CHECK_MSG(dep_logged(&m.d, "more like this suppressed within a second; the last: 127.0.0.1: "
+                             "a 2-byte record that is not an RPC call") == 1,
+            "log:\n%s", m.d.log);
+  /* RPCSRV_LOG_BURST lines, and the summary that quotes the last one. */
+  CHECK_INT(dep_logged(&m.d, "not an RPC call"), ==, RPCSRV_LOG_BURST + 1);
+  dmn_stop(&m);
+}

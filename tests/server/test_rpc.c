@@ -252,6 +252,7 @@ struct disp {
   struct xdr_dec res;
   int rc;
   int logged;
+  char last[600]; /* the last line logged */
 };
 
 static void count_log(void *ctx, const char *line)
@@ -259,6 +260,7 @@ static void count_log(void *ctx, const char *line)
   struct disp *d = ctx;
   CHECK(strlen(line) > 0);
   d->logged++;
+  snprintf(d->last, sizeof d->last, "%s", line);
 }
 
 static void disp_init(struct disp *d)
@@ -449,6 +451,73 @@ TEST(dispatch_denials)
   CHECK_INT(d.rc, ==, -BFS_EFORMAT);
   xdr_enc_free(&e);
   disp_free(&d);
+}
+
+TEST(protocol_error_lines_are_rate_limited_per_kind)
+{
+  struct disp d;
+  disp_init(&d);
+  static const uint8_t junk[7] = "garbage";
+  for (int i = 0; i < 1000; i++) {
+    disp_bytes(&d, junk, sizeof junk);
+    CHECK_INT(d.rc, ==, -BFS_EFORMAT);
+  }
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST);
+  /* Another kind has its own allowance. */
+  struct xdr_enc e;
+  call_build(&e, 4, 100099, 1, 0, NULL, NULL, 0);
+  xdr_enc_patch_u32(&e, 24, ONCRPC_RPCSEC_GSS);
+  disp_bytes(&d, e.buf, e.len);
+  expect_auth_error(&d, ONCRPC_AUTH_BADCRED);
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST + 1);
+  /* The count is said once the second is over. */
+  rpcsrv_log_flush(d.rpc);
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST + 1);
+  usleep(1050000);
+  rpcsrv_log_flush(d.rpc);
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST + 2);
+  char want[200];
+  snprintf(want, sizeof want,
+           "(%d more like this suppressed within a second; the last: 192.0.2.1: a 7-byte record "
+           "that is not an RPC call)",
+           1000 - RPCSRV_LOG_BURST);
+  CHECK_MSG(strcmp(d.last, want) == 0, "got '%s'", d.last);
+  rpcsrv_log_flush(d.rpc);
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST + 2);
+  /* A new second, a new allowance. */
+  disp_bytes(&d, junk, sizeof junk);
+  CHECK_INT(d.logged, ==, RPCSRV_LOG_BURST + 3);
+  xdr_enc_free(&e);
+  disp_free(&d);
+}
+
+TEST(a_refused_client_gets_one_line_not_one_per_malformed_call)
+{
+  struct disp d;
+  disp_init(&d);
+  struct exports *ex;
+  char err[128];
+  CHECK_OK(exports_parse("", 0, &ex, err, sizeof err)); /* loopback only */
+  rpcsrv_set_exports(d.rpc, ex);
+  struct sockaddr_in *sin = (struct sockaddr_in *)&d.peer.addr;
+  sin->sin_family = AF_INET;
+  CHECK(inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr) == 1);
+  /* A malformed AUTH_SYS body (17 gids), as in dispatch_denials. */
+  struct oncrpc_auth_sys cred = {.ngids = 16, .machine = "host", .machine_len = 4};
+  struct xdr_enc e;
+  call_build(&e, 5, NFS3_PROGRAM, 3, 0, &cred, NULL, 0);
+  xdr_enc_patch_u32(&e, 52, 17);
+  for (int i = 0; i < 5; i++) {
+    disp_bytes(&d, e.buf, e.len);
+    expect_auth_error(&d, ONCRPC_AUTH_BADCRED); /* the same answer as to anyone */
+    disp_bytes(&d, e.buf, 7);
+    CHECK_INT(d.rc, ==, -BFS_EFORMAT);
+  }
+  CHECK_INT(d.logged, ==, 1);
+  CHECK_MSG(strstr(d.last, "192.0.2.1: refused by the exports") != NULL, "%s", d.last);
+  xdr_enc_free(&e);
+  disp_free(&d);
+  exports_free(ex);
 }
 
 /* ---- over TCP ---- */
