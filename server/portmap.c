@@ -405,6 +405,32 @@ static enum rpcsrv_status pm_dump(struct rpcsrv_call *call)
   return RPCSRV_OK;
 }
 
+/* For a port mapper bound to a wildcard (--nfs 0.0.0.0:2049 / [::]:2049):
+ * the local address a reply to the caller leaves from (the routing
+ * table's choice: connect a UDP socket to it and ask). That is the address
+ * the call arrived on for every ordinary setup, which is what rpcbind
+ * answers, and never the useless wildcard. False when it cannot tell. */
+static bool local_address_to(const struct rpcsrv_peer *peer, int family, char *out, size_t cap)
+{
+  if (!peer || peer->addr.ss_family != family)
+    return false;
+  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return false;
+  struct sockaddr_storage to = peer->addr, me;
+  socklen_t len = sizeof me;
+  if (family == AF_INET6 && ((struct sockaddr_in6 *)&to)->sin6_port == 0)
+    ((struct sockaddr_in6 *)&to)->sin6_port = htons(PMAP2_PORT);
+  else if (family == AF_INET && ((struct sockaddr_in *)&to)->sin_port == 0)
+    ((struct sockaddr_in *)&to)->sin_port = htons(PMAP2_PORT);
+  bool ok = connect(fd, (struct sockaddr *)&to, peer->addrlen ? peer->addrlen : sizeof to) == 0 &&
+            getsockname(fd, (struct sockaddr *)&me, &len) == 0 && me.ss_family == family;
+  close(fd);
+  const void *a = family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&me)->sin6_addr
+                                     : (const void *)&((struct sockaddr_in *)&me)->sin_addr;
+  return ok && inet_ntop(family, a, out, (socklen_t)cap) != NULL;
+}
+
 /* rpcbind v3/v4 GETADDR: rpcb in, universal address out ("" = none). */
 static enum rpcsrv_status rb_getaddr(struct rpcsrv_call *call)
 {
@@ -436,6 +462,10 @@ static enum rpcsrv_status rb_getaddr(struct rpcsrv_call *call)
   if (prot)
     port = ours6 ? table_port(p->maps6, p->n6, prog, vers, prot)
                  : table_port(p->maps, p->n, prog, vers, prot);
+  char local[INET6_ADDRSTRLEN];
+  if (host && (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) &&
+      local_address_to(call->peer, v6 ? AF_INET6 : AF_INET, local, sizeof local))
+    host = local;
   char uaddr[INET6_ADDRSTRLEN + 16] = "";
   if (port && host && host[0])
     snprintf(uaddr, sizeof uaddr, "%s.%u.%u", host, port >> 8, port & 255);

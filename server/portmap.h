@@ -16,7 +16,9 @@
  *    v3/v4 GETADDR (and v4 GETVERSADDR) for netids tcp, udp, tcp6, udp6
  *    from the same table (NFS and MOUNT from their IPv6 ports for tcp6/udp6,
  *    see struct portmap_ports), with the universal address of the served host
- *    (pmapsrv_set_hosts); v3/v4 SET/UNSET answer false, DUMP is v2 only. portmap_serve() runs it on TCP and UDP on the given addresses.
+ *    (pmapsrv_set_hosts; for a wildcard host, the local address that
+ *    reaches the caller, as rpcbind answers with the address the call
+ *    arrived on); v3/v4 SET/UNSET answer false, DUMP is v2 only. portmap_serve() runs it on TCP and UDP on the given addresses.
  */
 #ifndef BASEFS_SERVER_PORTMAP_H
 #define BASEFS_SERVER_PORTMAP_H

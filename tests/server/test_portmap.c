@@ -210,8 +210,9 @@ TEST(set_and_unset_only_from_loopback)
 
 /* rpcbind v4 GETADDR (what mount.nfs asks for an IPv6 server) from the same
  * table; v3 too; unknown netids and programs get "". */
-static void getaddr(struct rpcsrv *rpc, uint32_t vers, uint32_t proc, uint32_t prog,
-                    uint32_t pvers, const char *netid, const char *want)
+static void getaddr_from(struct rpcsrv *rpc, const struct rpcsrv_peer *peer, uint32_t vers,
+                         uint32_t proc, uint32_t prog, uint32_t pvers, const char *netid,
+                         const char *want)
 {
   struct xdr_enc args, call, out;
   xdr_enc_init(&args, 256);
@@ -222,7 +223,7 @@ static void getaddr(struct rpcsrv *rpc, uint32_t vers, uint32_t proc, uint32_t p
   xdr_enc_str(&args, "test");
   call_build(&call, 3, PMAP2_PROGRAM, vers, proc, NULL, args.buf, args.len);
   xdr_enc_init(&out, 4096);
-  CHECK_INT(rpcsrv_dispatch(rpc, call.buf, call.len, NULL, &out), ==, 1);
+  CHECK_INT(rpcsrv_dispatch(rpc, call.buf, call.len, peer, &out), ==, 1);
   struct xdr_dec d;
   struct oncrpc_reply r;
   xdr_dec_init(&d, out.buf, out.len);
@@ -238,18 +239,79 @@ static void getaddr(struct rpcsrv *rpc, uint32_t vers, uint32_t proc, uint32_t p
   xdr_enc_free(&out);
 }
 
-TEST(rpcbind_getaddr_for_ipv6_clients)
+static void getaddr(struct rpcsrv *rpc, uint32_t vers, uint32_t proc, uint32_t prog,
+                    uint32_t pvers, const char *netid, const char *want)
+{
+  getaddr_from(rpc, NULL, vers, proc, prog, pvers, netid, want);
+}
+
+/* A caller at ADDR (numeric), port 700. */
+static struct rpcsrv_peer peer_at(const char *addr)
+{
+  struct rpcsrv_peer p = {.stream = true};
+  snprintf(p.name, sizeof p.name, "%s", addr);
+  struct sockaddr_in *sin = (struct sockaddr_in *)&p.addr;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&p.addr;
+  if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(700);
+    p.addrlen = sizeof *sin;
+  } else {
+    CHECK(inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(700);
+    p.addrlen = sizeof *sin6;
+  }
+  return p;
+}
+
+/* A PMAP server on a dispatcher (*rpc), with our mappings on port 2049. */
+static struct pmapsrv *pm_table(struct rpcsrv **rpc)
 {
   struct pmapsrv *pm;
-  struct rpcsrv *rpc;
   CHECK_OK(pmapsrv_new(&pm));
-  CHECK_OK(rpcsrv_new(&rpc));
-  CHECK_OK(pmapsrv_register(pm, rpc));
+  CHECK_OK(rpcsrv_new(rpc));
+  CHECK_OK(pmapsrv_register(pm, *rpc));
   struct pmap2_mapping maps[6];
   size_t n = portmap_our_mappings(2049, 2049, maps, 6);
   CHECK_INT(n, ==, 6);
   for (size_t i = 0; i < n; i++)
     CHECK_OK(pmapsrv_set(pm, &maps[i]));
+  return pm;
+}
+
+TEST(rpcbind_getaddr_of_a_wildcard_names_the_address_called)
+{
+  struct rpcsrv *rpc;
+  struct pmapsrv *pm = pm_table(&rpc);
+  CHECK_OK(pmapsrv_set_hosts(pm, "0.0.0.0", "::")); /* --nfs 0.0.0.0:2049 --nfs [::]:2049 */
+  struct rpcsrv_peer v4 = peer_at("127.0.0.1");
+  getaddr_from(rpc, &v4, 4, 3, 100003, 3, "tcp", "127.0.0.1.8.1");
+  getaddr_from(rpc, &v4, 3, 3, 100005, 3, "udp", "127.0.0.1.8.1");
+  int fd6 = socket(AF_INET6, SOCK_DGRAM, 0);
+  struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT,
+                             .sin6_port = htons(9)};
+  if (fd6 >= 0 && connect(fd6, (struct sockaddr *)&lo6, sizeof lo6) == 0) { /* IPv6 here */
+    struct rpcsrv_peer v6 = peer_at("::1");
+    getaddr_from(rpc, &v6, 4, 3, 100003, 3, "tcp6", "::1.8.1");
+  }
+  if (fd6 >= 0)
+    close(fd6);
+  /* Who cannot be told (no peer, or an IPv4 caller asking for tcp6) gets
+   * the wildcard, as before. */
+  getaddr(rpc, 4, 3, 100003, 3, "tcp", "0.0.0.0.8.1");
+  getaddr_from(rpc, &v4, 4, 3, 100003, 3, "tcp6", "::.8.1");
+  /* A named host is answered as it is, whoever asks. */
+  CHECK_OK(pmapsrv_set_hosts(pm, "192.0.2.7", "::1"));
+  getaddr_from(rpc, &v4, 4, 3, 100003, 3, "tcp", "192.0.2.7.8.1");
+  rpcsrv_free(rpc);
+  pmapsrv_free(pm);
+}
+
+TEST(rpcbind_getaddr_for_ipv6_clients)
+{
+  struct rpcsrv *rpc;
+  struct pmapsrv *pm = pm_table(&rpc);
   getaddr(rpc, 4, 3, 100003, 3, "tcp6", ""); /* no IPv6 host yet */
   CHECK_OK(pmapsrv_set_hosts(pm, "127.0.0.1", "::1"));
   getaddr(rpc, 4, 3, 100003, 3, "tcp6", "::1.8.1");
