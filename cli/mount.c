@@ -245,7 +245,9 @@ static int run_mount(int argc, char **argv)
   if (!sargv)
     return cli_error("out of memory");
   int sargc = 0;
-  const char *first_nfs = NULL, *exports = NULL;
+  const char *first_nfs = NULL, *exports = NULL, *key = NULL;
+  const char *nfs[DAEMON_ADDRS_MAX]; /* every --nfs */
+  int nnfs = 0;
   bool portmap = false;
   int c;
   opterr = 0;
@@ -257,6 +259,10 @@ static int run_mount(int argc, char **argv)
     if (c == 'n' && tcpsrv_parse_addr(optarg, &ss) < 0) {
       free(sargv);
       return cli_error("bad --nfs address '%s' (want ADDR:PORT or [V6ADDR]:PORT)", optarg);
+    }
+    if (c == 'n' && nnfs == DAEMON_ADDRS_MAX) {
+      free(sargv);
+      return cli_error("at most %d --nfs addresses", DAEMON_ADDRS_MAX);
     }
     if (c == 's' && daemon_parse_spin_us(optarg, &us) < 0) {
       free(sargv);
@@ -271,8 +277,17 @@ static int run_mount(int argc, char **argv)
     case 'k':
     case 'e':
     case 's':
+      if ((c == 'e' && exports) || (c == 'k' && key)) {
+        free(sargv);
+        return cli_error("--%s given twice ('%s' and '%s')", c == 'e' ? "exports" : "key",
+                         c == 'e' ? exports : key, optarg);
+      }
       if (c == 'e')
         exports = optarg;
+      if (c == 'k')
+        key = optarg;
+      if (c == 'n')
+        nfs[nnfs++] = optarg;
       sargv[sargc++] = c == 'n' ? "--nfs" : c == 'k' ? "--key" : c == 'e' ? "--exports" : "--spin-us";
       sargv[sargc++] = optarg;
       break;
@@ -293,6 +308,11 @@ static int run_mount(int argc, char **argv)
     free(sargv);
     return cli_error("needs a filesystem NAME and a directory DIR (see basefs %s --help)",
                      cli_current);
+  }
+  int rep = daemon_repeated_addr(nfs, nnfs);
+  if (rep >= 0) {
+    free(sargv);
+    return cli_error("--nfs %s given twice", nfs[rep]);
   }
   const char *name = argv[optind], *dir = argv[optind + 1];
   if (!fs_name_valid(name)) {

@@ -3,7 +3,8 @@
  *
  * Serves filesystem NAME over NFSv3 (+ MOUNT on the same port) in the
  * foreground until SIGTERM or SIGINT, which seal staged writes and exit 0.
- * --nfs may be repeated; without it the peer listens on 127.0.0.1:2049 and,
+ * --nfs may be repeated (not with the same address: an error, as is a
+ * second --exports or --key); without it the peer listens on 127.0.0.1:2049 and,
  * if the host has IPv6, [::1]:2049; each address serves TCP and (unless
  * --no-udp) UDP on the same port. --exports FILE says which other clients
  * may mount and how (server/exports.h); without it only loopback clients
@@ -67,8 +68,16 @@ static int run_serve(int argc, char **argv)
         return cli_error("at most %d --nfs addresses", DAEMON_ADDRS_MAX);
       cfg.addrs[cfg.naddrs++] = optarg;
       break;
-    case 'k': key = optarg; break;
-    case 'e': cfg.exports_path = optarg; break;
+    case 'k':
+      if (key)
+        return cli_error("--key given twice ('%s' and '%s')", key, optarg);
+      key = optarg;
+      break;
+    case 'e':
+      if (cfg.exports_path)
+        return cli_error("--exports given twice ('%s' and '%s')", cfg.exports_path, optarg);
+      cfg.exports_path = optarg;
+      break;
     case 'U': cfg.no_udp = true; break;
     case 'P': cfg.portmap = true; break;
     case 's':
@@ -87,6 +96,9 @@ static int run_serve(int argc, char **argv)
   const char *name = argv[optind];
   if (!fs_name_valid(name))
     return cli_error("'%s' is not a valid filesystem name", name);
+  int rep = daemon_repeated_addr(cfg.addrs, cfg.naddrs);
+  if (rep >= 0)
+    return cli_error("--nfs %s given twice", cfg.addrs[rep]);
   if (cfg.naddrs == 0) {
     cfg.addrs[0] = "127.0.0.1:2049";
     cfg.addrs[1] = "[::1]:2049";

@@ -286,6 +286,30 @@ int daemon_parse_spin_us(const char *s, unsigned *out)
   return 0;
 }
 
+int daemon_repeated_addr(const char *const *addrs, int n)
+{
+  struct sockaddr_storage a, b;
+  for (int i = 0; i < n; i++) {
+    if (tcpsrv_parse_addr(addrs[i], &a) < 0)
+      return -EINVAL;
+    if (ss_port(&a) == 0)
+      continue;
+    for (int j = 0; j < i; j++) {
+      if (tcpsrv_parse_addr(addrs[j], &b) < 0 || a.ss_family != b.ss_family ||
+          ss_port(&a) != ss_port(&b))
+        continue;
+      bool same = a.ss_family == AF_INET6
+                      ? memcmp(&((struct sockaddr_in6 *)&a)->sin6_addr,
+                               &((struct sockaddr_in6 *)&b)->sin6_addr, 16) == 0
+                      : ((struct sockaddr_in *)&a)->sin_addr.s_addr ==
+                            ((struct sockaddr_in *)&b)->sin_addr.s_addr;
+      if (same)
+        return i;
+    }
+  }
+  return -1;
+}
+
 int daemon_run(const struct daemon_config *cfg, const char **why, const char **what)
 {
   const char *dummy, *dummy2;

@@ -51,6 +51,11 @@ struct daemon_config {
  * -EINVAL (empty, sign, junk, out of range). */
 int daemon_parse_spin_us(const char *s, unsigned *out);
 
+/* The index of the first of ADDRS[0..n) ("ADDR:PORT") that names the same
+ * address and port as an earlier one (port 0, "any free port", never
+ * repeats), -1 if none does, -EINVAL if one does not parse. */
+int daemon_repeated_addr(const char *const *addrs, int n);
+
 /* Runs until a signal stops it. 0 after a clean stop; a negative error if
  * it could not start (*WHY, if given, says what failed: "address", "open",
  * "key", "exports", "listen", ...; *WHAT the address, or the exports

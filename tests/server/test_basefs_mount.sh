@@ -25,6 +25,12 @@ grep -q "needs a fixed port" "$T/err" || fail "port 0 not reported"
 "$B" mount t "$T/mnt" --bogus 2>"$T/err" && fail "unknown option accepted"
 grep -q "unknown option '--bogus'" "$T/err" || fail "unknown option not reported"
 "$B" mount --help | grep -q "mount NAME DIR" || fail "--help"
+"$B" mount t "$T/mnt" --nfs '[::1]:3049' --nfs '[0::1]:3049' 2>"$T/err" && fail "--nfs twice accepted"
+grep -q -- "--nfs \[0::1\]:3049 given twice" "$T/err" || fail "--nfs twice not reported"
+"$B" mount t "$T/mnt" --exports a --exports b 2>"$T/err" && fail "--exports twice accepted"
+grep -q -- "--exports given twice ('a' and 'b')" "$T/err" || fail "--exports twice not reported"
+"$B" mount t "$T/mnt" --key a --key b 2>"$T/err" && fail "--key twice accepted"
+grep -q -- "--key given twice ('a' and 'b')" "$T/err" || fail "--key twice not reported"
 
 has_client=0
 grep -qw nfs /proc/filesystems && has_client=1

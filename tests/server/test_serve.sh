@@ -52,6 +52,15 @@ for bad in abc -1 100001 ""; do
   "$B" serve t --nfs 127.0.0.1:0 --spin-us "$bad" 2>"$T/err" && fail "--spin-us '$bad' accepted"
   grep -q -- "--spin-us takes microseconds" "$T/err" || fail "--spin-us '$bad' message: $(cat "$T/err")"
 done
+# The same address twice (however spelled), or a second --exports / --key,
+# is an error, not a bind failure or a silent last-one-wins.
+timeout 10 "$B" serve t --nfs 127.0.0.1:4049 --nfs 127.0.0.1:04049 2>"$T/err" && fail "--nfs twice accepted"
+grep -q -- "--nfs 127.0.0.1:04049 given twice" "$T/err" || fail "--nfs twice message: $(cat "$T/err")"
+# (timeout: a serve that took one of them would run until stopped)
+timeout 10 "$B" serve t --nfs 127.0.0.1:0 --exports "$T/a" --exports "$T/b" 2>"$T/err" && fail "--exports twice accepted"
+grep -q -- "--exports given twice ('$T/a' and '$T/b')" "$T/err" || fail "--exports twice message: $(cat "$T/err")"
+timeout 10 "$B" serve t --nfs 127.0.0.1:0 --key "$T/a" --key "$T/b" 2>"$T/err" && fail "--key twice accepted"
+grep -q -- "--key given twice" "$T/err" || fail "--key twice message: $(cat "$T/err")"
 # --spin-us reaches the TCP server (default 50 us).
 start_serve "$T/log" serve t --nfs 127.0.0.1:0 --verbose --spin-us 7 || fail "serve --spin-us did not start"
 grep -q "polling 7 us for the next call" "$T/log" || fail "--spin-us 7 not applied: $(cat "$T/log")"
