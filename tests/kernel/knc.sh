@@ -6,6 +6,7 @@
 #   tests/kernel/knc.sh --port P [--timeout S] [--no-mount] [--opts O] [--out FILE]
 #                       [--bin FILE]... [--kernel debian|udp] SCRIPT [ARG...]
 #   tests/kernel/knc.sh --no-mount --bin FILE... SCRIPT [ARG...]
+#   tests/kernel/knc.sh --prepare
 #
 # The server listens on the host's 127.0.0.1:P (NFS and MOUNT on one port,
 # TCP). The guest boots Debian's kernel with a busybox initramfs, reaches
@@ -35,6 +36,10 @@
 # (kernel-udp.config); the first run builds it (minutes, cached). The
 # default, --kernel debian, is the kernel users run.
 #
+# --prepare only installs what is missing and fills the cache (below), then
+# exits: what a caller runs before entering a network namespace, where
+# apt-get cannot download (tests/kernel/lib.sh does).
+#
 # The suites built on it: tests/kernel/test_*.sh (ctest, label "slow"), with
 # lib.sh (host side: serve, boot, markers, CLI checks) and guest-*.sh (the
 # guest halves). tests/kernel/smoke.sh is the minimal example.
@@ -56,7 +61,7 @@ set -euo pipefail
 die() { echo "knc: $*" >&2; exit 125; }
 say() { [[ ${KNC_VERBOSE:-0} == 1 ]] && echo "knc: $*" >&2 || true; }
 
-port="" timeout=120 mount=1 opts="" keep=0 outfile="" bins=() kind=${KNC_KERNEL:-debian}
+port="" timeout=120 mount=1 opts="" keep=0 outfile="" bins=() kind=${KNC_KERNEL:-debian} prepare_only=0
 while (($#)); do
   case $1 in
     --port) port=${2:?}; shift 2 ;;
@@ -67,16 +72,21 @@ while (($#)); do
     --out) outfile=${2:?}; shift 2 ;;
     --bin) bins+=("${2:?}"); shift 2 ;;
     --kernel) kind=${2:?}; shift 2 ;;
+    --prepare) prepare_only=1; shift ;;
     -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) break ;;
   esac
 done
-(($# >= 1)) || die "usage: knc.sh --port P SCRIPT [ARG...]"
-script=$1; shift
-[[ -r $script ]] || die "cannot read $script"
-((mount == 0 && ${#bins[@]} > 0)) && [[ -z $port ]] && port=0
-[[ $port =~ ^[0-9]+$ ]] || die "--port P is required"
+if ((prepare_only)); then
+  (($# == 0)) || die "--prepare takes no script"
+else
+  (($# >= 1)) || die "usage: knc.sh --port P SCRIPT [ARG...]"
+  script=$1; shift
+  [[ -r $script ]] || die "cannot read $script"
+  ((mount == 0 && ${#bins[@]} > 0)) && [[ -z $port ]] && port=0
+  [[ $port =~ ^[0-9]+$ ]] || die "--port P is required"
+fi
 for b in "${bins[@]}"; do
   [[ -f $b && -x $b ]] || die "--bin $b: not an executable file"
 done
@@ -172,6 +182,7 @@ exec 9>"$cache/.lock"
 flock 9
 prepare
 exec 9>&-
+((prepare_only)) && exit 0
 k=$cache/kernel
 kernel=$k/vmlinuz
 [[ -f $k/vmlinux ]] && kernel=$k/vmlinux

@@ -20,6 +20,8 @@ knc_name=$(basename "$0" .sh)
 
 if [[ -z ${KNC_NETNS:-} ]]; then
   if ((EUID == 0)) && unshare --net true 2>/dev/null; then
+    # The namespace has no network: fetch the guest kernel first (once).
+    bash "$here/knc.sh" --prepare || { echo "$knc_name: cannot prepare the guest kernel" >&2; exit 1; }
     KNC_NETNS=1 exec unshare --net -- bash "$0" "$@"
   fi
   KNC_NETNS=0
