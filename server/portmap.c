@@ -518,9 +518,20 @@ struct portmap_server {
   struct udpsrv *udp[SERVE_MAX];
   int ntcp, nudp;
   int open;
+  uv_timer_t flush; /* sums up held-back log lines (rpcsrv_log_flush) */
+  bool flushing;
   void (*done)(void *);
   void *done_arg;
 };
+
+static void on_flush(uv_timer_t *t)
+{
+  struct portmap_server *s = t->data;
+  rpcsrv_log_flush(s->rpc);
+}
+
+static void one_stopped(void *arg);
+static void flush_closed(uv_handle_t *h) { one_stopped(h->data); }
 
 static void one_stopped(void *arg)
 {
@@ -540,7 +551,9 @@ void portmap_serve_stop(struct portmap_server *s, void (*done)(void *arg), void 
 {
   s->done = done;
   s->done_arg = arg;
-  s->open = s->ntcp + s->nudp + 1;
+  s->open = s->ntcp + s->nudp + s->flushing + 1;
+  if (s->flushing)
+    uv_close((uv_handle_t *)&s->flush, flush_closed);
   for (int i = 0; i < s->ntcp; i++)
     tcpsrv_stop(s->tcp[i], one_stopped, s);
   for (int i = 0; i < s->nudp; i++)
@@ -630,6 +643,13 @@ int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t n
   if (rc < 0) {
     portmap_serve_stop(s, NULL, NULL);
     return rc;
+  }
+  /* Unreferenced: it does not keep the loop alive. */
+  if (log && uv_timer_init(loop, &s->flush) == 0) {
+    s->flush.data = s;
+    s->flushing = true;
+    uv_timer_start(&s->flush, on_flush, 250, 250);
+    uv_unref((uv_handle_t *)&s->flush);
   }
   *out = s;
   return 0;

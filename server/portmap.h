@@ -94,7 +94,8 @@ struct portmap_ports {
 
 /* A complete port mapper on a loop: its own dispatcher with PMAP v2,
  * TCP and UDP on each of addrs (port as given, normally 111), our
- * mappings at PORTS. Addresses that cannot be bound are skipped with a
+ * mappings at PORTS, its protocol-error lines to LOG (rate-limited, a
+ * timer sums up what was held back: server/rpc.h). Addresses that cannot be bound are skipped with a
  * log line; -EADDRNOTAVAIL (or the first bind error) when none could be.
  * *bound (may be NULL) gets the port bound on the first address. */
 struct portmap_server;

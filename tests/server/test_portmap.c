@@ -33,8 +33,9 @@ static void *pm_run(void *arg)
   return NULL;
 }
 
-/* A port mapper on 127.0.0.1:<free> announcing NFS on tcp 2049, udp 2050. */
-static void pm_start(struct pm *p)
+/* A port mapper on 127.0.0.1:<free> announcing NFS on tcp 2049, udp 2050,
+ * its log lines to LOG (may be NULL). */
+static void pm_start_log(struct pm *p, rpcsrv_log_fn log, void *log_ctx)
 {
   memset(p, 0, sizeof *p);
   CHECK_OK(uv_loop_init(&p->loop));
@@ -42,7 +43,7 @@ static void pm_start(struct pm *p)
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const struct sockaddr *addrs[1] = {(struct sockaddr *)&sin};
   struct portmap_ports ports = {.tcp = 2049, .udp = 2050};
-  CHECK_OK(portmap_serve(&p->loop, addrs, 1, &ports, NULL, NULL, &p->srv, &p->port));
+  CHECK_OK(portmap_serve(&p->loop, addrs, 1, &ports, log, log_ctx, &p->srv, &p->port));
   CHECK(p->port > 0);
   p->addr = sin;
   p->addr.sin_port = htons((uint16_t)p->port);
@@ -50,6 +51,8 @@ static void pm_start(struct pm *p)
   p->stop.data = p;
   CHECK_OK(pthread_create(&p->thread, NULL, pm_run, p));
 }
+
+static void pm_start(struct pm *p) { pm_start_log(p, NULL, NULL); }
 
 static void pm_stop(struct pm *p)
 {
@@ -64,6 +67,40 @@ static int getport(struct pm *p, uint32_t prog, uint32_t vers, uint32_t prot)
   int port = portmap_getport((struct sockaddr *)&p->addr, prog, vers, prot, err, sizeof err);
   CHECK_MSG(port >= 0, "GETPORT: %s", err);
   return port;
+}
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int garbage_lines, summaries;
+
+static void pm_log(void *ctx, const char *line)
+{
+  (void)ctx;
+  pthread_mutex_lock(&log_lock);
+  garbage_lines += strstr(line, "2-byte record that is not an RPC call") != NULL;
+  summaries += strstr(line, "more like this suppressed within a second") != NULL;
+  pthread_mutex_unlock(&log_lock);
+}
+
+TEST(a_garbage_flood_is_a_few_lines_and_a_count)
+{
+  struct pm p;
+  pm_start_log(&p, pm_log, NULL);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  CHECK(fd >= 0);
+  for (int i = 0; i < 100; i++)
+    CHECK(sendto(fd, "xx", 2, 0, (struct sockaddr *)&p.addr, sizeof p.addr) == 2);
+  close(fd);
+  /* The server's timer says what it held back once the second is over. */
+  int got = 0;
+  for (int i = 0; i < 300 && !got; i++) {
+    usleep(10000);
+    pthread_mutex_lock(&log_lock);
+    got = summaries;
+    pthread_mutex_unlock(&log_lock);
+  }
+  CHECK_INT(got, ==, 1);
+  CHECK_INT(garbage_lines, ==, RPCSRV_LOG_BURST + 1); /* the summary quotes the last */
+  pm_stop(&p);
 }
 
 TEST(getport_answers_our_mappings)
