@@ -116,16 +116,16 @@ int main(int argc, char **argv)
   char dir[] = "/tmp/bench_procs.XXXXXX";
   if (!mkdtemp(dir))
     return perror("mkdtemp"), 1;
-  struct key *k;
-  struct fs *fs;
-  struct nfsd *d;
+  struct key *k = NULL;
+  struct fs *fs = NULL;
+  struct nfsd *d = NULL;
   int r;
   if ((r = key_generate(&k)) < 0 || (r = fs_create(dir, "t", k, NULL, 0, &fs)) < 0 ||
       (r = nfsd_new(fs, k, NULL, NULL, &d)) < 0 || (r = rpcsrv_new(&rpc)) < 0 ||
       (r = nfsd_register(rpc, d)) < 0)
     die("setup", r);
   uint8_t root[64], dfh[64], ffh[64];
-  uint32_t root_len, dlen, flen;
+  uint32_t root_len, dlen = 0, flen = 0;
   nfsd_root_fh(d, root, &root_len);
   peer.stream = true;
   struct sockaddr_in *sin = (struct sockaddr_in *)&peer.addr;
