@@ -24,8 +24,10 @@
 #define SPARE_KEEP_SIZE (64u << 10)
 #define SIZE_UNKNOWN UINT64_MAX
 /* Memory files kept for reuse (stage_set_memory), pages and all: a new one
- * would cost a memfd_create and a fresh page per write. At most
- * MEM_SPARE_MAX * the file limit of junk. */
+ * would cost a memfd_create and a fresh page per write. Each is pooled with
+ * its real length (fstat: it may hold more than its file showed), which
+ * the next FILL is given as junk to cut; at most MEM_SPARE_MAX * the file
+ * limit of it. */
 #define MEM_SPARE_MAX 32
 
 struct stage_file {
@@ -42,7 +44,6 @@ struct stage_file {
   uint64_t base_size;
   uint64_t mtime_ns;
   uint64_t last_write;
-  uint64_t shown_ctime; /* stage_set_shown_ctime */
   /* Since the base: written ranges, the least size, the base's blocks. */
   struct content_range *ranges;
   size_t nranges, cranges;
@@ -368,6 +369,16 @@ static bool mem_fits(const struct stage *s, uint64_t from, uint64_t to)
   return s->mem_file_max > 0 && to <= s->mem_file_max && s->mem_bytes - from + to <= s->mem_total_max;
 }
 
+/* Pools memory file FD (or closes it). */
+static void mem_spare_put(struct stage *s, int fd)
+{
+  struct stat st;
+  if (s->nmem_spare < MEM_SPARE_MAX && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= s->mem_file_max)
+    s->mem_spare[s->nmem_spare++] = (struct mem_spare){fd, (uint64_t)st.st_size};
+  else
+    close(fd);
+}
+
 /* Moves F's bytes from memory to a file on disk (before it grows past what
  * memory may hold, or must be durable). */
 static int spill(struct stage *s, struct stage_file *f)
@@ -414,10 +425,7 @@ static int spill(struct stage *s, struct stage_file *f)
       spare_release(s);
     return r;
   }
-  if (s->nmem_spare < MEM_SPARE_MAX)
-    s->mem_spare[s->nmem_spare++] = (struct mem_spare){f->fd, f->size};
-  else
-    close(f->fd);
+  mem_spare_put(s, f->fd);
   s->mem_bytes -= f->size;
   f->fd = fd;
   f->uname = uname;
@@ -431,10 +439,8 @@ static void discard(struct stage *s, struct stage_file *f)
 {
   if (f->in_memory) {
     s->mem_bytes -= f->size;
-    if (s->nmem_spare < MEM_SPARE_MAX && !f->junk_tail && f->size <= s->mem_file_max) {
-      s->mem_spare[s->nmem_spare++] = (struct mem_spare){f->fd, f->size};
-      f->fd = -1;
-    }
+    mem_spare_put(s, f->fd);
+    f->fd = -1;
   } else {
     char name[80];
     file_name(f->durable ? &f->obj : &f->uname, f->durable ? "s" : "u", name);
@@ -485,15 +491,15 @@ int stage_create(struct stage *s, const hash_t *obj, const hash_t *base, uint64_
     r = fill(arg, f->fd, len, &size);
   else if (len > 0 && ftruncate(f->fd, 0) < 0)
     r = -errno;
-  if (f->in_memory)
-    s->mem_bytes += size;
   if (r < 0) {
-    discard(s, f);
+    discard(s, f); /* (f->size is 0: nothing of it was counted) */
     if (r == -ENOSPC)
       spare_release(s); /* as stage_write does: the pool holds blocks */
     return r;
   }
   s->changes++;
+  if (f->in_memory)
+    s->mem_bytes += size;
   f->obj = *obj;
   f->base = *base;
   f->size = size;
@@ -596,8 +602,10 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
   uint64_t end = off + len > f->size ? off + len : f->size;
   if (f->in_memory && (sync || !mem_fits(s, f->size, end))) {
     int r = spill(s, f);
-    if (r < 0)
+    if (r < 0) {
+      f->junk_tail = true; /* a fill's left-out range may hold junk */
       return r;
+    }
   }
   /* Bytes a failed write left past the end must not show through a gap. */
   if (f->junk_tail && off > f->size) {
@@ -667,8 +675,10 @@ int stage_truncate(struct stage *s, struct stage_file *f, uint64_t size, uint64_
     return -EFBIG;
   if (f->in_memory && !mem_fits(s, f->size, size)) {
     int r = spill(s, f);
-    if (r < 0)
+    if (r < 0) {
+      f->junk_tail = true;
       return r;
+    }
   }
   if (ftruncate(f->fd, (off_t)size) < 0)
     return -errno;
@@ -698,7 +708,6 @@ int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
   f->base_size = f->size;
   f->clean_end = f->size;
   f->dirty = false;
-  f->shown_ctime = 0;
   if (!f->durable)
     return 0;
   char from[80], to[80];
@@ -717,8 +726,6 @@ int stage_fd(const struct stage_file *f) { return f->fd; }
 const hash_t *stage_object(const struct stage_file *f) { return &f->obj; }
 const hash_t *stage_base(const struct stage_file *f) { return &f->base; }
 uint64_t stage_last_write(const struct stage_file *f) { return f->last_write; }
-void stage_set_shown_ctime(struct stage_file *f, uint64_t ns) { f->shown_ctime = ns; }
-uint64_t stage_shown_ctime(const struct stage_file *f) { return f->shown_ctime; }
 size_t stage_count(const struct stage *s) { return s->count; }
 uint64_t stage_changes(const struct stage *s) { return s->changes; }
 

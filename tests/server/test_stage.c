@@ -277,6 +277,17 @@ static int fill_none(void *arg, int fd, uint64_t len, uint64_t *size)
   return 0;
 }
 
+/* The stage with files of up to 1000 bytes in memory, 2500 together; ZERO
+ * the zero hash (a base). */
+static struct stage *open_small_memory(hash_t *zero)
+{
+  struct stage *s;
+  CHECK_OK(stage_open(stage_dir(), &s));
+  stage_set_memory(s, 1000, 2500);
+  memset(zero, 0, sizeof *zero);
+  return s;
+}
+
 /* What FILE holds, read back whole. */
 static void check_holds(struct stage_file *f, const uint8_t *want, size_t len)
 {
@@ -294,11 +305,8 @@ static void check_holds(struct stage_file *f, const uint8_t *want, size_t len)
  * of what was only in memory. */
 TEST(small_files_stage_in_memory_until_they_grow_or_must_be_durable)
 {
-  struct stage *s;
-  CHECK_OK(stage_open(stage_dir(), &s));
-  stage_set_memory(s, 1000, 2500);
   hash_t zero;
-  memset(&zero, 0, sizeof zero);
+  struct stage *s = open_small_memory(&zero);
   uint8_t want[2000];
   memcpy(want, test_random_bytes(sizeof want), sizeof want);
   /* In memory: a fill and writes up to the file limit. */
@@ -386,5 +394,46 @@ TEST(small_files_stage_in_memory_until_they_grow_or_must_be_durable)
   CHECK_INT(stage_count(s), ==, 2);
   CHECK(stage_get(s, &c) != NULL && stage_get(s, &e) != NULL && stage_get(s, &g) == NULL);
   check_holds(stage_get(s, &e), (const uint8_t *)"synced", 6);
+  stage_free(s);
+}
+
+/* A FILL that writes bytes, then fails (as fill_from_store does on a
+ * damaged block: its size is set, its error returned). */
+static int fill_then_fail(void *arg, int fd, uint64_t len, uint64_t *size)
+{
+  (void)len;
+  if (pwrite(fd, arg, 500, 0) != 500)
+    return -EIO;
+  *size = 500;
+  return -EIO;
+}
+
+/* A memory file whose fill failed counts for nothing, and its bytes never
+ * show in the next file that reuses it (pooled with its real length, which
+ * the next FILL is told to cut). */
+TEST(failed_fill_in_memory_leaves_no_count_and_no_junk)
+{
+  hash_t zero;
+  struct stage *s = open_small_memory(&zero);
+  uint8_t secret[500];
+  memset(secret, 0xAB, sizeof secret);
+  hash_t a = obj_of(40), b = obj_of(41);
+  struct stage_file *f;
+  CHECK_INT(stage_create(s, &a, &zero, 500, fill_then_fail, secret, 1, &f), ==, -EIO);
+  CHECK_INT(stage_memory_bytes(s), ==, 0);
+  CHECK(stage_get(s, &a) == NULL);
+  struct fill fb = {(const uint8_t *)"0123456789", 10, 99};
+  CHECK_OK(stage_create(s, &b, &zero, 10, fill_fn, &fb, 2, &f));
+  CHECK(stage_in_memory(f));
+  CHECK_INT(fb.got_len, ==, 500); /* the junk FILL must cut */
+  CHECK_INT(stage_memory_bytes(s), ==, 10);
+  CHECK_OK(stage_truncate(s, f, 400, 3));
+  uint8_t want[400], got[400];
+  memset(want, 0, sizeof want);
+  memcpy(want, "0123456789", 10);
+  CHECK_INT(stage_read(f, 0, got, sizeof got), ==, 400);
+  CHECK_MEM(got, want, 400);
+  stage_drop(s, f);
+  CHECK_INT(stage_memory_bytes(s), ==, 0);
   stage_free(s);
 }
