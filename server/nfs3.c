@@ -85,7 +85,7 @@ struct sealing {
   size_t out_len;
   struct blocks_list list;
   bool keep;
-  uint64_t shown_ctime; /* the staged bytes' ctime, for the clean copy (0: none) */
+  uint64_t shown_ctime; /* the staged bytes' ctime, for the version (0: its own) */
   int r; /* seal_encode's result */
   char hex[17];
 };
@@ -97,6 +97,19 @@ struct bg_seal {
   atomic_bool done;
   struct sealing s;
 };
+
+/* The ctime a version this peer sealed from staged bytes shows: the one the
+ * staged bytes showed (nothing changed for the client that wrote them; a
+ * new ctime would make Linux drop the file's cached pages). By object, the
+ * slot's last seal; a version not found here (another peer's, or after a
+ * restart) shows its own. */
+#define SHOWN_N 256
+struct shown {
+  hash_t object, version;
+  uint64_t ctime_ns;
+};
+
+static struct shown *shown_slot(struct nfsd *d, const hash_t *object);
 
 struct nfsd {
   struct fs *fs;
@@ -119,6 +132,7 @@ struct nfsd {
   struct nfsd_rdc_stats rdc_stats;
   struct bg_seal bg;
   bool bg_off;        /* BASEFS_NO_BG_SEAL=1: every COMMIT seals at once */
+  struct shown shown[SHOWN_N];
   struct nfsd_seal_stats seal_stats;
   void (*wake)(void *ctx);
   void *wake_ctx;
@@ -132,6 +146,13 @@ struct nfsd {
  * (stage_changes) or the view itself was replaced (d->gen). The sum of
  * two counters that only grow changes whenever either does. Entries are
  * counted by the view (view_changes). */
+static struct shown *shown_slot(struct nfsd *d, const hash_t *object)
+{
+  uint64_t h;
+  memcpy(&h, object->bytes, sizeof h); /* object ids are SHA-256 digests */
+  return &d->shown[h & (SHOWN_N - 1)];
+}
+
 static uint64_t server_gen(const struct nfsd *d) { return d->gen + stage_changes(d->stage); }
 
 static void rdc_free_all(struct nfsd *d);
@@ -229,6 +250,10 @@ static int obj_stat(struct nfsd *d, struct obj *o)
     uint64_t h;
     memcpy(&h, o->st.version.bytes, sizeof h);
     o->st.ctime_ns = (o->st.ctime_ns & ~0xFFFFFull) | (h & 0xFFFFFull);
+    const struct shown *sh = shown_slot(d, &o->st.object);
+    if (sh->ctime_ns && hash_cmp(&sh->version, &o->st.version) == 0 &&
+        hash_cmp(&sh->object, &o->st.object) == 0)
+      o->st.ctime_ns = sh->ctime_ns;
   }
   /* A file or symlink whose last name was removed is gone for NFS (its
    * versions stay readable under /.basefs/history). */
@@ -242,8 +267,6 @@ static int obj_stat(struct nfsd *d, struct obj *o)
     /* A copy kept after a seal: valid while its version is the head. */
     if (hash_cmp(stage_base(f), &o->st.version) == 0) {
       o->cf = f;
-      if (stage_shown_ctime(f))
-        o->st.ctime_ns = stage_shown_ctime(f);
     } else {
       stage_drop(d->stage, f);
     }
@@ -864,7 +887,7 @@ static int seal_begin(struct nfsd *d, struct stage_file *f, const struct meta *m
   e->mtime_ns = m && m->set_mtime ? m->mtime_ns : stage_mtime(f);
   e->size = stage_size(f);
   /* Without new attributes the version shows what the staged file showed:
-   * keep its ctime too (stage_set_shown_ctime). A chmod or a utimes must
+   * keep its ctime too (struct shown). A chmod or a utimes must
    * show a new ctime: clients drop cached permissions on it. */
   if (!m || !(m->set_mode || m->set_uid || m->set_gid || m->set_mtime))
     s->shown_ctime = o.st.ctime_ns;
@@ -902,10 +925,12 @@ static int seal_end(struct nfsd *d, struct sealing *s)
     short_hex(&e->id, vhex);
     logf_(d, NFSD_LOG_DEBUG, "nfs: sealed %s: version %s, %llu bytes", s->hex, vhex,
           (unsigned long long)e->size);
+    if (s->shown_ctime)
+      *shown_slot(d, stage_object(s->f)) = (struct shown){*stage_object(s->f), e->id, s->shown_ctime};
     struct view_stat now;
     if (s->keep && view_stat(d->view, &s->n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
         stage_rebase(d->stage, s->f, &e->id, &s->list) == 0)
-      stage_set_shown_ctime(s->f, s->shown_ctime);
+      ;
     else
       stage_drop(d->stage, s->f);
   } else {
@@ -1557,16 +1582,20 @@ static enum rpcsrv_status proc_write(struct rpcsrv_call *call)
        * so at close(): one FILE_SYNC WRITE, no COMMIT) is sealed at once:
        * one flush of the store instead of a durable staged copy now and a
        * seal later, and the version is visible at once, as after a COMMIT.
-       * (Small: the first write of a stream of stable writes, a file
-       * growing, must not become a version of its own.) If the seal fails,
-       * the staged copy is made durable instead. */
-      bool whole = stable && r == 0 && a.offset == 0 && a.data.len >= stage_size(o.sf) &&
-                   a.data.len < NFSD_STAGE_MEM_FILE;
+       * Under 64 KiB: a stream of stable writes (O_SYNC, a sync mount) of
+       * larger pieces stages them as before; one of small pieces makes its
+       * first piece a version of its own. If the seal fails, the staged
+       * copy is made durable instead (a failed seal leaves it staged). */
+      bool whole = stable && r == 0 && a.offset == 0 && a.data.len > 0 &&
+                   a.data.len >= stage_size(o.sf) && a.data.len < NFSD_STAGE_MEM_FILE;
       if (r == 0)
         r = stage_write(d->stage, o.sf, a.offset, a.data.data, a.data.len, stable && !whole, now_ns());
-      struct stage_file *sf = o.sf; /* still staged if the seal fails */
-      if (r == 0 && whole && obj_seal(d, &o, NULL) < 0)
-        r = stage_sync(d->stage, sf);
+      if (r == 0 && whole) {
+        struct stage_file *sf = o.sf;
+        o.sf = NULL;
+        if (seal(d, sf, NULL, true) < 0)
+          r = stage_sync(d->stage, sf);
+      }
       if (r < 0 && fresh && o.sf && a.offset < base_size && a.data.len > 0) {
         /* Its copy left out what this write should have put there. */
         stage_drop(d->stage, o.sf);

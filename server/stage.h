@@ -123,14 +123,6 @@ bool stage_dirty(const struct stage_file *f);
 int stage_rebase(struct stage *s, struct stage_file *f, const hash_t *base,
                  struct blocks_list *blocks);
 
-/* The change time clients were shown for F's staged content, kept with the
- * clean copy a seal leaves (0: none; stage_rebase forgets it). nfs3.c shows
- * it for the version that seal made: sealing the bytes a client wrote and
- * saw is no change to that client, and a new ctime would make Linux drop
- * the file's cached pages. */
-void stage_set_shown_ctime(struct stage_file *f, uint64_t ns);
-uint64_t stage_shown_ctime(const struct stage_file *f);
-
 /* Right after stage_create: BLOCKS is the block list of the base content
  * FILL copied (ignored unless its total is that size); F takes it over. */
 void stage_set_base_blocks(struct stage_file *f, struct blocks_list *blocks);

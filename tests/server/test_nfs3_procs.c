@@ -1741,16 +1741,22 @@ TEST(nfs3_background_seal_wakes_the_loop)
   srv_free(&s);
 }
 
+static void tick_far_ahead(struct srv *s, void *arg)
+{
+  (void)arg;
+  nfsd_tick(s->nfsd, UINT64_MAX / 2);
+}
+
 static bool same_time(nfstime3 a, nfstime3 b)
 {
   return a.seconds == b.seconds && a.nseconds == b.nseconds;
 }
 
 /* The version a seal makes of bytes a client wrote shows the ctime the
- * client saw of them (staged), inline or in the background: a new ctime
- * would make Linux drop the file's cached pages after every COMMIT. A seal
- * that carries new attributes (chmod) shows a new ctime, as does the next
- * write. */
+ * client saw of them (staged), inline or in the background, also once the
+ * copy the seal kept is gone: a new ctime would make Linux drop the file's
+ * cached pages after every COMMIT. A seal that carries new attributes
+ * (chmod) shows a new ctime, as does the next write. */
 TEST(nfs3_sealing_what_a_client_saw_keeps_its_ctime)
 {
   struct srv s;
@@ -1775,6 +1781,19 @@ TEST(nfs3_sealing_what_a_client_saw_keeps_its_ctime)
   CHECK(same_time(r.obj.ctime, seen.obj.ctime));
   CHECK(same_time(r.obj.mtime, seen.obj.mtime));
   CHECK_INT(r.obj.size, ==, sizeof small);
+  /* Long idle: the clean copy the seal kept is dropped; the version still
+   * shows that ctime. */
+  srv_on_loop(&s, tick_far_ahead, NULL);
+  unsigned staged;
+  srv_on_loop(&s, staged_count, &staged);
+  CHECK_INT(staged, ==, 0);
+  c3_getattr(&c, fh, len, &r);
+  CHECK(same_time(r.obj.ctime, seen.obj.ctime));
+  /* The next write shows a new ctime at once. */
+  c3_write(&c, fh, len, 0, small, 10, UNSTABLE, &r);
+  CHECK_INT(r.status, ==, NFS3_OK);
+  c3_getattr(&c, fh, len, &r);
+  CHECK(!same_time(r.obj.ctime, seen.obj.ctime));
   /* In the background: a large COMMIT, then the seal ends. */
   size_t size = NFSD_SEAL_BG_MIN;
   uint8_t *data = test_random_bytes(size);
