@@ -60,6 +60,7 @@ struct fs {
   uint64_t ckpt_end;    /* log offset the saved checkpoint covers */
   uint64_t from_checkpoint, replayed, appended;
   uint64_t since_ckpt; /* records in the log (or batch) after the checkpoint */
+  uint64_t ckpt_wait;  /* a live checkpoint failed: records to wait before the next try */
   dev_t log_dev;       /* the log's device (blocks_sync_deferred()) */
   /* The view holds something the log does not (a refused local entry, a
    * failed commit): it must not be checkpointed. */
@@ -892,9 +893,13 @@ int fs_commit(struct fs *fs)
   fs->nbatch = 0;
   fs->ndeferred = 0;
   fs->applied_end = log_end(fs->log);
-  /* A long-lived writer (the daemon) checkpoints as it goes, too. */
-  if (!fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_LIVE)
-    return fs_checkpoint(fs);
+  /* A long-lived writer (the daemon) checkpoints as it goes, too. The
+   * batch is durable by now: a checkpoint that fails (a full disk) fails
+   * no commit (the log is the truth, the checkpoint only saves replay
+   * time) and is tried again FS_CHECKPOINT_LIVE records later, not at
+   * every commit. */
+  if (!fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_LIVE + fs->ckpt_wait && fs_checkpoint(fs) < 0)
+    fs->ckpt_wait = fs->since_ckpt;
   return 0;
 }
 
@@ -913,6 +918,7 @@ int fs_checkpoint(struct fs *fs)
   if (r == 0) {
     fs->ckpt_end = fs->applied_end;
     fs->since_ckpt = 0;
+    fs->ckpt_wait = 0;
   }
   return r;
 }
@@ -924,9 +930,10 @@ int fs_close(struct fs *fs)
   int r = 0;
   if (fs->writer) {
     r = fs_commit(fs);
-    /* Records after the checkpoint are replayed at every open: keep them few. */
+    /* Records after the checkpoint are replayed at every open: keep them
+     * few. Only that: a checkpoint that fails fails no close. */
     if (r == 0 && !fs->tainted && fs->since_ckpt >= FS_CHECKPOINT_EVERY)
-      r = fs_checkpoint(fs);
+      fs_checkpoint(fs);
   }
   fs_free(fs);
   return r;

@@ -1146,3 +1146,37 @@ TEST(full_disk_commit_changes_nothing)
   umount(mnt);
   key_free(k);
 }
+
+/* A live checkpoint that cannot be written (here: a directory where its
+ * temporary file goes) fails no commit: the entries are durable and stay,
+ * and the next commits work. (65536 entries: the live checkpoint's period.) */
+TEST(failed_live_checkpoint_fails_no_commit)
+{
+  struct key *k = new_key();
+  struct fs *fs = NULL;
+  CHECK_OK(fs_create(test_tmpdir(), "t", k, NULL, 0, &fs));
+  char p[4096];
+  path_of("view.ckpt.tmp", p, sizeof p);
+  CHECK_OK(mkdir(p, 0700));
+  const char *reason;
+  int n = 0;
+  for (int batch = 0; batch < 70; batch++) {
+    for (int i = 0; i < 1000; i++, n++) {
+      char path[64];
+      snprintf(path, sizeof path, "/f%d", n % 4);
+      CHECK_OK(fs_put(fs, k, path, &n, sizeof n, &reason));
+    }
+    CHECK_OK(fs_commit(fs));
+  }
+  CHECK_OK(fs_close(fs));
+  CHECK_OK(fs_open(test_tmpdir(), "t", false, &fs));
+  uint8_t *data;
+  size_t len;
+  CHECK_OK(fs_read(fs, "/f3", &data, &len));
+  int last = n - 1;
+  CHECK_INT(len, ==, sizeof last);
+  CHECK_MEM(data, &last, sizeof last);
+  free(data);
+  CHECK_OK(fs_close(fs));
+  key_free(k);
+}
