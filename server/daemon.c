@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -310,6 +311,31 @@ int daemon_repeated_addr(const char *const *addrs, int n)
   return -1;
 }
 
+/* Descriptors: up to TCPSRV_CONNS_MAX connections, NFSD_STAGED_MAX staged
+ * files and their pools, the store's. A common soft limit is 1024 (the hard
+ * one far above): raise the soft limit to DAEMON_FDS (or the hard limit),
+ * or the 1025th descriptor would fail a WRITE or an accept. */
+#define DAEMON_FDS 65536
+static void raise_fd_limit(struct daemon *dm)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return;
+  rlim_t want = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < DAEMON_FDS ? rl.rlim_max : DAEMON_FDS;
+  if (rl.rlim_cur >= want)
+    return;
+  rlim_t was = rl.rlim_cur;
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+    rl.rlim_cur = was;
+  if (rl.rlim_cur < TCPSRV_CONNS_MAX + NFSD_STAGED_MAX + 128)
+    dlog(dm, NFSD_LOG_WARN, "only %llu file descriptors (ulimit -n): fewer connections or staged files fit",
+         (unsigned long long)rl.rlim_cur);
+  else
+    dlog(dm, NFSD_LOG_DEBUG, "file descriptors: %llu (was %llu)", (unsigned long long)rl.rlim_cur,
+         (unsigned long long)was);
+}
+
 int daemon_run(const struct daemon_config *cfg, const char **why, const char **what)
 {
   const char *dummy, *dummy2;
@@ -345,6 +371,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
     return r;
   }
   signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit(&dm);
   if ((r = fs_open(cfg->home, cfg->name, true, &dm.fs)) < 0) {
     *why = "open";
     return r;

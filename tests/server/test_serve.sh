@@ -68,6 +68,21 @@ stop_serve
 start_serve "$T/log" serve t --nfs 127.0.0.1:0 --verbose || fail "serve --verbose did not start"
 grep -q "polling 50 us for the next call" "$T/log" || fail "default spin not applied: $(cat "$T/log")"
 stop_serve
+# A low soft limit on descriptors (1024 is common) is raised to what serve
+# needs, as far as the hard limit allows.
+hard=$(ulimit -Hn)
+want=65536
+[ "$hard" != unlimited ] && [ "$hard" -lt $want ] && want=$hard
+if [ "$want" -gt 256 ]; then
+  (ulimit -Sn 256 && exec "$B" serve t --nfs 127.0.0.1:0 --verbose) 2>"$T/log" &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do grep -q "^info: serving" "$T/log" && break; sleep 0.05; done
+  soft=$(awk '/^Max open files/ {print $4}' "/proc/$PID/limits")
+  [ "$soft" = "$want" ] || fail "soft descriptor limit $soft, want $want"
+  grep -q "file descriptors: $want (was 256)" "$T/log" || fail "no descriptor line: $(cat "$T/log")"
+  stop_serve
+fi
 
 start_serve "$T/log" serve t --nfs 127.0.0.1:0 || fail "serve did not start"
 grep -q "^info: serving /basefs of t on 127.0.0.1:$PORT (read-write)" "$T/log" || fail "no serving line"
