@@ -31,13 +31,7 @@
 #include "store/chunk.h"
 #include "store/error.h"
 #include "store/hash.h"
-
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#include "bench/bench_util.h"
 
 /* CPU seconds used by this process so far (every thread). */
 static double cpu_now(void)
@@ -106,7 +100,7 @@ static int write_all(int fd, const uint8_t *b, size_t len)
 /* cp + sync: read SRC in 1 MiB pieces, write DST, fsync it and sync its file system. */
 static double cp_sync(const char *src, const char *dst, size_t len)
 {
-  double t = now(), c0 = cpu_now();
+  double t = bench_now(), c0 = cpu_now();
   int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (in < 0 || out < 0)
     return -1;
@@ -124,7 +118,7 @@ static double cp_sync(const char *src, const char *dst, size_t len)
   close(out);
   free(buf);
   last_cpu = cpu_now() - c0;
-  return (double)len / (now() - t) / 1e6;
+  return (double)len / (bench_now() - t) / 1e6;
 }
 
 static void rm_rf(const char *dir)
@@ -166,13 +160,13 @@ static double store_run(const char *dir, const char *src, int level, int threads
     blocks_set_threads(bs, threads);
   sync();
   int fd = open(src, O_RDONLY);
-  double t = now(), c0 = cpu_now();
+  double t = bench_now(), c0 = cpu_now();
   int err = blocks_write_fd(bs, fd, l);
-  double t_sync = now();
+  double t_sync = bench_now();
   if (!err)
     err = blocks_sync(bs);
-  double dt = now() - t;
-  last_sync_share = (now() - t_sync) / dt;
+  double dt = bench_now() - t;
+  last_sync_share = (bench_now() - t_sync) / dt;
   last_cpu = cpu_now() - c0;
   close(fd);
   if (err) {
@@ -285,24 +279,24 @@ int main(int argc, char **argv)
   /* the parts, one core each */
   printf("parts (one core):\n");
   size_t *ends;
-  double t = now();
+  double t = bench_now();
   ssize_t n = chunk_split(data, len, &ends);
-  double chunk_mbs = (double)len / (now() - t) / 1e6;
+  double chunk_mbs = (double)len / (bench_now() - t) / 1e6;
   printf("  chunking (gear hash)      %8.0f MB/s  (%zd chunks, mean %.1f KiB)\n", chunk_mbs, n,
          (double)len / (double)n / 1024);
   hash_t h;
-  t = now();
+  t = bench_now();
   blocks_hash(data, len, &h);
-  printf("  SHA-256 blocks_hash       %8.0f MB/s\n", (double)len / (now() - t) / 1e6);
-  t = now();
+  printf("  SHA-256 blocks_hash       %8.0f MB/s\n", (double)len / (bench_now() - t) / 1e6);
+  t = bench_now();
   hash_buf(data, len, &h);
-  printf("  SHA-256 mbedTLS           %8.0f MB/s\n", (double)len / (now() - t) / 1e6);
+  printf("  SHA-256 mbedTLS           %8.0f MB/s\n", (double)len / (bench_now() - t) / 1e6);
   size_t zcap = ZSTD_compressBound(CHUNK_MAX);
   uint8_t *z = malloc(zcap);
   ZSTD_CCtx *cc = ZSTD_createCCtx();
   for (int lv = 1; lv <= 3; lv += 2) {
     size_t zs = 0, prev = 0;
-    t = now();
+    t = bench_now();
     for (ssize_t i = 0; i < n; i++) {
       size_t r = ZSTD_compressCCtx(cc, z, zcap, data + prev, ends[i] - prev, lv);
       size_t raw = ends[i] - prev;
@@ -310,7 +304,7 @@ int main(int argc, char **argv)
       prev = ends[i];
     }
     printf("  zstd -%d per chunk         %8.0f MB/s  (stored %.1f%% of raw)\n", lv,
-           (double)len / (now() - t) / 1e6, 100.0 * (double)zs / (double)len);
+           (double)len / (bench_now() - t) / 1e6, 100.0 * (double)zs / (double)len);
   }
   ZSTD_freeCCtx(cc);
   free(z);
@@ -374,11 +368,11 @@ int main(int argc, char **argv)
   memcpy(ed + o, data + s, len - s);
   o += len - s;
   struct blocks_list le;
-  t = now();
+  t = bench_now();
   int err = blocks_write_buf(bs, ed, o, &le);
   if (!err)
     err = blocks_sync(bs);
-  double dt = now() - t;
+  double dt = bench_now() - t;
   if (err) {
     fprintf(stderr, "dedup run: %s\n", bfs_strerror(err));
     return 1;

@@ -28,15 +28,9 @@
 #include "store/chunk.h"
 #include "store/hash.h"
 #include "store/sha256.h"
+#include "bench/bench_util.h"
 
 #define BLK (64u << 10)
-
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static uint64_t rng = 0x1234567;
 static uint64_t next_rand(void)
@@ -62,12 +56,12 @@ static size_t *ends, nchunks;
 static double sha_each(void (*fn)(const void *, size_t, hash_t *), const uint8_t *b)
 {
   hash_t h;
-  double t = now();
+  double t = bench_now();
   for (size_t i = 0, off = 0; i < nchunks; off = ends[i++]) {
     fn(b + off, ends[i] - off, &h);
     sink ^= h.bytes[0];
   }
-  return now() - t;
+  return bench_now() - t;
 }
 
 static double sha_mbedtls(const uint8_t *b, size_t len)
@@ -86,7 +80,7 @@ static double sha_one(const uint8_t *b, size_t len)
 static double sha_many(const uint8_t *b, size_t len)
 {
   (void)len;
-  double t = now();
+  double t = bench_now();
   for (size_t i = 0; i < nchunks; i += 8) {
     const void *d[8];
     size_t l[8], n = nchunks - i < 8 ? nchunks - i : 8;
@@ -99,7 +93,7 @@ static double sha_many(const uint8_t *b, size_t len)
     sha256_bufs(n, d, l, h);
     sink ^= h[0].bytes[0];
   }
-  return now() - t;
+  return bench_now() - t;
 }
 
 static size_t chunks_seen;
@@ -108,13 +102,13 @@ static double chunk_all(const uint8_t *b, size_t len)
   struct chunker c;
   chunker_init(&c);
   size_t off = 0, n = 0;
-  double t = now();
+  double t = bench_now();
   while (off < len) {
     bool cut;
     off += chunker_feed(&c, b + off, len - off, &cut);
     n += cut;
   }
-  t = now() - t;
+  t = bench_now() - t;
   chunks_seen = n;
   return t;
 }
@@ -144,14 +138,14 @@ static void zstd_run(const char *name, const uint8_t *b, size_t len, int level)
   size_t out = 0, raw = 0;
   for (int r = 0; r < rounds; r++) {
     out = raw = 0;
-    double t = now();
+    double t = bench_now();
     for (size_t off = 0; off + BLK <= len; off += BLK) {
       size_t zn = ZSTD_compressCCtx(c, z, cap, b + off, BLK, level);
       if (ZSTD_isError(zn) || zn >= BLK - BLK / 32)
         raw++, zn = BLK; /* stored raw */
       out += zn;
     }
-    t = now() - t;
+    t = bench_now() - t;
     if (t < best)
       best = t;
   }

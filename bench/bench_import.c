@@ -24,13 +24,7 @@
 #include "store/error.h"
 #include "store/fs.h"
 #include "store/key.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench/bench_util.h"
 
 static double cpu(int who_user)
 {
@@ -104,9 +98,9 @@ static int import_one(const char *path, const struct stat *st, int flag, struct 
 static double time_open(const char *home, const char *name, uint64_t *ckpt, uint64_t *tail)
 {
   struct fs *fs = NULL;
-  double t0 = now();
+  double t0 = bench_now();
   int r = fs_open(home, name, false, &fs);
-  double t = now() - t0;
+  double t = bench_now() - t0;
   if (r < 0) {
     fprintf(stderr, "bench_import: open %s: %s\n", name, bfs_strerror(r));
     return -1;
@@ -127,7 +121,7 @@ static int bench_open(const char *home, struct key *key, long n)
     goto timing; /* kept from an earlier run (--home) */
   if (r < 0)
     return r;
-  double t0 = now();
+  double t0 = bench_now();
   long made = 1;
   for (long d = 0; made < n; d++) {
     char dir[64];
@@ -145,7 +139,7 @@ static int bench_open(const char *home, struct key *key, long n)
     if (r < 0)
       break;
   }
-  double build = now() - t0;
+  double build = bench_now() - t0;
   int rc = fs_close(fs);
   if (r < 0 || rc < 0)
     return r < 0 ? r : rc;
@@ -223,25 +217,25 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof cmd, "rm -rf %s; sync", target);
     run(cmd);
     snprintf(cmd, sizeof cmd, "cp -a %s %s 2>/dev/null; sync", src, target);
-    double t0 = now();
+    double t0 = bench_now();
     run(cmd);
-    double t_cp = now() - t0;
+    double t_cp = bench_now() - t0;
 
     char name[32];
     snprintf(name, sizeof name, "etc%d", round);
     g_objects = g_skipped = g_bytes = 0;
     run("sync");
-    t0 = now();
+    t0 = bench_now();
     r = fs_create(home, name, key, NULL, 0, &g_fs);
     if (r < 0) {
       fprintf(stderr, "bench_import: create: %s\n", bfs_strerror(r));
       return 1;
     }
-    double t_created = now(), u0 = cpu(1), s0 = cpu(0);
+    double t_created = bench_now(), u0 = cpu(1), s0 = cpu(0);
     nftw(src, import_one, 64, FTW_PHYS);
-    double t_walked = now(), u1 = cpu(1), s1 = cpu(0);
+    double t_walked = bench_now(), u1 = cpu(1), s1 = cpu(0);
     r = fs_close(g_fs); /* one group commit for the whole import, then a checkpoint */
-    double t_fs = now() - t0;
+    double t_fs = bench_now() - t0;
     if (r < 0) {
       fprintf(stderr, "bench_import: close: %s\n", bfs_strerror(r));
       return 1;

@@ -35,6 +35,7 @@
 #include "store/error.h"
 #include "store/key.h"
 #include "store/log.h"
+#include "bench/bench_util.h"
 
 #define REC_SIZE 600
 #define BATCH 64
@@ -44,13 +45,6 @@ static double seconds = 1;
 static int rounds = 3;
 static char dir[4096];
 static char path[4200];
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, int rc)
 {
@@ -85,12 +79,12 @@ static double anchor_rate(void)
   char buf[REC_SIZE];
   memset(buf, 'a', sizeof buf);
   uint64_t n = 0;
-  double t0 = now(), t;
+  double t0 = bench_now(), t;
   do {
     if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fdatasync(fd) < 0)
       die("write", -errno);
     n++;
-  } while ((t = now()) - t0 < seconds);
+  } while ((t = bench_now()) - t0 < seconds);
   close(fd);
   return (double)n / (t - t0);
 }
@@ -179,13 +173,13 @@ static struct result run(int threads, int flags, int batch, struct key **keys, i
   struct worker *w = calloc((size_t)threads, sizeof *w);
   if (!w)
     die("calloc", -ENOMEM);
-  double t0 = now();
+  double t0 = bench_now();
   for (int i = 0; i < threads; i++) {
     w[i] = (struct worker){.log = log, .key = keys ? keys[i] : NULL, .batch = batch, .stop = &stop, .id = i};
     if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0)
       die("pthread_create", -EAGAIN);
   }
-  while (now() - t0 < seconds)
+  while (bench_now() - t0 < seconds)
     usleep(10000);
   stop = 1;
   uint64_t total = 0;
@@ -193,7 +187,7 @@ static struct result run(int threads, int flags, int batch, struct key **keys, i
     pthread_join(w[i].th, NULL);
     total += w[i].done;
   }
-  double t = now() - t0;
+  double t = bench_now() - t0;
   free(w);
   struct result r = {.rate = (double)total / t};
   if (log) {
@@ -352,9 +346,9 @@ int main(int argc, char **argv)
   }
   log_close(log);
   struct log_info info;
-  double t0 = now();
+  double t0 = bench_now();
   int rc = log_open(path, LOG_WRITE, &log, &info);
-  double t = now() - t0;
+  double t = bench_now() - t0;
   if (rc < 0)
     die("log_open", rc);
   log_close(log);

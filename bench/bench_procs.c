@@ -29,13 +29,7 @@
 #include "store/key.h"
 #include "xdr/nfs3.h"
 #include "xdr/oncrpc.h"
-
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#include "bench/bench_util.h"
 
 static struct rpcsrv *rpc;
 static struct rpcsrv_peer peer;
@@ -86,11 +80,11 @@ static double best_per_call(struct xdr_enc *calls, int ncalls, long n, int round
   double best = 1e9;
   struct xdr_dec dec;
   for (int r = 0; r < rounds; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     for (long i = 0; i < n; i++)
       if (call(&calls[i % ncalls], out, &dec) != 0)
         die("call", 0);
-    double t = (now() - t0) / (double)n;
+    double t = (bench_now() - t0) / (double)n;
     if (t < best)
       best = t;
   }
@@ -176,13 +170,13 @@ int main(int argc, char **argv)
   /* NULL's reply has no status: time it apart. */
   double tnull = 1e9;
   for (int rr = 0; rr < rounds; rr++) {
-    double t0 = now();
+    double t0 = bench_now();
     for (long i = 0; i < n; i++) {
       xdr_enc_truncate(&out, 0);
       if (rpcsrv_dispatch(rpc, null.buf, null.len, &peer, &out) != 1)
         die("null", 0);
     }
-    double t = (now() - t0) / (double)n;
+    double t = (bench_now() - t0) / (double)n;
     if (t < tnull)
       tnull = t;
   }

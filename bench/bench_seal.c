@@ -30,30 +30,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "store/blocks.h"
 #include "store/content.h"
 #include "store/error.h"
+#include "bench/bench_util.h"
 
 #define MAX_ROUNDS 15
-
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static double cpu(void)
-{
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-         (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
 
 /* Sends CMD ("enable"/"disable") to perf's control fifo and waits for its
  * ack, when the environment names them (see the top comment). */
@@ -86,18 +71,6 @@ static int cmp_range(const void *a, const void *b)
 {
   const struct content_range *x = a, *y = b;
   return x->off < y->off ? -1 : x->off > y->off;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void die(const char *what, int err)
@@ -227,13 +200,13 @@ int main(int argc, char **argv)
       struct content_base cb = {&base[side], ranges, nranges, size};
       struct blocks_list out;
       perf_ctl("enable");
-      double c0 = cpu(), t0 = now();
+      double c0 = bench_cpu(), t0 = bench_now();
       int err = content_blocks_update(bs[side], fd[side], size, side == 0 ? &cb : NULL, &out);
       if (!err)
         err = blocks_sync(bs[side]);
-      wall[side][round] = now() - t0;
+      wall[side][round] = bench_now() - t0;
       perf_ctl("disable");
-      cpus[side][round] = cpu() - c0;
+      cpus[side][round] = bench_cpu() - c0;
       if (err)
         die("seal", err);
       nblocks = out.n;
@@ -254,8 +227,8 @@ int main(int argc, char **argv)
   }
   printf("%zu written ranges, %zu blocks, new blocks stored: incremental %zu, full cut %zu\n", nranges,
          nblocks, written[0], written[1]);
-  double wi = median(wall[0], rounds), wf = median(wall[1], rounds);
-  double ci = median(cpus[0], rounds), cf = median(cpus[1], rounds);
+  double wi = bench_median(wall[0], rounds), wf = bench_median(wall[1], rounds);
+  double ci = bench_median(cpus[0], rounds), cf = bench_median(cpus[1], rounds);
   printf("seal incremental   %.1f ms wall, %.1f ms cpu (medians)\n", wi * 1e3, ci * 1e3);
   printf("full cut (anchor)  %.1f ms wall, %.1f ms cpu\n", wf * 1e3, cf * 1e3);
   printf("RATIO full / incremental = %.2f wall, %.2f cpu (above 1: the seal is faster)\n", wf / wi, cf / ci);

@@ -19,20 +19,7 @@
 #include "store/entry.h"
 #include "store/key.h"
 #include "store/view.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench/bench_util.h"
 
 static uint8_t PUB[KEY_PUBLIC_SIZE];
 static uint64_t clk = 1700000000000000000ull;
@@ -117,16 +104,16 @@ static void run(size_t n)
   struct entry root = {0};
   struct entry *es = generate(n, &root);
   /* Anchor: hashing each entry once. */
-  double t0 = now();
+  double t0 = bench_now();
   hash_t h;
   for (size_t i = 0; i < n; i++)
     hash_buf(&es[i], 300, &h);
-  double t_anchor = now() - t0;
+  double t_anchor = bench_now() - t0;
 
   struct view *v;
   if (view_create(&root, &v) < 0)
     exit(1);
-  t0 = now();
+  t0 = bench_now();
   for (size_t i = 0; i < n; i++) {
     int rc = view_apply(v, &es[i]);
     if (rc != VIEW_APPLIED) {
@@ -134,37 +121,37 @@ static void run(size_t n)
       exit(1);
     }
   }
-  double t_apply = now() - t0;
-  t0 = now();
+  double t_apply = bench_now() - t0;
+  t0 = bench_now();
   hash_t r1;
   view_merkle_root(v, &r1);
-  double t_root = now() - t0;
-  t0 = now();
+  double t_root = bench_now() - t0;
+  t0 = bench_now();
   view_merkle_root(v, &r1);
-  double t_root2 = now() - t0;
+  double t_root2 = bench_now() - t0;
 
   char path[] = "/tmp/bench_view.XXXXXX";
   int fd = mkstemp(path);
   if (fd < 0)
     exit(1);
   close(fd);
-  t0 = now();
+  t0 = bench_now();
   if (view_checkpoint_save(v, path, 42) < 0)
     exit(1);
-  double t_save = now() - t0;
+  double t_save = bench_now() - t0;
   struct view *w;
   uint64_t off;
-  t0 = now();
-  double c0 = cpu();
+  t0 = bench_now();
+  double c0 = bench_cpu();
   int rc = view_checkpoint_load(path, &w, &off);
-  double t_load = now() - t0, c_load = cpu() - c0;
+  double t_load = bench_now() - t0, c_load = bench_cpu() - c0;
   if (rc < 0) {
     fprintf(stderr, "load: %d\n", rc);
     exit(1);
   }
   hash_t r2;
   view_merkle_root(w, &r2);
-  double t_load_root = now() - t0;
+  double t_load_root = bench_now() - t0;
   unlink(path);
   printf("entries %zu: apply %.3f s (%.0f entries/s, %.2f us each; anchor sha256/entry %.2f us, "
          "ratio %.1fx)\n",
