@@ -946,19 +946,11 @@ int blocks_sync(struct blocks *bs)
   /* Every pack may be dirty (right after a writer's open): a slot each,
    * on the stack for the usual few packs (no allocation per commit). */
   int fds_few[64];
-  uint32_t ids_few[64];
   int *fds = fds_few;
-  uint32_t *ids = ids_few;
-  if (bs->npacks > 64) {
-    fds = malloc(bs->npacks * sizeof *fds);
-    ids = malloc(bs->npacks * sizeof *ids);
-    if (!fds || !ids) {
-      pthread_mutex_unlock(&bs->wmu);
-      pthread_mutex_unlock(&bs->smu);
-      free(fds);
-      free(ids);
-      return -ENOMEM;
-    }
+  if (bs->npacks > 64 && !(fds = malloc(bs->npacks * sizeof *fds))) {
+    pthread_mutex_unlock(&bs->wmu);
+    pthread_mutex_unlock(&bs->smu);
+    return -ENOMEM;
   }
   bool dir = bs->dir_dirty;
   bs->dir_dirty = false;
@@ -970,9 +962,8 @@ int blocks_sync(struct blocks *bs)
   for (uint32_t i = 0; i < bs->npacks && !err; i++)
     if (bs->packs[i].dirty) {
       bs->packs[i].dirty = false;
-      fds[n] = bs->packs[i].fd;
-      ids[n++] = i;
-      if (i + 1 == bs->npacks && !err) {
+      fds[n++] = bs->packs[i].fd;
+      if (i + 1 == bs->npacks) {
         last = &bs->packs[i];
         prezero(last); /* made durable by the fdatasync below */
         last_end = last->end;
@@ -983,7 +974,7 @@ int blocks_sync(struct blocks *bs)
   /* No append since the last sync: still give the zeros back if the disk
    * has filled up meanwhile. */
   struct pack *cur = bs->npacks ? &bs->packs[bs->npacks - 1] : NULL;
-  if (cur && (n == 0 || ids[n - 1] != bs->npacks - 1) && cur->zeroed > cur->end && !zeros_room(cur->fd))
+  if (cur && !last && cur->zeroed > cur->end && !zeros_room(cur->fd))
     drop_zeros(cur);
   pthread_mutex_unlock(&bs->wmu);
   for (int i = 0; i < n && !err; i++)
@@ -1017,10 +1008,8 @@ int blocks_sync(struct blocks *bs)
     pthread_mutex_unlock(&bs->wmu);
   }
   pthread_mutex_unlock(&bs->smu);
-  if (fds != fds_few) {
+  if (fds != fds_few)
     free(fds);
-    free(ids);
-  }
   return err;
 }
 

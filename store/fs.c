@@ -458,18 +458,18 @@ static int flush_check(struct fs *fs, uint64_t off, uint64_t *stop)
   log_cursor_close(c);
   if (r < 0 || last == UINT64_MAX)
     return r < 0 ? r : 0;
-  char store[PATH_MAX + 8];
-  snprintf(store, sizeof store, "%s/blocks", fs->dir);
-  r = blocks_flush_held(store, &lastf, fs->writer);
+  char store[PATH_MAX];
+  if ((r = sub_path(fs, "blocks", store, sizeof store)) == 0)
+    r = blocks_flush_held(store, &lastf, fs->writer);
   if (r == 0)
     *stop = last;
   return r < 0 ? r : 0;
 }
 
-/* Applies the log's records from OFF on (already verified when appended);
- * while opening, not those from a flush note whose range did not survive a
- * crash on (flush_check(); a writer drops them from the log). */
-/* CHECK: the flush notes met are checked (fs_open, not heal). */
+/* Applies the log's records from OFF on (already verified when appended).
+ * With CHECK (fs_open, not heal) the flush notes met are checked: not those
+ * from a note whose range did not survive a crash on (flush_check(); a
+ * writer drops them from the log). */
 static int replay(struct fs *fs, uint64_t off, bool check)
 {
   uint64_t stop = UINT64_MAX;
@@ -490,9 +490,7 @@ static int replay(struct fs *fs, uint64_t off, bool check)
     log_cursor_close(c);
     return -ENOMEM;
   }
-  uint64_t end = off;
   while ((r = log_cursor_next(c, &data, &len, &at)) == 1 && at < stop) {
-    end = log_cursor_offset(c);
     /* A record that does not decode or that the view rejects was refused
      * before it was logged, or comes from a newer format (or is a flush
      * note): skip it. */
@@ -506,9 +504,8 @@ static int replay(struct fs *fs, uint64_t off, bool check)
     fs->replayed++;
     fs->since_ckpt++;
   }
-  if (r >= 0)
-    r = 0;
-  fs->applied_end = stop == UINT64_MAX ? log_cursor_offset(c) : end;
+  /* (Records are contiguous: one stopped at STOP ends there.) */
+  fs->applied_end = stop == UINT64_MAX ? log_cursor_offset(c) : stop;
   free(e);
   log_cursor_close(c);
   return r < 0 ? r : 0;

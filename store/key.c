@@ -57,7 +57,6 @@ struct key {
 /* p256 is usable: its table is built and passed its self-check. */
 static bool p256_ok(void) { return p256_init() == 0; }
 
-/* A = K G on p256's table, as an mbedTLS point of GRP: 0 or -EIO. */
 /* What a failed mbedTLS call on public data means: no memory, or WRONG
  * (the data is bad). A check that ran out of memory must not call a genuine
  * key or signature forged. */
@@ -70,6 +69,7 @@ static int mbed_failure(int mbed_rc, int wrong)
              : wrong;
 }
 
+/* A = K G on p256's table, as an mbedTLS point of GRP: 0, -EIO or -ENOMEM. */
 static int p256_point(const mbedtls_ecp_group *grp, const uint8_t k[32], mbedtls_ecp_point *A)
 {
   uint8_t pt[KEY_PUBLIC_SIZE];
