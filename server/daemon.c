@@ -123,6 +123,14 @@ static int ss_port(const struct sockaddr_storage *ss)
                                          : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
+static void ss_set_port(struct sockaddr_storage *ss, int port)
+{
+  if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
 static void ss_host(const struct sockaddr_storage *ss, char *out, size_t cap)
 {
   if (ss->ss_family == AF_INET6)
@@ -213,10 +221,7 @@ static int portmap_start(struct daemon *dm, bool *registered)
   const struct sockaddr *pv[DAEMON_ADDRS_MAX];
   for (int i = 0; i < dm->ntcp; i++) {
     pa[i] = dm->tcp_addr[i];
-    if (pa[i].ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&pa[i])->sin6_port = htons(PMAP2_PORT);
-    else
-      ((struct sockaddr_in *)&pa[i])->sin_port = htons(PMAP2_PORT);
+    ss_set_port(&pa[i], PMAP2_PORT);
     pv[i] = (const struct sockaddr *)&pa[i];
   }
   int r = portmap_serve(&dm->loop, pv, (size_t)dm->ntcp, &pp, rpc_log, dm, &dm->pmap, NULL);
@@ -447,11 +452,7 @@ int daemon_run(const struct daemon_config *cfg, const char **why, const char **w
      * UDP listens there too, and port mapping advertises it. */
     struct sockaddr_storage *bound = &dm.tcp_addr[dm.ntcp];
     *bound = ss[i];
-    uint16_t port = htons((uint16_t)tcpsrv_port(t));
-    if (bound->ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)bound)->sin6_port = port;
-    else
-      ((struct sockaddr_in *)bound)->sin_port = port;
+    ss_set_port(bound, tcpsrv_port(t));
     dm.tcp_udp[dm.ntcp] = false;
     dm.tcp[dm.ntcp++] = t;
     char one[64];

@@ -105,11 +105,9 @@ struct bg_seal {
  * restart) shows its own. */
 #define SHOWN_N 256
 struct shown {
-  hash_t object, version;
+  hash_t version; /* a version belongs to one object: no need to keep it */
   uint64_t ctime_ns;
 };
-
-static struct shown *shown_slot(struct nfsd *d, const hash_t *object);
 
 struct nfsd {
   struct fs *fs;
@@ -142,10 +140,6 @@ struct nfsd {
 
 /* ---- small helpers ---- */
 
-/* What nfs shows besides the view's entries moved: staged data
- * (stage_changes) or the view itself was replaced (d->gen). The sum of
- * two counters that only grow changes whenever either does. Entries are
- * counted by the view (view_changes). */
 static struct shown *shown_slot(struct nfsd *d, const hash_t *object)
 {
   uint64_t h;
@@ -153,6 +147,10 @@ static struct shown *shown_slot(struct nfsd *d, const hash_t *object)
   return &d->shown[h & (SHOWN_N - 1)];
 }
 
+/* What nfs shows besides the view's entries moved: staged data
+ * (stage_changes) or the view itself was replaced (d->gen). The sum of
+ * two counters that only grow changes whenever either does. Entries are
+ * counted by the view (view_changes). */
 static uint64_t server_gen(const struct nfsd *d) { return d->gen + stage_changes(d->stage); }
 
 static void rdc_free_all(struct nfsd *d);
@@ -251,8 +249,7 @@ static int obj_stat(struct nfsd *d, struct obj *o)
     memcpy(&h, o->st.version.bytes, sizeof h);
     o->st.ctime_ns = (o->st.ctime_ns & ~0xFFFFFull) | (h & 0xFFFFFull);
     const struct shown *sh = shown_slot(d, &o->st.object);
-    if (sh->ctime_ns && hash_cmp(&sh->version, &o->st.version) == 0 &&
-        hash_cmp(&sh->object, &o->st.object) == 0)
+    if (sh->ctime_ns && hash_cmp(&sh->version, &o->st.version) == 0)
       o->st.ctime_ns = sh->ctime_ns;
   }
   /* A file or symlink whose last name was removed is gone for NFS (its
@@ -926,7 +923,7 @@ static int seal_end(struct nfsd *d, struct sealing *s)
     logf_(d, NFSD_LOG_DEBUG, "nfs: sealed %s: version %s, %llu bytes", s->hex, vhex,
           (unsigned long long)e->size);
     if (s->shown_ctime)
-      *shown_slot(d, stage_object(s->f)) = (struct shown){*stage_object(s->f), e->id, s->shown_ctime};
+      *shown_slot(d, stage_object(s->f)) = (struct shown){e->id, s->shown_ctime};
     struct view_stat now;
     if (s->keep && view_stat(d->view, &s->n, &now) == 0 && hash_cmp(&now.version, &e->id) == 0 &&
         stage_rebase(d->stage, s->f, &e->id, &s->list) == 0)

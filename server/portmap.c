@@ -181,8 +181,8 @@ int portmap_register(const struct sockaddr *pmap, int tcp, int udp, char *err, s
   int rc = pclient_open(&c, pmap, err, errlen);
   if (rc < 0)
     return rc;
-  struct pmap2_mapping maps[6];
-  size_t n = portmap_our_mappings(tcp, udp, maps, 6);
+  struct pmap2_mapping maps[PORTMAP_OURS_MAX];
+  size_t n = portmap_our_mappings(tcp, udp, maps, PORTMAP_OURS_MAX);
   uint32_t ok;
   for (size_t i = 0; i < n && rc == 0; i++) {
     /* A stale registration (a previous run killed hard) would make SET
@@ -209,8 +209,8 @@ int portmap_register6(const struct sockaddr *pmap, const char *host6, int tcp, i
   int rc = pclient_open(&c, pmap, err, errlen);
   if (rc < 0)
     return rc;
-  struct pmap2_mapping maps[6];
-  size_t n = portmap_our_mappings(tcp, udp, maps, 6);
+  struct pmap2_mapping maps[PORTMAP_OURS_MAX];
+  size_t n = portmap_our_mappings(tcp, udp, maps, PORTMAP_OURS_MAX);
   uint32_t ok;
   for (size_t i = 0; i < n && rc == 0; i++) {
     const char *netid = maps[i].prot == PMAP2_IPPROTO_TCP ? "tcp6" : "udp6";
@@ -273,7 +273,7 @@ struct pmapsrv {
   size_t n;
   /* Our own mappings for IPv6 (pmapsrv_set6): a daemon may listen on
    * other ports there. */
-  struct pmap2_mapping maps6[8];
+  struct pmap2_mapping maps6[PORTMAP_OURS_MAX];
   size_t n6;
   char host4[INET_ADDRSTRLEN], host6[INET6_ADDRSTRLEN];
 };
@@ -578,11 +578,11 @@ int portmap_serve(uv_loop_t *loop, const struct sockaddr *const *addrs, size_t n
   }
   if (log)
     rpcsrv_set_log(s->rpc, log, log_ctx);
-  struct pmap2_mapping maps[6];
-  size_t n = portmap_our_mappings(ports->tcp, ports->udp, maps, 6);
+  struct pmap2_mapping maps[PORTMAP_OURS_MAX];
+  size_t n = portmap_our_mappings(ports->tcp, ports->udp, maps, PORTMAP_OURS_MAX);
   for (size_t i = 0; i < n; i++)
     pmapsrv_set(s->pm, &maps[i]);
-  n = portmap_our_mappings(ports->tcp6, ports->udp6, maps, 6);
+  n = portmap_our_mappings(ports->tcp6, ports->udp6, maps, PORTMAP_OURS_MAX);
   for (size_t i = 0; i < n; i++)
     pmapsrv_set6(s->pm, &maps[i]);
   rc = pmapsrv_register(s->pm, s->rpc);

@@ -41,7 +41,8 @@
 
 /* The mappings basefs serves: NFS v3, MOUNT v1 and v3, on TCP port tcp
  * and UDP port udp (0: that transport is not served). Fills up to cap,
- * returns the count (at most 6). */
+ * returns the count (at most PORTMAP_OURS_MAX). */
+#define PORTMAP_OURS_MAX 6
 size_t portmap_our_mappings(int tcp, int udp, struct pmap2_mapping *out, size_t cap);
 
 /* Registers our mappings with the port mapper at PMAP (NULL: 127.0.0.1:111):

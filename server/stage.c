@@ -343,6 +343,19 @@ static struct stage_file *spare_take(struct stage *s)
   return f;
 }
 
+/* Writes all LEN bytes of P at OFF: 0 or -errno. */
+static int pwrite_full(int fd, const void *p, size_t len, uint64_t off)
+{
+  for (size_t done = 0; done < len;) {
+    ssize_t k = pwrite(fd, (const uint8_t *)p + done, len - done, (off_t)(off + done));
+    if (k < 0 && errno != EINTR)
+      return -errno;
+    if (k > 0)
+      done += (size_t)k;
+  }
+  return 0;
+}
+
 /* A file on disk for F (a recycled one, LEN bytes of junk, or a new empty
  * one): its descriptor and name. */
 static int disk_take(struct stage *s, int *fd, hash_t *uname, uint64_t *len)
@@ -391,30 +404,13 @@ static int spill(struct stage *s, struct stage_file *f)
   int r = disk_take(s, &fd, &uname, &len);
   if (r < 0)
     return r;
-  /* The memory file may be shorter than F's size: right after
-   * stage_create, the range FILL left out is not written yet. */
+  /* (Right after stage_create the range FILL left out is not written
+   * yet: stage_read gives zeros there, the caller's write follows.) */
   uint8_t *buf = malloc(f->size ? (size_t)f->size : 1);
-  uint64_t got = 0;
-  if (!buf)
-    r = -ENOMEM;
-  while (r == 0 && got < f->size) {
-    ssize_t k = pread(f->fd, buf + got, (size_t)(f->size - got), (off_t)got);
-    if (k < 0 && errno != EINTR)
-      r = -errno;
-    else if (k == 0)
-      break;
-    else if (k > 0)
-      got += (uint64_t)k;
-  }
-  for (uint64_t done = 0; r == 0 && done < got;) {
-    ssize_t k = pwrite(fd, buf + done, (size_t)(got - done), (off_t)done);
-    if (k < 0 && errno != EINTR)
-      r = -errno;
-    else if (k > 0)
-      done += (uint64_t)k;
-  }
+  ssize_t got = buf ? stage_read(f, 0, buf, (size_t)f->size) : -ENOMEM;
+  r = got < 0 ? (int)got : pwrite_full(fd, buf, (size_t)got, 0);
   free(buf);
-  if (r == 0 && len != got && ftruncate(fd, (off_t)got) < 0)
+  if (r == 0 && len > f->size && ftruncate(fd, (off_t)f->size) < 0)
     r = -errno;
   if (r < 0) {
     char name[80];
@@ -619,21 +615,13 @@ int stage_write(struct stage *s, struct stage_file *f, uint64_t off, const void 
     f->nranges = 0;
     f->clean_end = 0;
   }
-  const uint8_t *p = data;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t k = pwrite(f->fd, p + done, len - done, (off_t)(off + done));
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k < 0) {
-      int r = -errno;
-      f->junk_tail = true;
-      f->dirty = true;
-      if (r == -ENOSPC)
-        spare_release(s);
-      return r;
-    }
-    done += (size_t)k;
+  int r = pwrite_full(f->fd, data, len, off);
+  if (r < 0) {
+    f->junk_tail = true;
+    f->dirty = true;
+    if (r == -ENOSPC)
+      spare_release(s);
+    return r;
   }
   if (f->in_memory)
     s->mem_bytes += end - f->size;
@@ -659,7 +647,7 @@ ssize_t stage_read(struct stage_file *f, uint64_t off, void *buf, size_t len)
     if (k < 0)
       return -errno;
     if (k == 0) {
-      /* A hole at the end (cannot happen with a file we size): zeros. */
+      /* Past the file's end (a range a FILL left out, written next): zeros. */
       memset((uint8_t *)buf + done, 0, len - done);
       break;
     }
